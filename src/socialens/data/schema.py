@@ -103,7 +103,12 @@ class Example:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Example:
-        return cls(id=str(data["id"]), text=data["text"], label=data.get("label"), metadata=data.get("metadata") or {})
+        return cls(
+            id=str(data["id"]),
+            text=data["text"],
+            label=data.get("label"),
+            metadata=data.get("metadata") or {},
+        )
 
 
 @dataclass

@@ -1,0 +1,263 @@
+"""Encoder speed: socialens' encoder family vs the plain transformers recipe, same model and data.
+
+(a) training examples/s: EncoderClassifier.fit (dynamic padding, length-grouped batches) vs the
+    usual Trainer recipe that tokenizes with padding="max_length" (same model, data, epochs,
+    batch size, learning rate, max_length, seed); both timed from model load to the end of training.
+(b) inference examples/s: EncoderClassifier.predict (length-sorted batches) vs
+    transformers.pipeline("text-classification") on the trained model directory, same texts;
+    the two must agree on every predicted label.
+
+    HF_HUB_OFFLINE=1 python benchmarks/encoder_speed.py --quick
+    HF_HUB_OFFLINE=1 python benchmarks/encoder_speed.py --n-train 2000 --n-test 1000 --epochs 1 --out results.json
+
+The last two lines printed are the RESULT lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import DEFAULT_DATA_ROOT, load_benchmark_data, machine_info, result_line, write_json  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+console = Console(stderr=True)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="the same comparison on less data (<1 min on 2 cores)")
+    parser.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT), help="folder holding tweeteval/hate")
+    parser.add_argument("--task", default="hate", help="tweeteval task (default hate)")
+    parser.add_argument("--n-train", type=int, default=None, help="training examples (default 1000, quick 160)")
+    parser.add_argument("--n-test", type=int, default=None, help="prediction examples (default 1000, quick 200)")
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--eval-batch-size", type=int, default=64)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--model", default="builtin:minilm-l6")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="write the measurements as JSON here")
+    args = parser.parse_args(argv)
+    args.n_train = args.n_train or (160 if args.quick else 1000)
+    args.n_test = args.n_test or (200 if args.quick else 1000)
+    return args
+
+
+def make_progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description:<34}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def progress_hook(progress: Progress, task_id):
+    def hook(stage: str, done: int, total: int) -> None:
+        progress.update(task_id, completed=done, total=total)
+
+    return hook
+
+
+def train_ours(args, train_examples, model_dir: Path, progress: Progress) -> dict:
+    from socialens.classifiers.encoder import EncoderClassifier, EncoderParams
+
+    task = progress.add_task("train: socialens encoder", total=None)
+    params = EncoderParams(
+        model=args.model,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        eval_batch_size=args.eval_batch_size,
+        max_length=args.max_length,
+    )
+    start = time.perf_counter()
+    clf = EncoderClassifier(params, seed=args.seed, progress=progress_hook(progress, task)).fit(train_examples)
+    seconds = time.perf_counter() - start
+    clf.save(model_dir)
+    return {"seconds": seconds, "examples_per_s": len(train_examples) * args.epochs / seconds}
+
+
+def train_baseline(args, texts: list[str], labels: list[str], progress: Progress) -> dict:
+    """The textbook recipe: pad every example to max_length, default random sampler."""
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        PrinterCallback,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+        set_seed,
+    )
+    from transformers.utils import logging as hf_logging
+
+    from socialens.models import resolve_model
+
+    task = progress.add_task("train: Trainer, padding=max_length", total=None)
+
+    class Hook(TrainerCallback):
+        def on_step_end(self, a, state, control, **kwargs):
+            progress.update(task, completed=state.global_step, total=state.max_steps)
+
+    names = sorted(set(labels))
+    hf_logging.set_verbosity_error()
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        set_seed(args.seed)
+        path = resolve_model(args.model)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(names))
+        enc = tokenizer(texts, padding="max_length", truncation=True, max_length=args.max_length)
+        dataset = [
+            {**{k: enc[k][i] for k in enc.keys()}, "labels": names.index(labels[i])} for i in range(len(texts))
+        ]
+        training_args = TrainingArguments(
+            output_dir=tmp,
+            num_train_epochs=args.epochs,
+            learning_rate=args.learning_rate,
+            per_device_train_batch_size=args.batch_size,
+            weight_decay=0.01,
+            warmup_steps=0.1,
+            save_strategy="no",
+            report_to=[],
+            disable_tqdm=True,
+            seed=args.seed,
+            dataloader_pin_memory=False,
+        )
+        trainer = Trainer(model=model, args=training_args, train_dataset=dataset, callbacks=[Hook()])
+        trainer.remove_callback(PrinterCallback)
+        trainer.train()
+        seconds = time.perf_counter() - start
+    return {"seconds": seconds, "examples_per_s": len(texts) * args.epochs / seconds}
+
+
+def predict_ours(model_dir: Path, examples, progress: Progress) -> dict:
+    from socialens.classifiers.encoder import EncoderClassifier
+
+    clf = EncoderClassifier.load(model_dir)
+    clf.predict(examples[:8])  # warm-up, as the pipeline gets below
+    clf.progress = progress_hook(progress, progress.add_task("predict: socialens encoder", total=len(examples)))
+    start = time.perf_counter()
+    records = clf.predict(examples)
+    seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "examples_per_s": len(examples) / seconds,
+        "labels": [r.predicted for r in records],
+        "scores": [r.scores for r in records],
+    }
+
+
+def predict_pipeline(model_dir: Path, texts: list[str], max_length: int, progress: Progress, **kwargs) -> dict:
+    from transformers import pipeline
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    pipe = pipeline("text-classification", model=str(model_dir), device="cpu")
+    pipe(texts[:8], truncation=True, max_length=max_length, **kwargs)  # warm-up
+    label = "predict: pipeline" + (f" (batch_size={kwargs['batch_size']})" if kwargs else "")
+    task = progress.add_task(label, total=len(texts))
+    start = time.perf_counter()
+    out = []
+    for item in pipe(texts, truncation=True, max_length=max_length, top_k=None, **kwargs):
+        out.append({d["label"]: d["score"] for d in item})
+        progress.advance(task)
+    seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "examples_per_s": len(texts) / seconds,
+        "labels": [max(s, key=s.get) for s in out],
+        "scores": out,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from socialens.data.schema import Example
+
+    dataset, (train_texts, train_labels), (test_texts, test_labels) = load_benchmark_data(
+        args.data_root, args.n_train, args.n_test, args.task
+    )
+    train = [Example(id=f"train-{i}", text=t, label=y) for i, (t, y) in enumerate(zip(train_texts, train_labels))]
+    test = [Example(id=f"test-{i}", text=t, label=y) for i, (t, y) in enumerate(zip(test_texts, test_labels))]
+    console.print(
+        f"[bold]encoder speed[/] {dataset}: {len(train)} train, {len(test)} test, epochs={args.epochs}, "
+        f"batch={args.batch_size}, max_length={args.max_length}, model={args.model}"
+    )
+
+    with tempfile.TemporaryDirectory() as tmp, make_progress() as progress:
+        model_dir = Path(tmp) / "model"
+        ours_train = train_ours(args, train, model_dir, progress)  # ours first: it pays any warm-up cost
+        base_train = train_baseline(args, train_texts, train_labels, progress)
+        ours_pred = predict_ours(model_dir, test, progress)
+        base_pred = predict_pipeline(model_dir, test_texts, args.max_length, progress)
+        batched_pred = predict_pipeline(model_dir, test_texts, args.max_length, progress, batch_size=args.eval_batch_size)
+
+    agree = sum(a == b for a, b in zip(ours_pred["labels"], base_pred["labels"], strict=True)) / len(test)
+    agree_batched = sum(a == b for a, b in zip(ours_pred["labels"], batched_pred["labels"], strict=True)) / len(test)
+    max_diff = max(
+        abs(a[k] - b[k]) for a, b in zip(ours_pred["scores"], base_pred["scores"], strict=True) for k in a
+    )
+
+    table = Table(title=f"encoder speed on {dataset} ({machine_info()['torch_threads']} torch threads)")
+    for col in ("stage", "implementation", "seconds", "examples/s", "vs baseline"):
+        table.add_column(col, justify="left" if col in ("stage", "implementation") else "right")
+    rows = [
+        ("train", "socialens fit (dynamic padding, length groups)", ours_train, base_train),
+        ("train", "Trainer, padding=max_length [baseline]", base_train, base_train),
+        ("predict", "socialens predict (length-sorted batches)", ours_pred, base_pred),
+        ("predict", "pipeline(), default batch_size [baseline]", base_pred, base_pred),
+        ("predict", f"pipeline(batch_size={args.eval_batch_size}) [reference]", batched_pred, base_pred),
+    ]
+    for stage, name, m, ref in rows:
+        ratio = m["examples_per_s"] / ref["examples_per_s"]
+        table.add_row(stage, name, f"{m['seconds']:.2f}", f"{m['examples_per_s']:.1f}", f"{ratio:.2f}x")
+    console.print(table)
+    console.print(
+        f"label agreement with pipeline: {agree:.2%} (batched pipeline {agree_batched:.2%}); "
+        f"max |prob difference| {max_diff:.2e}"
+    )
+
+    payload = {
+        "benchmark": "encoder_speed",
+        "dataset": dataset,
+        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        "n_train": len(train),
+        "n_test": len(test),
+        "machine": machine_info(),
+        "train": {"ours": ours_train, "baseline": base_train},
+        "predict": {
+            "ours": {k: v for k, v in ours_pred.items() if k not in ("labels", "scores")},
+            "baseline": {k: v for k, v in base_pred.items() if k not in ("labels", "scores")},
+            "pipeline_batched": {k: v for k, v in batched_pred.items() if k not in ("labels", "scores")},
+            "label_agreement": agree,
+            "label_agreement_batched": agree_batched,
+            "max_abs_prob_diff": max_diff,
+        },
+    }
+    write_json(args.out, payload)
+    if agree < 1.0:
+        console.print(f"[red]predictions differ from the pipeline's on {1 - agree:.2%} of the texts[/]")
+        return 1
+    print(result_line("encoder_train_speed", ours_train["examples_per_s"], base_train["examples_per_s"], "examples/s"))
+    print(result_line("encoder_predict_speed", ours_pred["examples_per_s"], base_pred["examples_per_s"], "examples/s"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""`socialens bench`: run the dataset x model x seed grid, resumably, and write the summary table."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from socialens.classifiers.base import PredictionRecord, Status, get_family, read_records, write_records
+from socialens.config import Experiment, ModelEntry, validate_model_params
+from socialens.data.schema import Split
+from socialens.evaluation.metrics import aggregate_seeds, compute_metrics
+
+
+@dataclass
+class CellResult:
+    dataset: str
+    model: str
+    seed: int
+    status: str  # done | skipped | failed
+    metrics: dict[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass
+class BenchResult:
+    run_dir: Path
+    cells: list[CellResult] = field(default_factory=list)
+    summary: list[dict[str, Any]] = field(default_factory=list)
+
+
+def fingerprint(*parts: Any) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def load_split(entry, data_root: str | None) -> Split:
+    from socialens.data.datasets import load_dataset, load_dataset_config
+    from socialens.data.prepare import prepare
+
+    config = load_dataset_config(entry.config, data_root=data_root)
+    raw = load_dataset(config, data_root=data_root, drop_invalid=entry.drop_invalid)
+    return prepare(raw, seed=entry.split_seed, cap=entry.cap)
+
+
+def split_fingerprint(split: Split) -> str:
+    """Hash of every example, so a changed dataset or split never reuses a finished cell."""
+    digest = hashlib.sha256()
+    for part, examples in split.parts().items():
+        for ex in examples:
+            digest.update(f"{part}\t{ex.id}\t{ex.label}\t{ex.text}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def error_records(examples, message: str) -> list[PredictionRecord]:
+    """A model that failed still accounts for every example: one error record each."""
+    return [
+        PredictionRecord(id=ex.id, gold=ex.label, predicted=None, status=Status.ERROR, error=message,
+                         metadata=dict(ex.metadata))
+        for ex in examples
+    ]
+
+
+def run_cell(split: Split, entry: ModelEntry, params, seed: int, cell_dir: Path, save_model: bool) -> dict:
+    family = get_family(entry.family)
+    classifier = family(params=params, seed=seed)
+    start = time.perf_counter()
+    classifier.fit(split.train, split.dev, schema=split.schema)
+    train_time = time.perf_counter() - start
+    start = time.perf_counter()
+    try:
+        records = classifier.predict(split.test)
+    except Exception as exc:  # keep the cell's records complete even when prediction crashes
+        records = error_records(split.test, f"{type(exc).__name__}: {exc}")
+    predict_time = time.perf_counter() - start
+    if len(records) != len(split.test):
+        raise RuntimeError(f"{entry.id} returned {len(records)} records for {len(split.test)} test examples")
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    write_records(cell_dir / "predictions.jsonl", records)
+    if save_model:
+        classifier.save(cell_dir / "model")
+    return {
+        "train_time_s": train_time,
+        "train_examples_per_s": len(split.train) / train_time if train_time > 0 else None,
+        "predict_time_s": predict_time,
+        "predict_examples_per_s": len(split.test) / predict_time if predict_time > 0 else None,
+        "n_train": len(split.train),
+        "n_dev": len(split.dev),
+        "n_test": len(split.test),
+    }
+
+
+def score_cell(cell_dir: Path, split: Split, experiment: Experiment, seed: int) -> dict:
+    records = read_records(cell_dir / "predictions.jsonl")
+    return compute_metrics(
+        records, split.schema.names, n_bootstrap=experiment.bootstrap, seed=seed,
+        slice_keys=[key for key in experiment.slice_by if any(key in r.metadata for r in records)],
+    )
+
+
+def run_bench(
+    experiment: Experiment,
+    *,
+    force: bool = False,
+    data_root: str | None = None,
+    output_dir: str | None = None,
+    console: Console | None = None,
+    save_models: bool = False,
+) -> BenchResult:
+    console = console or Console()
+    data_root = data_root or experiment.data_root
+    run_dir = Path(output_dir or experiment.output_dir) / experiment.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "experiment.yaml").write_text(
+        yaml.safe_dump(experiment.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
+    )
+    params = {entry.id: validate_model_params(entry, i, "experiment") for i, entry in enumerate(experiment.models)}
+    result = BenchResult(run_dir=run_dir)
+    total = len(experiment.datasets) * len(experiment.models) * len(experiment.seeds)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        grid = progress.add_task("bench", total=total)
+        for dataset_entry in experiment.datasets:
+            progress.update(grid, description=f"loading {dataset_entry.config}")
+            split = load_split(dataset_entry, data_root)
+            dataset_dir = run_dir / split.name
+            dataset_dir.mkdir(parents=True, exist_ok=True)
+            (dataset_dir / "split.json").write_text(
+                json.dumps({"schema": split.schema.to_dict(), "stats": split.stats}, indent=2, default=str),
+                encoding="utf-8",
+            )
+            split_key = split_fingerprint(split)
+            for entry in experiment.models:
+                per_seed = []
+                for seed in experiment.seeds:
+                    progress.update(grid, description=f"{split.name} / {entry.id} / seed {seed}")
+                    cell = _run_or_skip(experiment, dataset_entry, split, split_key, entry, params[entry.id], seed,
+                                        dataset_dir / entry.id / f"seed-{seed}", force, save_models, console)
+                    result.cells.append(cell)
+                    if cell.metrics is not None:
+                        per_seed.append(cell.metrics)
+                    progress.advance(grid)
+                row = summarise(split, entry, per_seed, dataset_entry)
+                result.summary.append(row)
+    write_summary(run_dir, result.summary, result.cells)
+    return result
+
+
+def _run_or_skip(experiment, dataset_entry, split, split_key, entry, params, seed, cell_dir, force, save_models, console):
+    key = fingerprint(dataset_entry.model_dump(), entry.model_dump(), seed, split_key)
+    metrics_path = cell_dir / "metrics.json"
+    if metrics_path.is_file() and not force:
+        stored = json.loads(metrics_path.read_text(encoding="utf-8"))
+        if stored.get("cell_fingerprint") == key:
+            return CellResult(split.name, entry.id, seed, "skipped", metrics=stored)
+    try:
+        costs = run_cell(split, entry, params, seed, cell_dir, save_models)
+        metrics = score_cell(cell_dir, split, experiment, seed)
+    except Exception as exc:
+        message = f"{type(exc).__name__}: {exc}"
+        cell_dir.mkdir(parents=True, exist_ok=True)
+        (cell_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+        console.print(f"[red]cell failed[/red] {split.name} / {entry.id} / seed {seed}: {message} "
+                      f"(traceback in {cell_dir / 'error.txt'})")
+        return CellResult(split.name, entry.id, seed, "failed", error=message)
+    metrics.update({"cell_fingerprint": key, "dataset": split.name, "model": entry.id, "family": entry.family,
+                    "seed": seed, "costs": costs})
+    metrics_path.write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    (cell_dir / "error.txt").unlink(missing_ok=True)
+    return CellResult(split.name, entry.id, seed, "done", metrics=metrics)
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def summarise(split: Split, entry: ModelEntry, per_seed: list[dict], dataset_entry) -> dict[str, Any]:
+    row: dict[str, Any] = {"dataset": split.name, "model": entry.id, "family": entry.family,
+                           "labels": split.schema.names, "n_seeds": len(per_seed)}
+    if not per_seed:
+        row["status"] = "failed"
+        return row
+    row["status"] = "ok"
+    row["aggregate"] = aggregate_seeds(per_seed)
+    row["macro_f1_ci"] = [_mean([m["ci"]["macro_f1"][0] for m in per_seed]),
+                          _mean([m["ci"]["macro_f1"][1] for m in per_seed])]
+    row["train_time_s"] = _mean([m["costs"]["train_time_s"] for m in per_seed])
+    row["predict_examples_per_s"] = _mean([m["costs"]["predict_examples_per_s"] for m in per_seed])
+    row["n_test"] = per_seed[0]["n"]
+    return row
+
+
+def _fmt(mean: float | None, std: float | None = None) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
+
+
+def summary_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Rows in the papers' style: one per model, macro-F1 mean ± std, per-class F1 columns."""
+    labels: list[str] = []
+    for row in rows:
+        for label in row["labels"]:
+            if label not in labels:
+                labels.append(label)
+    header = ["dataset", "model", "seeds", "macro-F1", "95% CI", "accuracy",
+              *[f"F1 {label}" for label in labels], "non-ok rate", "train s", "predict ex/s"]
+    body = []
+    for row in rows:
+        if row["status"] != "ok":
+            body.append([row["dataset"], row["model"], "0", "failed", *["-"] * (len(header) - 4)])
+            continue
+        agg = row["aggregate"]
+        per_class = agg.get("per_class_f1", {})
+        lo, hi = row["macro_f1_ci"]
+        body.append([
+            row["dataset"], row["model"], str(row["n_seeds"]),
+            _fmt(agg["macro_f1"]["mean"], agg["macro_f1"]["std"]),
+            f"[{lo:.3f}, {hi:.3f}]",
+            _fmt(agg["accuracy"]["mean"], agg["accuracy"]["std"]),
+            *[_fmt(per_class[label]["mean"], per_class[label]["std"]) if label in per_class else "-"
+              for label in labels],
+            f"{1 - agg['status_rates']['ok']['mean']:.1%}",
+            f"{row['train_time_s']:.1f}",
+            f"{row['predict_examples_per_s']:.0f}" if row["predict_examples_per_s"] else "-",
+        ])
+    return header, body
+
+
+def write_summary(run_dir: Path, rows: list[dict[str, Any]], cells: list[CellResult]) -> None:
+    header, body = summary_table(rows)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cells_) + " |" for cells_ in body]
+    failed = [c for c in cells if c.status == "failed"]
+    if failed:
+        lines += ["", "Failed cells:"] + [f"- {c.dataset} / {c.model} / seed {c.seed}: {c.error}" for c in failed]
+    (run_dir / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (run_dir / "summary.json").write_text(
+        json.dumps({"rows": rows, "cells": [c.__dict__ | {"metrics": None} for c in cells]}, indent=2, default=str),
+        encoding="utf-8",
+    )
+
+
+def print_summary(rows: list[dict[str, Any]], console: Console) -> None:
+    header, body = summary_table(rows)
+    table = Table(title="socialens bench: macro-F1 mean ± std over seeds (test set)")
+    for name in header:
+        table.add_column(name, justify="left" if name in ("dataset", "model") else "right")
+    for cells in body:
+        table.add_row(*cells)
+    console.print(table)

@@ -1,0 +1,353 @@
+"""Any Hugging Face encoder fine-tuned with a sequence-classification head (transformers Trainer).
+
+Speed on a CPU comes from never computing on padding: training uses dynamic padding
+(DataCollatorWithPadding) with length-grouped batches, prediction sorts the texts by token length,
+pads each batch only to its longest member, and restores the input order afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from socialens.classifiers.base import (
+    FamilyParams,
+    PredictionRecord,
+    Status,
+    infer_schema,
+    read_model_info,
+    register,
+    write_model_info,
+)
+from socialens.data.schema import Example, LabelSchema
+
+# progress(stage, done, total): stage is "train" (optimizer steps) or "predict" (examples)
+ProgressHook = Callable[[str, int, int], None]
+
+
+class EncoderParams(FamilyParams):
+    model: str = "builtin:minilm-l6"
+    epochs: float = 4
+    learning_rate: float = 1e-4
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    max_length: int = 128
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    class_weights: Literal["balanced"] | None = "balanced"
+    early_stopping_patience: int | None = 2
+    group_by_length: bool = True
+    num_threads: int | None = None
+    verbose: bool = False
+
+
+def balanced_class_weights(label_ids: list[int], num_labels: int) -> list[float]:
+    """scikit-learn's 'balanced' weights, n / (k * count_c), over the k classes present;
+    classes absent from training get weight 1.0 (they never occur as a target)."""
+    counts = Counter(label_ids)
+    n, k = len(label_ids), len(counts)
+    return [n / (k * counts[c]) if counts.get(c) else 1.0 for c in range(num_labels)]
+
+
+def macro_f1(gold: list[int], predicted: list[int]) -> float:
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(gold, predicted, average="macro", zero_division=0))
+
+
+@contextlib.contextmanager
+def _torch_threads(num_threads: int | None) -> Iterator[None]:
+    import torch
+
+    if not num_threads:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def _quiet_transformers(verbose: bool) -> Iterator[None]:
+    from transformers.utils import logging as hf_logging
+
+    if verbose:
+        yield
+        return
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)
+        hf_logging.enable_progress_bar()
+
+
+def _make_trainer_class():
+    import torch
+    from transformers import Trainer
+
+    class WeightedTrainer(Trainer):
+        """Trainer whose loss is a class-weighted cross-entropy when ``class_weights`` is set."""
+
+        def __init__(self, *args, class_weights: list[float] | None = None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.class_weights = class_weights
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if self.class_weights is None:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            logits = outputs.logits
+            weight = torch.tensor(self.class_weights, dtype=logits.dtype, device=logits.device)
+            loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), labels.view(-1), weight=weight)
+            return (loss, outputs) if return_outputs else loss
+
+    return WeightedTrainer
+
+
+def _progress_callback(hook: ProgressHook):
+    from transformers import TrainerCallback
+
+    class _Progress(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            hook("train", state.global_step, state.max_steps)
+
+    return _Progress()
+
+
+@register("encoder")
+class EncoderClassifier:
+    """Fine-tunes ``params.model`` (builtin:minilm-l6 by default) with a classification head."""
+
+    Params = EncoderParams
+
+    def __init__(self, params: EncoderParams | None = None, seed: int = 0, progress: ProgressHook | None = None):
+        self.params = params or EncoderParams()
+        self.seed = seed
+        self.progress = progress
+        self.schema: LabelSchema | None = None
+        self.model_ = None
+        self.tokenizer_ = None
+        self.training_: dict[str, Any] = {}
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _encode(self, examples: list[Example], with_labels: bool) -> list[dict[str, Any]]:
+        enc = self.tokenizer_(
+            [ex.text for ex in examples], truncation=True, max_length=self.params.max_length, padding=False
+        )
+        rows = [{key: enc[key][i] for key in enc.keys()} for i in range(len(examples))]
+        if with_labels:
+            for row, ex in zip(rows, examples, strict=True):
+                row["labels"] = self.schema.index(ex.label)
+        return rows
+
+    def _labelled(self, examples: list[Example] | None, part: str) -> list[Example]:
+        found = [ex for ex in (examples or []) if ex.label is not None]
+        unknown = sorted({ex.label for ex in found} - set(self.schema.names))
+        if unknown:
+            raise ValueError(f"{part} labels {unknown} are not in the schema {self.schema.names}")
+        return found
+
+    def _check_fitted(self) -> None:
+        if self.model_ is None or self.tokenizer_ is None or self.schema is None:
+            raise RuntimeError("EncoderClassifier is not fitted: call fit() or load() first")
+
+    # -- protocol -------------------------------------------------------------------------------
+    def fit(
+        self, train: list[Example], dev: list[Example] | None = None, *, schema: LabelSchema | None = None
+    ) -> EncoderClassifier:
+        import torch
+        from transformers import (
+            AutoModelForSequenceClassification,
+            AutoTokenizer,
+            DataCollatorWithPadding,
+            EarlyStoppingCallback,
+            PrinterCallback,
+            TrainingArguments,
+            set_seed,
+        )
+
+        from socialens.models import resolve_model
+
+        p = self.params
+        self.schema = schema or infer_schema(train)
+        train = self._labelled(train, "training")
+        dev = self._labelled(dev, "dev")
+        if not train:
+            raise ValueError("cannot fit encoder: no labelled training examples")
+        names = self.schema.names
+        path = resolve_model(p.model)
+        with _torch_threads(p.num_threads), _quiet_transformers(p.verbose), tempfile.TemporaryDirectory() as tmp:
+            set_seed(self.seed)
+            self.tokenizer_ = AutoTokenizer.from_pretrained(path)
+            self.model_ = AutoModelForSequenceClassification.from_pretrained(
+                path,
+                num_labels=len(names),
+                id2label=dict(enumerate(names)),
+                label2id={n: i for i, n in enumerate(names)},
+            )
+            train_rows = self._encode(train, with_labels=True)
+            dev_rows = self._encode(dev, with_labels=True) if dev else None
+            weights = None
+            if p.class_weights == "balanced":
+                weights = balanced_class_weights([r["labels"] for r in train_rows], len(names))
+            evaluate = dev_rows is not None
+            args = TrainingArguments(
+                output_dir=tmp,
+                num_train_epochs=p.epochs,
+                learning_rate=p.learning_rate,
+                per_device_train_batch_size=p.batch_size,
+                per_device_eval_batch_size=p.eval_batch_size,
+                weight_decay=p.weight_decay,
+                warmup_steps=p.warmup_ratio,
+                train_sampling_strategy="group_by_length" if p.group_by_length else "random",
+                eval_strategy="epoch" if evaluate else "no",
+                save_strategy="epoch" if evaluate else "no",
+                save_only_model=True,
+                save_total_limit=1,
+                load_best_model_at_end=evaluate,
+                metric_for_best_model="macro_f1" if evaluate else None,
+                greater_is_better=True,
+                logging_strategy="epoch",
+                report_to=[],
+                disable_tqdm=not p.verbose,
+                seed=self.seed,
+                data_seed=self.seed,
+                dataloader_pin_memory=torch.cuda.is_available(),
+            )
+            callbacks = []
+            if evaluate and p.early_stopping_patience:
+                callbacks.append(EarlyStoppingCallback(early_stopping_patience=p.early_stopping_patience))
+            if self.progress is not None:
+                callbacks.append(_progress_callback(self.progress))
+            trainer = _make_trainer_class()(
+                model=self.model_,
+                args=args,
+                train_dataset=train_rows,
+                eval_dataset=dev_rows,
+                data_collator=DataCollatorWithPadding(self.tokenizer_),
+                processing_class=self.tokenizer_,
+                compute_metrics=_compute_metrics if evaluate else None,
+                callbacks=callbacks,
+                class_weights=weights,
+            )
+            if not p.verbose:
+                trainer.remove_callback(PrinterCallback)
+            start = time.perf_counter()
+            trainer.train()
+            seconds = time.perf_counter() - start
+            self.model_ = trainer.model
+        self.model_.eval()
+        epochs_run = float(trainer.state.epoch or 0.0)
+        self.training_ = {
+            "train_examples": len(train),
+            "dev_examples": len(dev),
+            "train_time_s": round(seconds, 3),
+            "train_examples_per_s": round(len(train) * epochs_run / seconds, 2) if seconds > 0 else None,
+            "epochs_run": round(epochs_run, 3),
+            "best_dev_macro_f1": trainer.state.best_metric if evaluate else None,
+            "class_weights": weights,
+            "base_model": p.model,
+        }
+        return self
+
+    def predict_proba(self, texts: list[str]) -> tuple[list[list[float]], list[float]]:
+        """Softmax probabilities (schema order) for ``texts`` in input order, and per-text latency
+        (its batch's time divided by the batch size)."""
+        import torch
+
+        self._check_fitted()
+        n = len(texts)
+        if n == 0:
+            return [], []
+        p = self.params
+        probs: list[list[float] | None] = [None] * n
+        latency = [0.0] * n
+        device = next(self.model_.parameters()).device
+        with _torch_threads(p.num_threads), torch.inference_mode():
+            enc = self.tokenizer_(list(texts), truncation=True, max_length=p.max_length, padding=False)
+            keys = list(enc.keys())
+            order = sorted(range(n), key=lambda i: len(enc["input_ids"][i]))
+            for start in range(0, n, p.eval_batch_size):
+                t0 = time.perf_counter()
+                idx = order[start : start + p.eval_batch_size]
+                batch = self.tokenizer_.pad([{k: enc[k][i] for k in keys} for i in idx], return_tensors="pt")
+                batch = {k: v.to(device) for k, v in batch.items()}
+                logits = self.model_(**batch).logits
+                rows = torch.softmax(logits.float(), dim=-1).cpu().tolist()
+                per = (time.perf_counter() - t0) / len(idx)
+                for i, row in zip(idx, rows, strict=True):
+                    probs[i] = row
+                    latency[i] = per
+                if self.progress is not None:
+                    self.progress("predict", min(start + len(idx), n), n)
+        return probs, latency  # type: ignore[return-value]
+
+    def predict(self, examples: list[Example]) -> list[PredictionRecord]:
+        self._check_fitted()
+        probs, latency = self.predict_proba([ex.text for ex in examples])
+        names = self.schema.names
+        records = []
+        for ex, row, lat in zip(examples, probs, latency, strict=True):
+            best = max(range(len(row)), key=row.__getitem__)
+            records.append(
+                PredictionRecord(
+                    id=ex.id,
+                    gold=ex.label,
+                    predicted=names[best],
+                    status=Status.OK,
+                    scores={name: float(v) for name, v in zip(names, row, strict=True)},
+                    latency_s=lat,
+                    metadata=dict(ex.metadata),
+                )
+            )
+        return records
+
+    def save(self, directory: str | Path) -> None:
+        self._check_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model_.save_pretrained(directory, safe_serialization=True)
+        self.tokenizer_.save_pretrained(directory)
+        write_model_info(
+            directory, self.family, self.schema, self.params, extra={"seed": self.seed, "training": self.training_}
+        )
+
+    @classmethod
+    def load(cls, directory: str | Path, progress: ProgressHook | None = None) -> EncoderClassifier:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        directory = Path(directory)
+        info = read_model_info(directory)
+        obj = cls(EncoderParams.model_validate(info["params"]), seed=info.get("seed", 0), progress=progress)
+        obj.schema = LabelSchema.from_dict(info["schema"])
+        obj.training_ = info.get("training", {})
+        with _quiet_transformers(obj.params.verbose):
+            obj.tokenizer_ = AutoTokenizer.from_pretrained(directory)
+            obj.model_ = AutoModelForSequenceClassification.from_pretrained(directory)
+        obj.model_.eval()
+        return obj
+
+
+def _compute_metrics(eval_pred) -> dict[str, float]:
+    logits, labels = eval_pred.predictions, eval_pred.label_ids
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    predicted = logits.argmax(axis=-1).tolist()
+    gold = labels.tolist()
+    accuracy = sum(int(a == b) for a, b in zip(gold, predicted, strict=True)) / max(len(gold), 1)
+    return {"macro_f1": macro_f1(gold, predicted), "accuracy": accuracy}
+
+
+__all__ = ["EncoderClassifier", "EncoderParams", "balanced_class_weights", "macro_f1"]

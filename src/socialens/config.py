@@ -1,0 +1,122 @@
+"""The experiment file: pydantic models, and errors that name the file, the field, the value and
+what was expected (in the spirit of spaCy's config errors)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from socialens.errors import ConfigError
+
+
+class DatasetEntry(BaseModel):
+    """One dataset of the grid: a dataset YAML (path or ``builtin:<name>``) plus preparation options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    config: str
+    cap: int | None = Field(default=None, gt=0, description="stratified cap on the training set")
+    split_seed: int = 0
+    drop_invalid: bool = False
+    official_metric: str | None = None
+
+
+class ModelEntry(BaseModel):
+    """One model of the grid: an id, a registered family, and that family's parameters."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    family: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Experiment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    description: str = ""
+    data_root: str | None = None
+    output_dir: str = "runs"
+    datasets: list[DatasetEntry] = Field(min_length=1)
+    models: list[ModelEntry] = Field(min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    bootstrap: int = Field(default=1000, ge=0)
+    slice_by: list[str] = Field(default_factory=lambda: ["topic", "language"])
+
+    @field_validator("datasets", mode="before")
+    @classmethod
+    def _plain_strings_are_configs(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"config": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Experiment:
+        seen: set[str] = set()
+        for entry in self.models:
+            if entry.id in seen:
+                raise ValueError(f"model id '{entry.id}' appears twice; ids name output folders and must be unique")
+            seen.add(entry.id)
+        return self
+
+
+def format_validation_error(error: ValidationError, source: str, prefix: str = "") -> str:
+    """One line per problem: ``file: field 'a.b[2].c' = 'value': expected ...``."""
+    lines = []
+    for item in error.errors():
+        loc = prefix
+        for part in item["loc"]:
+            loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+        value = item.get("input")
+        shown = "" if isinstance(value, dict) or value is None else f" = {value!r}"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif item["type"] == "missing":
+            message = "required field is missing"
+        lines.append(f"{source}: field '{loc or '<root>'}'{shown}: {message}")
+    return "\n".join(lines)
+
+
+def validate_model_params(entry: ModelEntry, index: int, source: str) -> BaseModel:
+    """Validate a model entry's extra fields against its family's Params model."""
+    from socialens.classifiers.base import get_family
+
+    try:
+        family = get_family(entry.family)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: field 'models[{index}].family' = {entry.family!r}: {exc}") from None
+    try:
+        return family.Params(**entry.params)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source, prefix=f"models[{index}]")) from None
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: experiment file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with name, datasets and models at the top level")
+    try:
+        experiment = Experiment(**raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(path))) from None
+    except TypeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    for index, entry in enumerate(experiment.models):
+        validate_model_params(entry, index, str(path))
+    return experiment

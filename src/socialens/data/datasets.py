@@ -1,0 +1,307 @@
+"""Dataset YAML files: a pydantic model of them, loading by path or ``builtin:<name>``, and reading
+every split they name into a :class:`RawDataset`."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from socialens.data.readers import DEFAULT_MAX_CHARS, read_examples
+from socialens.data.schema import Example, Label, LabelSchema
+from socialens.errors import ConfigError, DataError
+
+SPLITS = ("train", "dev", "test")
+BUILTIN_ROOT = Path(__file__).parent / "builtin"
+DATA_ROOT_ENV = "SOCIALENS_DATA_ROOT"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ColumnsConfig(_Model):
+    text: str | list[str] = "text"
+    label: str | None = "label"
+    id: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("text")
+    @classmethod
+    def _text_not_empty(cls, value: str | list[str]) -> str | list[str]:
+        if not value:
+            raise ValueError("expected a column name or a non-empty list of column names")
+        return value
+
+
+class ColumnsOverride(_Model):
+    """Per-split column overrides: only the fields given replace the dataset's ``columns``."""
+
+    text: str | list[str] | None = None
+    label: str | None = None
+    id: str | None = None
+    metadata: dict[str, str] | None = None
+
+
+class GluedRowsConfig(_Model):
+    """Repair rows holding two records glued together: a row with extra fields whose boundary field
+    is "<last field><id>" (the id matching ``id_pattern``) is split into two records."""
+
+    id_pattern: str = r"\d+"
+
+
+class ReaderOptions(_Model):
+    header: bool = True
+    delimiter: str | None = None
+    quoting: Literal["minimal", "none", "all"] = "minimal"
+    encoding: str = "utf-8"
+    column_names: list[str] | None = None
+    glued_rows: GluedRowsConfig | None = None
+    max_chars: int = Field(DEFAULT_MAX_CHARS, gt=0)
+    hf_name: str | None = None  # the Hugging Face dataset configuration (subset) name
+
+
+class FileSpec(_Model):
+    file: str
+    columns: ColumnsOverride | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class SubsetConfig(_Model):
+    """One part of a combined dataset (e.g. one stance target): its own folder and metadata; the
+    dataset's ``files`` are read inside each subset's folder and the ids get its name as prefix."""
+
+    path: str
+    name: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class LabelConfig(_Model):
+    name: str
+    description: str = ""
+    aliases: list[str] = Field(default_factory=list)
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, bool | int) else value
+
+
+class SchemaConfig(_Model):
+    name: str = "universal"
+    labels: list[LabelConfig | str] = Field(min_length=1)
+    wordings: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+    def to_schema(self) -> LabelSchema:
+        labels = [
+            Label(lab) if isinstance(lab, str) else Label(lab.name, lab.description, tuple(lab.aliases))
+            for lab in self.labels
+        ]
+        return LabelSchema(labels=labels, name=self.name, wordings=dict(self.wordings))
+
+
+class DatasetConfig(_Model):
+    name: str
+    task: str = ""
+    language: str = "en"
+    source: str = ""
+    notes: str = ""
+    format: Literal["csv", "tsv", "jsonl", "parquet", "hf", "tweeteval"]
+    path: str = "."
+    path_base: Literal["data_root", "config"] = "data_root"
+    hub_id: str | None = None
+    files: dict[str, str | FileSpec] | None = None
+    file: str | FileSpec | None = None
+    subsets: list[SubsetConfig] | None = None
+    columns: ColumnsConfig = Field(default_factory=ColumnsConfig)
+    options: ReaderOptions = Field(default_factory=ReaderOptions)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    official_metric: str | None = None
+    label_schema: SchemaConfig = Field(alias="schema")
+
+    # set by load_dataset_config: where the YAML was and whether it is a builtin one
+    config_path: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("files")
+    @classmethod
+    def _split_names(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        for split in value or {}:
+            if split not in SPLITS:
+                raise ValueError(f"unknown split '{split}'; expected train, dev or test")
+        if value is not None and not value:
+            raise ValueError("expected at least one of train, dev, test")
+        return value
+
+    @model_validator(mode="after")
+    def _files_or_file(self) -> DatasetConfig:
+        if self.format == "tweeteval" and self.files is None and self.file is None:
+            self.files = {"train": "train", "dev": "val", "test": "test"}
+        if (self.files is None) == (self.file is None):
+            raise ValueError(
+                "expected exactly one of 'files' (split -> file) or 'file' (one file, no splits)"
+            )
+        if self.format == "hf" and not self.hub_id:
+            raise ValueError("format 'hf' needs 'hub_id' (and files: split -> Hugging Face split name)")
+        try:
+            self.label_schema.to_schema()
+        except ValueError as exc:
+            raise ValueError(f"schema: {exc}") from None
+        return self
+
+    def to_schema(self) -> LabelSchema:
+        return self.label_schema.to_schema()
+
+    def split_files(self) -> dict[str, FileSpec]:
+        """split -> FileSpec; a single ``file`` is the split 'all' (to be split by ``prepare``)."""
+        raw = self.files if self.files is not None else {"all": self.file}
+        return {
+            split: spec if isinstance(spec, FileSpec) else FileSpec(file=spec) for split, spec in raw.items()
+        }
+
+    def base_dir(self, data_root: str | Path | None = None) -> Path:
+        path = Path(os.path.expanduser(self.path))
+        if path.is_absolute():
+            return path
+        if self.path_base == "config" and self.config_path is not None:
+            return self.config_path.parent / path
+        return resolve_data_root(data_root) / path
+
+
+@dataclass
+class RawDataset:
+    name: str
+    schema: LabelSchema
+    splits: dict[str, list[Example]]
+    dropped: dict[str, Counter] = field(default_factory=dict)  # split -> reason -> rows dropped
+    config: DatasetConfig | None = None
+
+    @property
+    def n_dropped(self) -> int:
+        return sum(sum(c.values()) for c in self.dropped.values())
+
+
+def resolve_data_root(data_root: str | Path | None = None) -> Path:
+    """The data root: the argument, else $SOCIALENS_DATA_ROOT, else ../shared/datasets from cwd."""
+    if data_root is None:
+        data_root = os.environ.get(DATA_ROOT_ENV) or Path.cwd().parent / "shared" / "datasets"
+    return Path(data_root).expanduser()
+
+
+def builtin_names() -> list[str]:
+    if not BUILTIN_ROOT.is_dir():
+        return []
+    return sorted(p.parent.name.replace("_", "-") for p in BUILTIN_ROOT.glob("*/dataset.yaml"))
+
+
+def _format_validation_error(source: str, error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        loc = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        got = item.get("input")
+        got_text = "" if isinstance(got, dict) or item["type"] == "missing" else f" (got {got!r})"
+        lines.append(f"{source}: {loc}: {message}{got_text}")
+    return "\n".join(lines)
+
+
+def load_dataset_config(
+    ref: str | Path | DatasetConfig, data_root: str | Path | None = None
+) -> DatasetConfig:
+    """Load a dataset YAML from a path or ``builtin:<name>`` (paths in a builtin YAML are relative
+    to its folder). Raises ConfigError naming the file, the field and what was expected."""
+    if isinstance(ref, DatasetConfig):
+        return ref
+    ref_text = str(ref)
+    builtin = ref_text.startswith("builtin:")
+    if builtin:
+        name = ref_text.removeprefix("builtin:")
+        path = BUILTIN_ROOT / name.replace("-", "_") / "dataset.yaml"
+        if not path.is_file():
+            known = ", ".join(builtin_names()) or "none"
+            raise ConfigError(f"unknown builtin dataset '{name}'; expected one of: {known}")
+    else:
+        path = Path(ref_text).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{path}: dataset config not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: invalid YAML ({problem})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; expected a YAML file") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of dataset fields, got {type(data).__name__}")
+    try:
+        config = DatasetConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(str(path), exc)) from None
+    config.config_path = path.resolve()
+    if builtin:
+        config.path_base = "config"
+    return config
+
+
+def load_dataset(
+    config: str | Path | DatasetConfig,
+    data_root: str | Path | None = None,
+    drop_invalid: bool = False,
+) -> RawDataset:
+    """Read every split a dataset config names (every subset, when it has subsets)."""
+    config = load_dataset_config(config, data_root)
+    schema = config.to_schema()
+    base = config.base_dir(data_root)
+    if not base.exists():
+        hint = "" if config.path_base == "config" else f" (data root: set --data-root or ${DATA_ROOT_ENV})"
+        raise DataError(f"{base}: dataset folder not found for '{config.name}'{hint}")
+    subsets = config.subsets or [SubsetConfig(path=".")]
+    constant = {"language": config.language, **config.metadata}
+    splits: dict[str, list[Example]] = {}
+    dropped: dict[str, Counter] = {}
+    for split, spec in config.split_files().items():
+        for subset in subsets:
+            columns = config.columns.model_copy()
+            if spec.columns is not None:
+                columns = columns.model_copy(update=spec.columns.model_dump(exclude_none=True))
+            prefix = split if config.subsets is None else f"{subset.name or subset.path}-{split}"
+            if config.format == "hf":
+                location: str | Path = str(config.hub_id)
+            elif config.format == "tweeteval":  # the folder is the subset; the "file" is the split prefix
+                location = base / subset.path
+            else:
+                location = base / subset.path / spec.file
+            opts = config.options
+            result = read_examples(
+                location,
+                text=columns.text,
+                label=columns.label,
+                id=columns.id,
+                metadata=columns.metadata,
+                schema=schema,
+                format=config.format,
+                drop_invalid=drop_invalid,
+                delimiter=opts.delimiter,
+                header=opts.header,
+                quoting=opts.quoting,
+                encoding=opts.encoding,
+                column_names=opts.column_names,
+                glued_rows=opts.glued_rows.model_dump() if opts.glued_rows else None,
+                max_chars=opts.max_chars,
+                split=spec.file if config.format in ("hf", "tweeteval") else split,
+                id_prefix=prefix,
+                constant_metadata={**constant, **subset.metadata, **spec.metadata},
+                hf_name=opts.hf_name,
+            )
+            if config.subsets is not None and columns.id:
+                for example in result.examples:
+                    example.id = f"{subset.name or subset.path}-{example.id}"
+            splits.setdefault(split, []).extend(result.examples)
+            dropped.setdefault(split, Counter()).update(result.dropped)
+    return RawDataset(name=config.name, schema=schema, splits=splits, dropped=dropped, config=config)

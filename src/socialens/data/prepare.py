@@ -1,0 +1,211 @@
+"""Preparation as in the LlamaLens recipe: drop short texts and duplicates, remove test texts seen in
+train, create missing splits (stratified), cap train (stratified), all with fixed seeds."""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from socialens.data.datasets import RawDataset
+from socialens.data.schema import Example, LabelSchema, Split
+from socialens.errors import DataError
+
+_PUNCT_OR_SPACE = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def normalise_text(text: str) -> str:
+    """Key for near-duplicate detection: NFKC, casefold, punctuation removed, whitespace collapsed."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return _PUNCT_OR_SPACE.sub(" ", text).strip()
+
+
+def _labels(examples: list[Example]) -> list[str]:
+    return ["" if ex.label is None else ex.label for ex in examples]
+
+
+def _proportional_take(labels: list[str], n: int, rng: np.random.Generator) -> list[int]:
+    """Indices of ``n`` items whose class proportions follow ``labels`` (largest remainder)."""
+    by_class: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_class.setdefault(label, []).append(i)
+    total = len(labels)
+    quotas = {c: n * len(idx) / total for c, idx in by_class.items()}
+    counts = {c: int(q) for c, q in quotas.items()}
+    for c in sorted(quotas, key=lambda c: (-(quotas[c] - counts[c]), c))[: n - sum(counts.values())]:
+        counts[c] += 1
+    chosen: list[int] = []
+    for c in sorted(by_class):
+        idx = by_class[c]
+        chosen.extend(int(i) for i in rng.permutation(idx)[: counts[c]])
+    return chosen
+
+
+def stratified_split(
+    examples: list[Example], held_out: float | int, seed: int
+) -> tuple[list[Example], list[Example]]:
+    """Split into (kept, held_out) with class proportions preserved; ``held_out`` is a fraction or
+    a count. Classes with a single member stay on the kept side. Each side keeps the input order."""
+    n = len(examples)
+    k = round(held_out * n) if isinstance(held_out, float) else int(held_out)
+    k = max(0, min(n, k))
+    if k == 0 or n == 0:
+        return list(examples), []
+    if k == n:
+        return [], list(examples)
+    from sklearn.model_selection import train_test_split
+
+    labels = _labels(examples)
+    counts = Counter(labels)
+    multi = [i for i, label in enumerate(labels) if counts[label] > 1]
+    single = [i for i, label in enumerate(labels) if counts[label] == 1]
+    k_multi = min(k, len(multi))
+    try:
+        if k_multi == len(multi):
+            raise ValueError("everything held out")
+        _, taken = train_test_split(
+            multi, test_size=k_multi, stratify=[labels[i] for i in multi], random_state=seed
+        )
+    except ValueError:  # fewer held-out rows than classes, and similar corner cases
+        rng = np.random.default_rng(seed)
+        sub = _proportional_take([labels[i] for i in multi], k_multi, rng)
+        taken = [multi[i] for i in sub]
+    taken_set = set(taken)
+    if len(taken_set) < k:  # only singletons left to take
+        taken_set.update(single[: k - len(taken_set)])
+    kept = [ex for i, ex in enumerate(examples) if i not in taken_set]
+    out = [ex for i, ex in enumerate(examples) if i in taken_set]
+    return kept, out
+
+
+def class_counts(examples: list[Example]) -> dict[str, int]:
+    return dict(sorted(Counter(_labels(examples)).items()))
+
+
+def prepare(
+    raw: RawDataset,
+    *,
+    seed: int = 0,
+    cap: int | None = None,
+    min_chars: int = 3,
+    dev_fraction: float = 0.2,
+    split_ratios: tuple[float, float, float] = (0.7, 0.2, 0.1),
+) -> Split:
+    """Clean and split a raw dataset. The same inputs and seed always give the identical Split."""
+    if abs(sum(split_ratios) - 1.0) > 1e-6 or any(r < 0 for r in split_ratios):
+        raise ValueError(f"split_ratios must be three non-negative numbers summing to 1, got {split_ratios}")
+    stats: dict[str, Any] = {
+        "seed": seed,
+        "cap": cap,
+        "min_chars": min_chars,
+        "rows_before": {name: len(rows) for name, rows in raw.splits.items()},
+        "reader_dropped": {name: dict(c) for name, c in raw.dropped.items() if c},
+        "short_dropped": {},
+        "duplicates_dropped": {},
+    }
+    # 1. short texts and duplicates, split by split (first occurrence wins)
+    cleaned: dict[str, list[Example]] = {}
+    for name, rows in raw.splits.items():
+        kept = [ex for ex in rows if len(ex.text.strip()) >= min_chars]
+        stats["short_dropped"][name] = len(rows) - len(kept)
+        exact_seen: set[str] = set()
+        norm_seen: set[str] = set()
+        exact = norm = 0
+        unique = []
+        for ex in kept:
+            if ex.text in exact_seen:
+                exact += 1
+                continue
+            key = normalise_text(ex.text)
+            if key in norm_seen:
+                norm += 1
+                continue
+            exact_seen.add(ex.text)
+            norm_seen.add(key)
+            unique.append(ex)
+        stats["duplicates_dropped"][name] = {"exact": exact, "normalised": norm}
+        cleaned[name] = unique
+
+    # 2. the three splits
+    train_r, dev_r, test_r = split_ratios
+    present = set(cleaned)
+    if {"train", "dev", "test"} <= present:
+        train, dev, test = cleaned["train"], cleaned["dev"], cleaned["test"]
+        created = "given"
+    elif {"train", "test"} <= present:
+        train, dev = stratified_split(cleaned["train"], dev_fraction, seed)
+        test = cleaned["test"]
+        created = f"dev carved from train ({dev_fraction:.0%}, stratified)"
+    elif "train" in present or "all" in present:
+        pool = cleaned.get("all", []) + cleaned.get("train", [])
+        if "dev" in present:  # train + dev: carve the test split from train
+            train, test = stratified_split(pool, test_r / (train_r + test_r), seed)
+            dev = cleaned["dev"]
+            created = "test carved from train (stratified)"
+        else:
+            rest, test = stratified_split(pool, test_r, seed)
+            train, dev = stratified_split(rest, dev_r / (train_r + dev_r), seed)
+            created = f"stratified {train_r:.0%}/{dev_r:.0%}/{test_r:.0%} split"
+    else:
+        raise DataError(f"dataset '{raw.name}': no train split (found: {', '.join(sorted(present))})")
+    stats["splits_created"] = created
+
+    # 3. test texts that also appear in train (exact or normalised) are dropped from test
+    train_keys = {normalise_text(ex.text) for ex in train}
+    test_before = len(test)
+    test = [ex for ex in test if normalise_text(ex.text) not in train_keys]
+    stats["test_in_train_dropped"] = test_before - len(test)
+    stats["dev_in_train"] = sum(1 for ex in dev if normalise_text(ex.text) in train_keys)
+
+    # 4. cap train, stratified
+    stats["capped"] = 0
+    if cap is not None and len(train) > cap:
+        rest, train = stratified_split(train, int(cap), seed)
+        stats["capped"] = len(rest)
+
+    parts = {"train": train, "dev": dev, "test": test}
+    stats["rows_after"] = {name: len(rows) for name, rows in parts.items()}
+    stats["class_counts"] = {name: class_counts(rows) for name, rows in parts.items()}
+    return Split(train=train, dev=dev, test=test, schema=raw.schema, name=raw.name, stats=stats)
+
+
+def write_split(split: Split, out_dir: str | Path) -> Path:
+    """Write train/dev/test.jsonl (one Example.to_dict per line), schema.json and stats.json."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, rows in split.parts().items():
+        with (out / f"{name}.jsonl").open("w", encoding="utf-8") as handle:
+            for ex in rows:
+                handle.write(json.dumps(ex.to_dict(), ensure_ascii=False) + "\n")
+    (out / "schema.json").write_text(
+        json.dumps(split.schema.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8"
+    )
+    stats = {"name": split.name, **split.stats}
+    (out / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False), encoding="utf-8")
+    return out
+
+
+def read_split(directory: str | Path) -> Split:
+    """Read back what write_split wrote."""
+    directory = Path(directory)
+    if not (directory / "schema.json").is_file():
+        raise DataError(
+            f"{directory}: not a split folder (missing schema.json); expected the output of write_split"
+        )
+    schema = LabelSchema.from_dict(json.loads((directory / "schema.json").read_text(encoding="utf-8")))
+    parts = {}
+    for name in ("train", "dev", "test"):
+        path = directory / f"{name}.jsonl"
+        rows = []
+        if path.is_file():
+            with path.open(encoding="utf-8") as handle:
+                rows = [Example.from_dict(json.loads(line)) for line in handle if line.strip()]
+        parts[name] = rows
+    stats_path = directory / "stats.json"
+    stats = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.is_file() else {}
+    return Split(**parts, schema=schema, name=stats.pop("name", directory.name), stats=stats)

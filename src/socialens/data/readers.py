@@ -1,0 +1,574 @@
+"""Readers: CSV, TSV, JSONL, Parquet, Hugging Face datasets and TweetEval folders -> Examples.
+
+Every reader first turns its file into raw rows (a location such as ``data.csv:7`` plus a dict of
+column values, or a row-level error); one shared function then applies the column mapping, checks
+every row and normalises gold labels. A bad row raises :class:`DataError` with one line naming the
+file, the line (or data row) and what was expected; with ``drop_invalid=True`` it is dropped and
+counted per reason instead. Missing files and missing columns always raise.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from socialens.data.schema import Example, Label, LabelSchema, normalise_label_text
+from socialens.errors import DataError
+
+DEFAULT_MAX_CHARS = 100_000
+FORMATS = ("csv", "tsv", "jsonl", "parquet", "hf", "tweeteval")
+_EXTENSIONS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+_QUOTING = {"minimal": csv.QUOTE_MINIMAL, "all": csv.QUOTE_MINIMAL, "none": csv.QUOTE_NONE}
+_SURROGATE = re.compile("[\udc80-\udcff]")
+TWEETEVAL_SPLITS = {"train": "train", "dev": "val", "test": "test"}
+
+# Row-level reasons (droppable with drop_invalid=True).
+REASONS = (
+    "malformed_row",
+    "non_utf8",
+    "empty_label",
+    "unknown_label",
+    "empty_id",
+    "duplicate_id",
+    "text_too_long",
+)
+
+
+@dataclass
+class ReadResult:
+    """Examples read from one file, the rows dropped per reason and the label schema used."""
+
+    examples: list[Example]
+    dropped: Counter = field(default_factory=Counter)
+    file: str = ""
+    schema: LabelSchema | None = None
+    messages: dict[str, list[str]] = field(default_factory=dict)  # first few messages per reason
+
+    @property
+    def n_dropped(self) -> int:
+        return sum(self.dropped.values())
+
+    def report(self) -> str:
+        """Human-readable summary of what was read and dropped (for ``socialens data check``)."""
+        lines = [f"{self.file}: {len(self.examples)} examples read, {self.n_dropped} rows dropped"]
+        for reason, count in sorted(self.dropped.items()):
+            lines.append(f"  {reason}: {count}")
+            lines.extend(f"    e.g. {msg}" for msg in self.messages.get(reason, []))
+        return "\n".join(lines)
+
+
+@dataclass
+class _Row:
+    loc: str  # "file:LINE" or "file, row N"
+    values: dict[str, Any] | None = None
+    error: tuple[str, str] | None = None  # (reason, message)
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def _as_text(value: Any) -> str:
+    return "" if _is_missing(value) else str(value).strip()
+
+
+def detect_format(path: str | Path) -> str:
+    path = Path(path)
+    if path.is_dir():
+        return "tweeteval"
+    fmt = _EXTENSIONS.get(path.suffix.lower())
+    if fmt is None:
+        known = ", ".join(sorted(_EXTENSIONS))
+        raise DataError(
+            f"{path}: cannot tell the format from the extension '{path.suffix}'; "
+            f"expected one of {known} (or pass format=csv|tsv|jsonl|parquet|hf|tweeteval)"
+        )
+    return fmt
+
+
+# ---------------------------------------------------------------------------------------------
+# decoding
+
+
+def _read_text(path: Path, encoding: str, drop_invalid: bool) -> tuple[str, bool]:
+    """Read and decode a whole file. Returns (text, lossy): with drop_invalid, undecodable bytes
+    become surrogate escapes and the rows holding them are dropped later as non_utf8."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found" + (" (it is a folder)" if path.is_dir() else ""))
+    data = path.read_bytes()
+    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    try:
+        return data.decode(codec), False
+    except UnicodeDecodeError as exc:
+        if not drop_invalid:
+            line = data[: exc.start].count(b"\n") + 1
+            raise DataError(
+                f"{path}:{line}: byte 0x{data[exc.start]:02x} is not valid {encoding}; "
+                f"expected {encoding} text (convert the file or set the encoding option)"
+            ) from None
+        return data.decode(codec, errors="surrogateescape"), True
+    except LookupError:
+        raise DataError(
+            f"{path}: unknown encoding '{encoding}'; expected a Python codec name such as utf-8"
+        ) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# sources: each returns (column names, raw rows)
+
+
+def _split_glued(fields: list[str], n: int, id_pattern: str) -> list[list[str]] | None:
+    """Split a row holding k records glued together ("...<TAB>No29286<TAB>...") into k rows.
+
+    The boundary field is "<last field of record i><first field (id) of record i+1>"."""
+    if n < 2 or len(fields) <= n or (len(fields) - n) % (n - 1):
+        return None
+    pattern = re.compile(rf"^(.*?)({id_pattern})$", re.DOTALL)
+    records, rest = [], list(fields)
+    while len(rest) > n:
+        match = pattern.match(rest[n - 1])
+        if match is None:
+            return None
+        records.append(rest[: n - 1] + [match.group(1)])
+        rest = [match.group(2)] + rest[n:]
+    records.append(rest)
+    return records
+
+
+def _delimited_source(
+    path: Path,
+    *,
+    delimiter: str,
+    quoting: str,
+    header: bool,
+    column_names: Sequence[str] | None,
+    encoding: str,
+    glued_rows: Mapping[str, Any] | None,
+    drop_invalid: bool,
+) -> tuple[list[str], list[_Row]]:
+    text, lossy = _read_text(path, encoding, drop_invalid)
+    if quoting not in _QUOTING:
+        raise DataError(f"{path}: unknown quoting '{quoting}'; expected one of minimal, none")
+    csv.field_size_limit(2**31 - 1)  # long texts are checked against max_chars instead
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=_QUOTING[quoting])
+    sep = "tab" if delimiter == "\t" else repr(delimiter)
+    names: list[str] | None = list(column_names) if column_names else None
+    header_pending = header
+    rows: list[_Row] = []
+    while True:
+        start = reader.line_num + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            message = f"{path}:{start}: malformed row ({exc}); expected {sep}-separated fields"
+            if not drop_invalid:
+                raise DataError(message) from None
+            rows.append(_Row(f"{path}:{start}", error=("malformed_row", message)))
+            continue
+        if not fields or (len(fields) == 1 and not fields[0].strip()):
+            continue  # blank line
+        if header_pending:  # the header row: its names are used unless column_names override them
+            header_pending = False
+            names = names or [name.strip() for name in fields]
+            continue
+        if names is None:
+            names = [str(i) for i in range(len(fields))]
+        loc = f"{path}:{start}"
+        if lossy and any(_SURROGATE.search(value) for value in fields):
+            rows.append(
+                _Row(
+                    loc,
+                    error=(
+                        "non_utf8",
+                        f"{loc}: bytes that are not valid {encoding}; expected {encoding} text",
+                    ),
+                )
+            )
+            continue
+        records = [fields]
+        if len(fields) != len(names) and glued_rows:
+            records = _split_glued(fields, len(names), str(glued_rows.get("id_pattern", r"\d+"))) or records
+        for record in records:
+            if len(record) != len(names):
+                quote_note = ", quoting none" if quoting == "none" else ""
+                message = (
+                    f"{loc}: malformed row: {len(record)} fields, expected {len(names)} "
+                    f"({sep}-separated{quote_note}: {', '.join(names)})"
+                )
+                rows.append(_Row(loc, error=("malformed_row", message)))
+            else:
+                rows.append(_Row(loc, dict(zip(names, record, strict=True))))
+    return names or [], rows
+
+
+def _jsonl_source(path: Path, encoding: str, drop_invalid: bool) -> tuple[list[str], list[_Row]]:
+    text, lossy = _read_text(path, encoding, drop_invalid)
+    names: dict[str, None] = {}
+    rows: list[_Row] = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        loc = f"{path}:{number}"
+        if lossy and _SURROGATE.search(line):
+            rows.append(
+                _Row(
+                    loc,
+                    error=(
+                        "non_utf8",
+                        f"{loc}: bytes that are not valid {encoding}; expected {encoding} text",
+                    ),
+                )
+            )
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            rows.append(
+                _Row(
+                    loc,
+                    error=(
+                        "malformed_row",
+                        f"{loc}: malformed row: invalid JSON ({exc.msg}); expected one JSON object per line",
+                    ),
+                )
+            )
+            continue
+        if not isinstance(record, dict):
+            rows.append(
+                _Row(
+                    loc,
+                    error=(
+                        "malformed_row",
+                        f"{loc}: malformed row: a JSON {type(record).__name__}; expected one JSON object per line",
+                    ),
+                )
+            )
+            continue
+        names.update(dict.fromkeys(record))
+        rows.append(_Row(loc, record))
+    return list(names), rows
+
+
+def _parquet_source(path: Path) -> tuple[list[str], list[_Row]]:
+    import pandas as pd
+
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        raise DataError(
+            f"{path}: cannot read as Parquet ({type(exc).__name__}: {exc}); expected a Parquet file"
+        ) from None
+    names = [str(c) for c in frame.columns]
+    records = frame.to_dict("records")
+    return names, [
+        _Row(f"{path}, row {i}", {str(k): v for k, v in rec.items()}) for i, rec in enumerate(records, 1)
+    ]
+
+
+def _hf_source(
+    hub_id: str, split: str, name: str | None, label_column: str | None
+) -> tuple[list[str], list[_Row]]:
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(
+            f"{hub_id}: reading a Hugging Face dataset needs the optional package 'datasets'; "
+            "install it with: pip install 'socialens[hf]'"
+        ) from None
+    try:
+        data = datasets.load_dataset(hub_id, name, split=split)
+    except Exception as exc:  # network, missing dataset, bad split...
+        raise DataError(
+            f"{hub_id}[{split}]: cannot load the Hugging Face dataset ({type(exc).__name__}: {exc})"
+        ) from None
+    names = list(data.column_names)
+    feature = data.features.get(label_column) if label_column else None
+    to_name = feature.int2str if isinstance(feature, datasets.ClassLabel) else None
+    rows = []
+    for i, record in enumerate(data, 1):
+        if to_name is not None and isinstance(record.get(label_column), int) and record[label_column] >= 0:
+            record = {**record, label_column: to_name(record[label_column])}
+        rows.append(_Row(f"{hub_id}[{split}], row {i}", record))
+    return names, rows
+
+
+def read_tweeteval_mapping(folder: Path) -> dict[str, str]:
+    """mapping.txt (id<TAB>name), looked up in the folder, then its parent (stance/<target>/)."""
+    for candidate in (folder / "mapping.txt", folder.parent / "mapping.txt"):
+        if candidate.is_file():
+            mapping = {}
+            text, _ = _read_text(candidate, "utf-8", False)
+            for number, line in enumerate(text.split("\n"), 1):
+                if not line.strip():
+                    continue
+                parts = line.strip().split("\t")
+                if len(parts) != 2:
+                    raise DataError(f"{candidate}:{number}: malformed mapping line; expected id<TAB>name")
+                mapping[parts[0].strip()] = parts[1].strip()
+            return mapping
+    raise DataError(
+        f"{folder}: mapping.txt not found here or in the parent folder; expected id<TAB>name lines"
+    )
+
+
+def _lines(path: Path, drop_invalid: bool) -> tuple[list[str], bool]:
+    text, lossy = _read_text(path, "utf-8", drop_invalid)
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.rstrip("\r") for line in lines], lossy
+
+
+def _tweeteval_source(folder: Path, prefix: str, drop_invalid: bool) -> tuple[list[str], list[_Row]]:
+    if not folder.is_dir():
+        raise DataError(
+            f"{folder}: folder not found; expected a TweetEval task folder with {prefix}_text.txt"
+        )
+    mapping = read_tweeteval_mapping(folder)
+    text_file, label_file = folder / f"{prefix}_text.txt", folder / f"{prefix}_labels.txt"
+    texts, lossy = _lines(text_file, drop_invalid)
+    labels = _lines(label_file, drop_invalid)[0] if label_file.is_file() else None
+    if labels is not None and len(labels) != len(texts):
+        raise DataError(
+            f"{label_file}: {len(labels)} labels but {text_file.name} has {len(texts)} lines; expected one label per text line"
+        )
+    rows = []
+    for number, line in enumerate(texts, 1):
+        loc = f"{text_file}:{number}"
+        if lossy and _SURROGATE.search(line):
+            rows.append(
+                _Row(loc, error=("non_utf8", f"{loc}: bytes that are not valid utf-8; expected utf-8 text"))
+            )
+            continue
+        values: dict[str, Any] = {"text": line}
+        if labels is not None:
+            raw = labels[number - 1].strip()
+            values["label"] = mapping.get(raw, raw)
+        rows.append(_Row(loc, values))
+    return (["text", "label"] if labels is not None else ["text"]), rows
+
+
+# ---------------------------------------------------------------------------------------------
+# rows -> examples
+
+
+def infer_label_schema(labels: Sequence[str]) -> LabelSchema:
+    """A schema from observed label strings: spellings that differ only in case or spacing become
+    one label (the most frequent spelling is its name, the others its aliases)."""
+    groups: dict[str, Counter] = defaultdict(Counter)
+    for value in labels:
+        groups[normalise_label_text(value)][value] += 1
+    built = []
+    for key in sorted(groups):
+        spellings = [s for s, _ in sorted(groups[key].items(), key=lambda kv: (-kv[1], kv[0]))]
+        built.append(Label(spellings[0], aliases=tuple(spellings[1:])))
+    return LabelSchema(built)
+
+
+def read_examples(
+    path: str | Path,
+    *,
+    text: str | Sequence[str] = "text",
+    label: str | None = None,
+    id: str | None = None,  # noqa: A002 - mirrors the column mapping keys
+    metadata: Mapping[str, str] | None = None,
+    schema: LabelSchema | Sequence[str] | None = None,
+    format: str | None = None,  # noqa: A002
+    drop_invalid: bool = False,
+    delimiter: str | None = None,
+    header: bool = True,
+    quoting: str = "minimal",
+    encoding: str = "utf-8",
+    column_names: Sequence[str] | None = None,
+    glued_rows: Mapping[str, Any] | None = None,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    require_labels: bool = True,
+    split: str | None = None,
+    id_prefix: str | None = None,
+    constant_metadata: Mapping[str, Any] | None = None,
+    hf_name: str | None = None,
+) -> ReadResult:
+    """Read one file (or TweetEval folder, or Hugging Face dataset split) into Examples.
+
+    ``text`` is a column or a list of columns joined with a blank line (empty parts skipped);
+    ``label=None`` reads unlabelled input; with ``require_labels=False`` a missing label column or
+    an empty label gives ``label=None`` instead of an error. Without ``id`` the ids are
+    ``<id_prefix or split or 'row'>-<n>``. ``metadata`` maps output name -> column;
+    ``constant_metadata`` is added to every example. ``schema`` (a LabelSchema or label names)
+    normalises gold labels; without one the label set is inferred from the data.
+    ``split`` is the TweetEval file prefix (train/dev/test) or the Hugging Face split name.
+    """
+    fmt = (format or "auto").lower()
+    if fmt == "auto":
+        fmt = detect_format(path)
+    if fmt not in FORMATS:
+        raise DataError(f"{path}: unknown format '{format}'; expected one of {', '.join(FORMATS)}")
+    if isinstance(schema, Sequence) and not isinstance(schema, str):
+        schema = LabelSchema.from_names([str(s).strip() for s in schema])
+    source_name = str(path)
+    if fmt == "hf":
+        columns, rows = _hf_source(str(path), split or "train", hf_name, label)
+    else:
+        path = Path(path)
+        if fmt in ("csv", "tsv"):
+            columns, rows = _delimited_source(
+                path,
+                delimiter=delimiter or ("\t" if fmt == "tsv" else ","),
+                quoting=quoting,
+                header=header,
+                column_names=column_names,
+                encoding=encoding,
+                glued_rows=glued_rows,
+                drop_invalid=drop_invalid,
+            )
+        elif fmt == "jsonl":
+            columns, rows = _jsonl_source(path, encoding, drop_invalid)
+        elif fmt == "parquet":
+            columns, rows = _parquet_source(path)
+        else:
+            prefix = TWEETEVAL_SPLITS.get(split or "train", split or "train")
+            columns, rows = _tweeteval_source(path, prefix, drop_invalid)
+    return _to_examples(
+        source_name,
+        columns,
+        rows,
+        text_columns=[text] if isinstance(text, str) else list(text),
+        label=label,
+        id_column=id,
+        metadata=dict(metadata or {}),
+        schema=schema,
+        drop_invalid=drop_invalid,
+        max_chars=max_chars,
+        require_labels=require_labels,
+        id_prefix=id_prefix or split or "row",
+        constant_metadata=dict(constant_metadata or {}),
+    )
+
+
+def _to_examples(
+    source: str,
+    columns: list[str],
+    rows: list[_Row],
+    *,
+    text_columns: list[str],
+    label: str | None,
+    id_column: str | None,
+    metadata: dict[str, str],
+    schema: LabelSchema | None,
+    drop_invalid: bool,
+    max_chars: int,
+    require_labels: bool,
+    id_prefix: str,
+    constant_metadata: dict[str, Any],
+) -> ReadResult:
+    result = ReadResult(examples=[], file=source)
+    if not columns and not rows:
+        raise DataError(f"{source}: empty dataset (empty file); expected a header and at least one example")
+    found = ", ".join(columns) if columns else "none"
+    required = [*text_columns, *([id_column] if id_column else []), *metadata.values()]
+    if label and (require_labels or label in columns):
+        required.append(label)
+    for column in required:
+        if column not in columns:
+            raise DataError(f"{source}: missing column '{column}'; found columns: {found}")
+    if label and label not in columns:
+        label = None
+    expected = ", ".join(schema.names) if schema else "a non-empty label"
+
+    def reject(reason: str, message: str) -> None:
+        if not drop_invalid:
+            raise DataError(message)
+        result.dropped[reason] += 1
+        kept = result.messages.setdefault(reason, [])
+        if len(kept) < 3:
+            kept.append(message)
+
+    seen_ids: dict[str, str] = {}
+    raw_labels: list[str] = []
+    for number, row in enumerate(rows, 1):
+        if row.error is not None:
+            reject(*row.error)
+            continue
+        values = row.values or {}
+        loc = row.loc
+        parts = [_as_text(values.get(column)) for column in text_columns]
+        text = "\n\n".join(part for part in parts if part)
+        if len(text) > max_chars:
+            reject(
+                "text_too_long",
+                f"{loc}: text of {len(text):,} characters in column '{'+'.join(text_columns)}'; "
+                f"expected at most {max_chars:,} (raise the max_chars option)",
+            )
+            continue
+        gold: str | None = None
+        if label:
+            raw = values.get(label)
+            if _is_missing(raw):
+                if require_labels:
+                    reject("empty_label", f"{loc}: empty label in column '{label}'; expected {expected}")
+                    continue
+            elif schema is not None:
+                gold = schema.normalise(raw)
+                if gold is None:
+                    reject(
+                        "unknown_label",
+                        f"{loc}: unknown label '{str(raw).strip()}' in column '{label}'; expected one of {expected}",
+                    )
+                    continue
+            else:
+                gold = str(raw).strip()
+        if id_column:
+            example_id = _as_text(values.get(id_column))
+            if not example_id:
+                reject("empty_id", f"{loc}: empty id in column '{id_column}'; expected a unique non-empty id")
+                continue
+        else:
+            example_id = f"{id_prefix}-{number}"
+        if example_id in seen_ids:
+            reject(
+                "duplicate_id",
+                f"{loc}: duplicate id '{example_id}' in column '{id_column}' (first at {seen_ids[example_id]}); expected unique ids",
+            )
+            continue
+        seen_ids[example_id] = loc
+        meta = dict(constant_metadata)
+        for name, column in metadata.items():
+            value = values.get(column)
+            meta[name] = None if _is_missing(value) else (value.strip() if isinstance(value, str) else value)
+        result.examples.append(Example(id=example_id, text=text, label=gold, metadata=meta))
+        if gold is not None:
+            raw_labels.append(gold)
+    if not result.examples:
+        why = f"all {result.n_dropped} rows were invalid" if result.n_dropped else "no data rows"
+        raise DataError(f"{source}: empty dataset ({why}); expected at least one example")
+    if schema is None and raw_labels:
+        schema = infer_label_schema(raw_labels)
+        for example in result.examples:
+            if example.label is not None:
+                example.label = schema.normalise(example.label)
+    result.schema = schema
+    return result

@@ -1,0 +1,117 @@
+import json
+from collections import Counter
+
+import pytest
+
+from socialens.data.datasets import RawDataset
+from socialens.data.prepare import normalise_text, prepare, read_split, stratified_split, write_split
+from socialens.data.schema import Example, LabelSchema
+
+SCHEMA = LabelSchema.from_names(["a", "b", "c"])
+
+
+def make(n_per_class: dict[str, int], prefix: str = "x") -> list[Example]:
+    rows = []
+    for label, n in n_per_class.items():
+        rows += [Example(f"{prefix}{label}{i}", f"{prefix} text {label} number {i}", label) for i in range(n)]
+    return rows
+
+
+def raw(**splits: list[Example]) -> RawDataset:
+    return RawDataset(name="toy", schema=SCHEMA, splits=splits)
+
+
+def ids(rows: list[Example]) -> list[str]:
+    return [ex.id for ex in rows]
+
+
+def test_normalise_text():
+    assert normalise_text("  Hello,   WORLD!! ") == normalise_text("hello world") == "hello world"
+
+
+def test_single_split_is_stratified_70_20_10():
+    split = prepare(raw(all=make({"a": 600, "b": 300, "c": 100})))
+    assert split.stats["rows_after"] == {"train": 700, "dev": 200, "test": 100}
+    for part, size in (("train", 700), ("dev", 200), ("test", 100)):
+        counts = split.stats["class_counts"][part]
+        assert counts == {"a": size * 6 // 10, "b": size * 3 // 10, "c": size // 10}
+    all_ids = ids(split.train) + ids(split.dev) + ids(split.test)
+    assert len(set(all_ids)) == 1000
+
+
+def test_same_seed_same_split_other_seed_differs():
+    data = make({"a": 60, "b": 30, "c": 10})
+    first, second = prepare(raw(all=data), seed=3), prepare(raw(all=data), seed=3)
+    assert (ids(first.train), ids(first.dev), ids(first.test)) == (
+        ids(second.train),
+        ids(second.dev),
+        ids(second.test),
+    )
+    assert ids(prepare(raw(all=data), seed=4).test) != ids(first.test)
+
+
+def test_dev_carved_from_train_when_only_train_and_test():
+    split = prepare(
+        raw(train=make({"a": 80, "b": 20}), test=make({"a": 5, "b": 5}, prefix="t")), dev_fraction=0.2
+    )
+    assert split.stats["class_counts"]["dev"] == {"a": 16, "b": 4}
+    assert len(split.train) == 80 and len(split.test) == 10
+    assert "dev carved" in split.stats["splits_created"]
+
+
+def test_cap_keeps_proportions():
+    train = make({"a": 500, "b": 400, "c": 100})
+    split = prepare(raw(train=train, dev=make({"a": 3}, "d"), test=make({"b": 3}, "t")), cap=100)
+    assert split.stats["class_counts"]["train"] == {"a": 50, "b": 40, "c": 10}
+    assert split.stats["capped"] == 900
+
+
+def test_cap_with_single_member_classes():
+    train = make({"a": 50, "b": 1, "c": 1})
+    split = prepare(raw(train=train, dev=make({"a": 3}, "d"), test=make({"a": 3}, "t")), cap=10)
+    assert len(split.train) == 10
+    kept, out = stratified_split(train, 2, seed=0)
+    assert len(out) == 2 and len(kept) == 50
+
+
+def test_duplicates_overlaps_and_short_texts_are_counted():
+    train = [
+        Example("1", "Same text here", "a"),
+        Example("2", "Same text here", "b"),  # exact duplicate
+        Example("3", "same TEXT, here!", "a"),  # normalised duplicate
+        Example("4", "ok", "a"),  # short
+        Example("5", "another train text", "b"),
+    ]
+    dev = [Example("d1", "a dev text", "a")]
+    test = [Example("t1", "Another train text.", "b"), Example("t2", "a fresh test text", "a")]
+    split = prepare(raw(train=train, dev=dev, test=test), min_chars=3)
+    stats = split.stats
+    assert stats["short_dropped"] == {"train": 1, "dev": 0, "test": 0}
+    assert stats["duplicates_dropped"]["train"] == {"exact": 1, "normalised": 1}
+    assert stats["test_in_train_dropped"] == 1
+    assert ids(split.train) == ["1", "5"] and ids(split.test) == ["t2"]
+    assert stats["rows_before"] == {"train": 5, "dev": 1, "test": 2}
+    assert stats["rows_after"] == {"train": 2, "dev": 1, "test": 1}
+
+
+def test_reader_drops_are_carried_into_stats():
+    data = raw(all=make({"a": 20, "b": 10}))
+    data.dropped = {"all": Counter({"unknown_label": 2})}
+    assert prepare(data).stats["reader_dropped"] == {"all": {"unknown_label": 2}}
+
+
+def test_write_and_read_split(tmp_path):
+    split = prepare(raw(all=make({"a": 20, "b": 10})))
+    write_split(split, tmp_path / "out")
+    for name in ("train.jsonl", "dev.jsonl", "test.jsonl", "schema.json", "stats.json"):
+        assert (tmp_path / "out" / name).is_file()
+    first = json.loads((tmp_path / "out" / "train.jsonl").read_text().splitlines()[0])
+    assert set(first) == {"id", "text", "label", "metadata"}
+    back = read_split(tmp_path / "out")
+    assert ids(back.train) == ids(split.train) and back.schema.names == ["a", "b", "c"]
+    assert back.stats["rows_after"] == split.stats["rows_after"]
+
+
+def test_bad_ratios():
+    with pytest.raises(ValueError, match="split_ratios"):
+        prepare(raw(all=make({"a": 10})), split_ratios=(0.5, 0.2, 0.1))

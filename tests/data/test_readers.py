@@ -1,0 +1,288 @@
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from socialens.data.readers import read_examples
+from socialens.data.schema import Label, LabelSchema
+from socialens.errors import DataError
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
+STANCE = LabelSchema(
+    [Label("favor", aliases=("support",)), Label("against"), Label("none")],
+)
+
+
+def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+def read_csv(path: Path, **kwargs):
+    kwargs.setdefault("schema", STANCE)
+    return read_examples(path, text="text", label="stance", **kwargs)
+
+
+def one_line(exc: pytest.ExceptionInfo) -> str:
+    message = str(exc.value)
+    assert "\n" not in message
+    return message
+
+
+# --- column mapping, normalisation, formats -------------------------------------------------
+
+
+def test_column_mapping_and_label_normalisation():
+    result = read_examples(
+        FIXTURES / "stance.csv", text="text", label="stance", id="id", metadata={"t": "topic"}, schema=STANCE
+    )
+    assert [ex.id for ex in result.examples] == ["1", "2", "3"]
+    assert [ex.label for ex in result.examples] == ["favor", "against", "none"]
+    assert result.examples[1].text == "A quoted, multi-line\ntext"
+    assert result.examples[2].metadata == {"t": "health"}
+    assert result.n_dropped == 0
+
+
+def test_text_from_several_columns_and_generated_ids(tmp_path):
+    path = write(tmp_path, "news.csv", "title,body,label\nHeadline,Body text,a\n,Only body,b\n")
+    result = read_examples(path, text=["title", "body"], label="label", split="train")
+    assert [ex.text for ex in result.examples] == ["Headline\n\nBody text", "Only body"]
+    assert [ex.id for ex in result.examples] == ["train-1", "train-2"]
+
+
+def test_inferred_schema_merges_case_variants(tmp_path):
+    path = write(tmp_path, "d.csv", "text,label\na,FALSE\nb,false\nc,false\nd, True \n")
+    result = read_examples(path, label="label")
+    assert result.schema.names == ["false", "True"]
+    assert [ex.label for ex in result.examples] == ["false", "false", "false", "True"]
+
+
+def test_schema_given_as_names(tmp_path):
+    path = write(tmp_path, "d.csv", "text,label\nx,B\n")
+    assert read_examples(path, label="label", schema=["a", "b"]).examples[0].label == "b"
+
+
+def test_unlabelled_input(tmp_path):
+    path = write(tmp_path, "d.csv", "text\nhello\nworld\n")
+    result = read_examples(path)
+    assert [ex.label for ex in result.examples] == [None, None]
+    # a label column that may be absent or empty when require_labels=False
+    assert read_examples(path, label="label", require_labels=False).examples[0].label is None
+    path2 = write(tmp_path, "e.csv", "text,label\nhello,\nworld,b\n")
+    labels = [ex.label for ex in read_examples(path2, label="label", require_labels=False).examples]
+    assert labels == [None, "b"]
+
+
+def test_jsonl_and_parquet(tmp_path):
+    rows = [{"id": "a", "text": "one", "stance": "FAVOR"}, {"id": "b", "text": "two", "stance": "none"}]
+    jsonl = write(tmp_path, "d.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
+    parquet = tmp_path / "d.parquet"
+    pd.DataFrame(rows).to_parquet(parquet)
+    for path in (jsonl, parquet):
+        result = read_csv(path, id="id")
+        assert [(ex.id, ex.label) for ex in result.examples] == [("a", "favor"), ("b", "none")]
+
+
+def test_headerless_tsv_with_bare_quotes(tmp_path):
+    path = write(tmp_path, "d.tsv", 'x1\tfavor\tHe said "no" twice\n')
+    result = read_examples(
+        path,
+        text="s",
+        label="l",
+        id="i",
+        header=False,
+        column_names=["i", "l", "s"],
+        quoting="none",
+        schema=STANCE,
+    )
+    assert result.examples[0].text == 'He said "no" twice'
+
+
+def test_glued_rows_are_split():
+    result = read_examples(
+        FIXTURES / "glued.tsv",
+        text="Text",
+        label="class_label",
+        id="Sentence_id",
+        quoting="none",
+        glued_rows={"id_pattern": r"\d+"},
+        schema=["Yes", "No"],
+    )
+    assert [(ex.id, ex.text, ex.label) for ex in result.examples] == [
+        ("10", 'A "bare" quote here.', "Yes"),
+        ("11", "First glued.", "No"),
+        ("12", "Second glued.", "No"),
+        ("13", "Last one.", "Yes"),
+    ]
+
+
+def test_glued_rows_are_malformed_without_the_option():
+    with pytest.raises(DataError, match=r"glued.tsv:3: malformed row: 5 fields, expected 3") as exc:
+        read_examples(FIXTURES / "glued.tsv", text="Text", label="class_label", quoting="none")
+    one_line(exc)
+
+
+def test_tweeteval_folder():
+    result = read_examples(FIXTURES / "tweeteval_tiny", format="tweeteval", label="label", split="train")
+    assert [(ex.id, ex.text, ex.label) for ex in result.examples] == [
+        ("train-1", "first tweet", "not-hate"),
+        ("train-2", "second tweet", "hate"),
+        ("train-3", "", "not-hate"),
+    ]
+
+
+def test_tweeteval_line_count_mismatch(tmp_path):
+    folder = tmp_path / "task"
+    folder.mkdir()
+    (folder / "mapping.txt").write_text("0\ta\n1\tb\n")
+    (folder / "train_text.txt").write_text("one\ntwo\n")
+    (folder / "train_labels.txt").write_text("0\n")
+    with pytest.raises(DataError, match="1 labels but train_text.txt has 2 lines"):
+        read_examples(folder, format="tweeteval", label="label", split="train")
+
+
+def test_hf_reader_uses_datasets(monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    features = datasets.Features(
+        {"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
+    )
+    fake = datasets.Dataset.from_dict({"sentence": ["bad", "good"], "label": [0, 1]}, features=features)
+    calls = []
+
+    def load_dataset(hub_id, name=None, split=None):
+        calls.append((hub_id, name, split))
+        return fake
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    result = read_examples(
+        "org/sst", format="hf", text="sentence", label="label", split="validation", id_prefix="dev"
+    )
+    assert calls == [("org/sst", None, "validation")]
+    assert [(ex.id, ex.label) for ex in result.examples] == [("dev-1", "neg"), ("dev-2", "pos")]
+
+
+# --- bad input: one error each, one line naming the file and the line -----------------------
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match="nope.csv: file not found") as exc:
+        read_csv(tmp_path / "nope.csv")
+    one_line(exc)
+
+
+def test_missing_column_even_with_drop_invalid(tmp_path):
+    path = write(tmp_path, "d.csv", "body,stance\nx,favor\n")
+    with pytest.raises(DataError, match="d.csv: missing column 'text'; found columns: body, stance"):
+        read_csv(path, drop_invalid=True)
+
+
+def test_unknown_label(tmp_path):
+    path = write(tmp_path, "data.csv", "text,stance\n" + "fine,favor\n" * 5 + "hmm,maybe\n")
+    with pytest.raises(DataError) as exc:
+        read_csv(path)
+    assert one_line(exc) == (
+        f"{path}:7: unknown label 'maybe' in column 'stance'; expected one of favor, against, none"
+    )
+
+
+def test_line_numbers_count_multiline_fields(tmp_path):
+    path = write(tmp_path, "d.csv", 'text,stance\n"two\nlines",favor\nbad,maybe\n')
+    with pytest.raises(DataError, match=r"d.csv:4: unknown label 'maybe'"):
+        read_csv(path)
+
+
+@pytest.mark.parametrize("content", ["text,stance\nx,\n", "text,stance\nx,   \n"])
+def test_empty_label(tmp_path, content):
+    with pytest.raises(DataError, match=r"d.csv:2: empty label in column 'stance'"):
+        read_csv(write(tmp_path, "d.csv", content))
+
+
+def test_nan_label_in_parquet(tmp_path):
+    path = tmp_path / "d.parquet"
+    pd.DataFrame({"text": ["a", "b"], "stance": ["favor", None]}).to_parquet(path)
+    with pytest.raises(DataError, match=r"d.parquet, row 2: empty label in column 'stance'"):
+        read_csv(path)
+
+
+def test_malformed_row(tmp_path):
+    path = write(tmp_path, "d.csv", "text,stance\nok,favor\ntoo,many,fields\n")
+    with pytest.raises(DataError, match=r"d.csv:3: malformed row: 3 fields, expected 2") as exc:
+        read_csv(path)
+    one_line(exc)
+
+
+def test_malformed_jsonl_line(tmp_path):
+    path = write(tmp_path, "d.jsonl", '{"text": "a", "stance": "favor"}\n{"text": broken\n')
+    with pytest.raises(DataError, match=r"d.jsonl:2: malformed row: invalid JSON"):
+        read_csv(path)
+
+
+def test_non_utf8(tmp_path):
+    path = write(tmp_path, "d.csv", b"text,stance\nok,favor\ncaf\xe9,none\n")
+    with pytest.raises(DataError, match=r"d.csv:3: byte 0xe9 is not valid utf-8") as exc:
+        read_csv(path)
+    one_line(exc)
+
+
+def test_duplicate_id(tmp_path):
+    path = write(tmp_path, "d.csv", "id,text,stance\n1,a,favor\n2,b,none\n1,c,none\n")
+    with pytest.raises(DataError, match=r"d.csv:4: duplicate id '1' in column 'id' \(first at .*d.csv:2\)"):
+        read_csv(path, id="id")
+
+
+@pytest.mark.parametrize("content", ["", "text,stance\n", "text,stance\n\n\n"])
+def test_empty_dataset(tmp_path, content):
+    with pytest.raises(DataError, match="d.csv: empty dataset"):
+        read_csv(write(tmp_path, "d.csv", content))
+
+
+def test_text_over_max_length(tmp_path):
+    path = write(tmp_path, "d.csv", "text,stance\nshort,favor\n" + "x" * 1_000_000 + ",none\n")
+    with pytest.raises(
+        DataError, match=r"d.csv:3: text of 1,000,000 characters .* expected at most 100,000"
+    ) as exc:
+        read_csv(path)
+    one_line(exc)
+    assert len(read_csv(path, max_chars=2_000_000).examples) == 2
+
+
+def test_unknown_extension(tmp_path):
+    with pytest.raises(DataError, match="cannot tell the format"):
+        read_csv(write(tmp_path, "d.xlsx", "x"))
+
+
+def test_drop_invalid_counts_every_reason(tmp_path):
+    content = (
+        b"id,text,stance\n"
+        b"1,good,favor\n"
+        b"2,unknown,maybe\n"
+        b"3,empty,\n"
+        b"4,too,many,fields\n"
+        b"5,caf\xe9,none\n"
+        b"1,duplicate,none\n"
+        b"6," + b"x" * 200 + b",none\n"
+        b"7,also good,AGAINST\n"
+    )
+    result = read_csv(write(tmp_path, "d.csv", content), id="id", drop_invalid=True, max_chars=100)
+    assert [ex.id for ex in result.examples] == ["1", "7"]
+    assert dict(result.dropped) == {
+        "unknown_label": 1,
+        "empty_label": 1,
+        "malformed_row": 1,
+        "non_utf8": 1,
+        "duplicate_id": 1,
+        "text_too_long": 1,
+    }
+    report = result.report()
+    assert "2 examples read, 6 rows dropped" in report and "unknown label 'maybe'" in report
+
+
+def test_drop_invalid_with_nothing_left(tmp_path):
+    path = write(tmp_path, "d.csv", "text,stance\na,maybe\n")
+    with pytest.raises(DataError, match=r"empty dataset \(all 1 rows were invalid\)"):
+        read_csv(path, drop_invalid=True)

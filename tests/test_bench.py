@@ -1,0 +1,76 @@
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from socialens.bench import run_bench
+from socialens.classifiers.base import read_records
+from socialens.config import load_experiment
+
+FIXTURES = Path(__file__).parent / "fixtures" / "bench"
+
+
+def make_experiment(tmp_path, models: str, seeds: str = "[0, 1]"):
+    dataset = (FIXTURES / "tiny.yaml").read_text().replace("path: .", f"path: {FIXTURES}")
+    (tmp_path / "tiny.yaml").write_text(dataset)
+    (tmp_path / "exp.yaml").write_text(
+        f"name: t\noutput_dir: {tmp_path / 'runs'}\ndatasets: [{tmp_path / 'tiny.yaml'}]\n"
+        f"models:\n{models}\nseeds: {seeds}\nbootstrap: 200\nslice_by: [topic]\n"
+    )
+    return load_experiment(tmp_path / "exp.yaml")
+
+
+TFIDF = "  - {id: tf, family: tfidf}\n"
+BROKEN = "  - {id: broken, family: encoder, model: /nonexistent/model-folder}\n"
+
+
+def test_grid_writes_records_metrics_and_summary(tmp_path):
+    experiment = make_experiment(tmp_path, TFIDF)
+    result = run_bench(experiment, console=Console(quiet=True))
+    run_dir = tmp_path / "runs" / "t"
+    assert [c.status for c in result.cells] == ["done", "done"]
+    for seed in (0, 1):
+        cell = run_dir / "tiny" / "tf" / f"seed-{seed}"
+        records = read_records(cell / "predictions.jsonl")
+        metrics = json.loads((cell / "metrics.json").read_text())
+        assert len(records) == metrics["n"] == metrics["costs"]["n_test"] > 0
+        assert all(r.status.value == "ok" for r in records)
+        assert metrics["macro_f1"] > 0.8  # the fixture is keyword-separable
+        assert set(metrics["slices"]["topic"]) <= {"climate", "vaccines"}
+    summary = json.loads((run_dir / "summary.json").read_text())
+    row = summary["rows"][0]
+    assert row["model"] == "tf" and row["n_seeds"] == 2
+    table = (run_dir / "summary.md").read_text()
+    assert "F1 belief" in table and "| tiny | tf | 2 |" in table
+
+
+def test_rerun_skips_finished_cells_unless_forced(tmp_path):
+    experiment = make_experiment(tmp_path, TFIDF, seeds="[0]")
+    run_bench(experiment, console=Console(quiet=True))
+    again = run_bench(experiment, console=Console(quiet=True))
+    assert [c.status for c in again.cells] == ["skipped"]
+    forced = run_bench(experiment, force=True, console=Console(quiet=True))
+    assert [c.status for c in forced.cells] == ["done"]
+
+
+def test_changed_model_params_invalidate_a_finished_cell(tmp_path):
+    run_bench(make_experiment(tmp_path, TFIDF, seeds="[0]"), console=Console(quiet=True))
+    changed = make_experiment(tmp_path, "  - {id: tf, family: tfidf, C: 0.5}\n", seeds="[0]")
+    assert [c.status for c in run_bench(changed, console=Console(quiet=True)).cells] == ["done"]
+
+
+def test_failing_cell_is_reported_and_the_grid_goes_on(tmp_path):
+    experiment = make_experiment(tmp_path, BROKEN + TFIDF, seeds="[0]")
+    result = run_bench(experiment, console=Console(quiet=True))
+    statuses = {c.model: c.status for c in result.cells}
+    assert statuses == {"broken": "failed", "tf": "done"}
+    run_dir = tmp_path / "runs" / "t"
+    assert (run_dir / "tiny" / "broken" / "seed-0" / "error.txt").is_file()
+    assert "Failed cells" in (run_dir / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_demo_config_loads():
+    experiment = load_experiment(Path(__file__).parents[1] / "configs" / "demo.yaml")
+    assert {m.family for m in experiment.models} == {"tfidf", "encoder"}

@@ -1,0 +1,74 @@
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from socialens.cli import app
+
+FIXTURES = Path(__file__).parent / "fixtures" / "bench"
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_help_lists_every_command_with_one_line_help():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("bench", "data", "train", "predict", "models"):
+        assert command in result.output
+
+
+def test_data_check_prints_class_counts():
+    result = invoke("data", "check", FIXTURES / "tiny.csv", "--labels", "belief,debunk,other")
+    assert result.exit_code == 0, result.output
+    assert "90 valid examples" in result.output
+    for label in ("belief", "debunk", "other"):
+        assert label in result.output
+
+
+def test_data_check_unknown_label_is_one_line_error(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\nthis is fine,belief\nsomething else,maybe\n")
+    result = invoke("data", "check", bad, "--labels", "belief,debunk,other")
+    assert result.exit_code == 2
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert "bad.csv" in lines[0] and "maybe" in lines[0] and "belief" in lines[0]
+
+
+def test_data_check_missing_file(tmp_path):
+    result = invoke("data", "check", tmp_path / "nope.csv")
+    assert result.exit_code == 2
+    assert "nope.csv" in result.output
+
+
+def test_split_train_predict_round_trip(tmp_path):
+    splits = tmp_path / "splits"
+    result = invoke("data", "split", FIXTURES / "tiny.csv", "--out", splits, "--metadata", "topic")
+    assert result.exit_code == 0, result.output
+    counts = {part: len((splits / f"{part}.jsonl").read_text().splitlines()) for part in ("train", "dev", "test")}
+    assert counts == {"train": 63, "dev": 18, "test": 9}
+
+    model_dir = tmp_path / "model"
+    result = invoke("train", "tfidf", "--data", splits, "--out", model_dir)
+    assert result.exit_code == 0, result.output
+    assert "test macro-F1" in result.output
+
+    inputs = tmp_path / "in.jsonl"
+    texts = ["This has been debunked by every fact-checker", "Finally exposes the lie they sold us", "lunch"]
+    inputs.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    out = tmp_path / "out.jsonl"
+    result = invoke("predict", model_dir, inputs, "--out", out)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 3
+    assert [r["predicted"] for r in records[:2]] == ["debunk", "belief"]
+    assert all(abs(sum(r["scores"].values()) - 1) < 1e-6 for r in records)
+
+
+def test_train_rejects_an_option_of_another_family(tmp_path):
+    result = invoke("train", "tfidf", "--data", FIXTURES / "tiny.csv", "--epochs", "3", "--out", tmp_path / "m")
+    assert result.exit_code == 2
+    assert "--epochs does not apply to the 'tfidf' family" in result.output

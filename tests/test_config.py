@@ -1,0 +1,60 @@
+import pytest
+
+from socialens.config import load_experiment
+from socialens.errors import ConfigError
+
+
+def write(tmp_path, text):
+    path = tmp_path / "exp.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+GOOD = """
+name: t1
+datasets: [builtin:reddit-misinfo-demo, {config: x.yaml, cap: 100}]
+models:
+  - {id: tf, family: tfidf, C: 2.0}
+  - {id: enc, family: encoder, epochs: 2}
+seeds: [0, 1]
+"""
+
+
+def test_valid_experiment_parses_family_params(tmp_path):
+    experiment = load_experiment(write(tmp_path, GOOD))
+    assert experiment.name == "t1"
+    assert [d.config for d in experiment.datasets] == ["builtin:reddit-misinfo-demo", "x.yaml"]
+    assert experiment.datasets[1].cap == 100
+    assert experiment.models[0].params == {"C": 2.0}
+    assert experiment.seeds == [0, 1]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (GOOD.replace("epochs: 2", "epochs: lots"), "field 'models[1].epochs' = 'lots'"),
+        (GOOD.replace("C: 2.0", "C: 2.0, colour: red"), "field 'models[0].colour' = 'red': unknown field"),
+        (GOOD.replace("family: tfidf", "family: magic"), "field 'models[0].family' = 'magic'"),
+        (GOOD.replace("cap: 100", "cap: -5"), "field 'datasets[1].cap' = -5"),
+        (GOOD.replace("seeds: [0, 1]", "seeds: []"), "field 'seeds'"),
+        (GOOD.replace("name: t1", "name: 'bad name/..'"), "field 'name'"),
+        ("name: x\nmodels: []\n", "field 'datasets': required field is missing"),
+        (GOOD.replace("id: enc", "id: tf"), "model id 'tf' appears twice"),
+    ],
+)
+def test_bad_field_is_named_with_value_and_file(tmp_path, text, expected):
+    with pytest.raises(ConfigError) as info:
+        load_experiment(write(tmp_path, text))
+    message = str(info.value)
+    assert expected in message
+    assert "exp.yaml" in message
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"exp.yaml:3: not valid YAML \(mapping values are not allowed"):
+        load_experiment(write(tmp_path, "name: x\nseeds: [1]\nmodels: a: b\n"))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="experiment file not found"):
+        load_experiment(tmp_path / "nope.yaml")
