@@ -146,24 +146,23 @@ def test_tweeteval_line_count_mismatch(tmp_path):
         read_examples(folder, format="tweeteval", label="label", split="train")
 
 
-def test_hf_reader_uses_datasets(monkeypatch):
+def test_hf_reader_reads_a_hub_style_dataset_folder(tmp_path):
+    # load_dataset takes a local folder laid out like a hub repo through the same code path as a hub id
     datasets = pytest.importorskip("datasets")
     features = datasets.Features(
         {"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
     )
-    fake = datasets.Dataset.from_dict({"sentence": ["bad", "good"], "label": [0, 1]}, features=features)
-    calls = []
-
-    def load_dataset(hub_id, name=None, split=None):
-        calls.append((hub_id, name, split))
-        return fake
-
-    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    repo = tmp_path / "org-sst"
+    (repo / "data").mkdir(parents=True)
+    data = datasets.Dataset.from_dict({"sentence": ["bad film", "good film"], "label": [0, 1]}, features=features)
+    data.to_parquet(str(repo / "data" / "validation-00000-of-00001.parquet"))
     result = read_examples(
-        "org/sst", format="hf", text="sentence", label="label", split="validation", id_prefix="dev"
+        str(repo), format="hf", text="sentence", label="label", split="validation", id_prefix="dev"
     )
-    assert calls == [("org/sst", None, "validation")]
-    assert [(ex.id, ex.label) for ex in result.examples] == [("dev-1", "neg"), ("dev-2", "pos")]
+    assert [(ex.id, ex.text, ex.label) for ex in result.examples] == [
+        ("dev-1", "bad film", "neg"),
+        ("dev-2", "good film", "pos"),
+    ]
 
 
 # --- bad input: one error each, one line naming the file and the line -----------------------

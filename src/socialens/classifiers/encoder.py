@@ -318,8 +318,9 @@ class EncoderClassifier:
         self._check_fitted()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.model_.save_pretrained(directory, safe_serialization=True)
-        self.tokenizer_.save_pretrained(directory)
+        with _quiet_transformers(self.params.verbose):
+            self.model_.save_pretrained(directory)
+            self.tokenizer_.save_pretrained(directory)
         write_model_info(
             directory, self.family, self.schema, self.params, extra={"seed": self.seed, "training": self.training_}
         )
