@@ -252,10 +252,15 @@ def write_summary(run_dir: Path, rows: list[dict[str, Any]], cells: list[CellRes
 
 
 def print_summary(rows: list[dict[str, Any]], console: Console) -> None:
+    """One table per dataset; piped output gets a wide page instead of rich's 80-column default."""
     header, body = summary_table(rows)
-    table = Table(title="socialens bench: macro-F1 mean ± std over seeds (test set)")
-    for name in header:
-        table.add_column(name, justify="left" if name in ("dataset", "model") else "right")
-    for cells in body:
-        table.add_row(*cells)
-    console.print(table)
+    if not console.is_terminal:
+        console = Console(file=console.file, width=200, quiet=console.quiet)
+    for dataset in dict.fromkeys(row["dataset"] for row in rows):
+        table = Table(title=f"{dataset}: test-set scores, mean ± std over seeds")
+        for name in header[1:]:
+            table.add_column(name, justify="left" if name == "model" else "right")
+        for cells in body:
+            if cells[0] == dataset:
+                table.add_row(*cells[1:])
+        console.print(table)
