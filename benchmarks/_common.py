@@ -29,7 +29,9 @@ def read_tweeteval(root: Path, task: str, split: str) -> tuple[list[str], list[s
                 key, value = line.split("\t", 1)
                 names[key.strip()] = value.strip()
     if len(texts) != len(labels):
-        raise ValueError(f"{folder}: {split}_text.txt has {len(texts)} lines, {split}_labels.txt {len(labels)}")
+        raise ValueError(
+            f"{folder}: {split}_text.txt has {len(texts)} lines, {split}_labels.txt {len(labels)}"
+        )
     return [t.strip() for t in texts], [names.get(label, label) for label in labels]
 
 

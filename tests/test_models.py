@@ -24,7 +24,7 @@ def test_builtin_minilm_is_a_plain_hf_folder():
     assert (path / "tokenizer.json").is_file() or (path / "vocab.txt").is_file()
 
 
-def test_builtin_minilm_loads_as_sequence_classifier():
+def test_builtin_minilm_config_is_bert():
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(resolve_model("builtin:minilm-l6"))
@@ -44,6 +44,12 @@ def test_local_paths_resolve_to_themselves(tmp_path):
 def test_hub_ids_pass_through_unchanged():
     assert resolve_model("FacebookAI/roberta-base") == "FacebookAI/roberta-base"
     assert resolve_model("distilbert-base-uncased") == "distilbert-base-uncased"
+
+
+@pytest.mark.parametrize("ref", ["/no/such/model", "./models/missing", "~/nowhere/x", "a/b/c", "model.gguf"])
+def test_missing_local_paths_are_config_errors(ref):
+    with pytest.raises(ConfigError, match="no such file or directory"):
+        resolve_model(ref)
 
 
 def test_unknown_builtin_lists_the_known_ones():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import time
 import traceback
@@ -74,7 +75,8 @@ def run_cell(split: Split, entry: ModelEntry, params, seed: int, cell_dir: Path,
     family = get_family(entry.family)
     classifier = family(params=params, seed=seed)
     start = time.perf_counter()
-    classifier.fit(split.train, split.dev, schema=split.schema)
+    context = {"task": split.task} if "task" in inspect.signature(classifier.fit).parameters else {}
+    classifier.fit(split.train, split.dev, schema=split.schema, **context)
     train_time = time.perf_counter() - start
     start = time.perf_counter()
     try:
@@ -96,6 +98,11 @@ def run_cell(split: Split, entry: ModelEntry, params, seed: int, cell_dir: Path,
         "n_train": len(split.train),
         "n_dev": len(split.dev),
         "n_test": len(split.test),
+        "tokens_in": sum(r.tokens_in for r in records),
+        "tokens_out": sum(r.tokens_out for r in records),
+        "cost": sum(r.cost for r in records),
+        "cost_per_1000": 1000 * sum(r.cost for r in records) / max(1, len(records)),
+        "mean_latency_s": sum(r.latency_s for r in records) / max(1, len(records)),
     }
 
 
@@ -115,6 +122,7 @@ def run_bench(
     output_dir: str | None = None,
     console: Console | None = None,
     save_models: bool = False,
+    no_cache: bool = False,
 ) -> BenchResult:
     console = console or Console()
     data_root = data_root or experiment.data_root
@@ -124,6 +132,9 @@ def run_bench(
         yaml.safe_dump(experiment.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
     )
     params = {entry.id: validate_model_params(entry, i, "experiment") for i, entry in enumerate(experiment.models)}
+    if no_cache:  # bypass the LLM response cache for every family that has one
+        params = {k: p.model_copy(update={"cache": False}) if "cache" in type(p).model_fields else p
+                  for k, p in params.items()}
     result = BenchResult(run_dir=run_dir)
     total = len(experiment.datasets) * len(experiment.models) * len(experiment.seeds)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

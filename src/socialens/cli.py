@@ -48,6 +48,7 @@ def bench(
     data_root: Annotated[Optional[str], typer.Option(help="folder that dataset YAML paths are relative to")] = None,
     output_dir: Annotated[Optional[str], typer.Option(help="where runs/<name>/ goes (default: the config's)")] = None,
     save_models: Annotated[bool, typer.Option(help="keep each trained model in its cell folder")] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="bypass the LLM response cache")] = False,
 ) -> None:
     """Run an experiment grid, print the comparison table and write runs/<name>/."""
     try:
@@ -56,7 +57,7 @@ def bench(
 
         experiment = load_experiment(config)
         result = run_bench(experiment, force=force, data_root=data_root, output_dir=output_dir,
-                           console=console, save_models=save_models)
+                           console=console, save_models=save_models, no_cache=no_cache)
     except SocialensError as exc:
         _fail(exc)
     print_summary(result.summary, console)
@@ -230,7 +231,7 @@ def models() -> None:
     from socialens.models import BUILTIN_MODELS
 
     for name, info in BUILTIN_MODELS.items():
-        console.print(f"builtin:{name}  {info['description'] if isinstance(info, dict) else info}")
+        console.print(f"builtin:{name}  {info.description}")
 
 
 def main() -> None:  # pragma: no cover - console entry

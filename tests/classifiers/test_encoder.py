@@ -18,18 +18,33 @@ from socialens.data.schema import Example, LabelSchema
 TOPICS = {
     "sport": (
         ["the team", "our striker", "the coach", "the goalkeeper", "the players", "the referee"],
-        ["won the football match", "scored a goal in the game", "trained hard before the league final",
-         "lost the championship on penalties", "celebrated the victory in the stadium"],
+        [
+            "won the football match",
+            "scored a goal in the game",
+            "trained hard before the league final",
+            "lost the championship on penalties",
+            "celebrated the victory in the stadium",
+        ],
     ),
     "food": (
         ["this pizza", "the soup", "my grandmother's cake", "the pasta", "the curry", "that burger"],
-        ["tastes delicious with cheese", "was cooked in the oven", "needs more salt and pepper",
-         "is the best dish in the restaurant", "smells of garlic and fresh herbs"],
+        [
+            "tastes delicious with cheese",
+            "was cooked in the oven",
+            "needs more salt and pepper",
+            "is the best dish in the restaurant",
+            "smells of garlic and fresh herbs",
+        ],
     ),
     "weather": (
         ["tomorrow", "this afternoon", "tonight", "the forecast says next week", "on sunday", "this morning"],
-        ["heavy rain and thunderstorms are expected", "it will be sunny and hot",
-         "snow and freezing wind will arrive", "the clouds bring a cold drizzle", "a storm with strong winds is coming"],
+        [
+            "heavy rain and thunderstorms are expected",
+            "it will be sunny and hot",
+            "snow and freezing wind will arrive",
+            "the clouds bring a cold drizzle",
+            "a storm with strong winds is coming",
+        ],
     ),
 }
 
@@ -40,7 +55,9 @@ def make_examples(per_class: int, seed: int, prefix: str) -> list[Example]:
     for label, (subjects, predicates) in TOPICS.items():
         for i in range(per_class):
             text = f"{rng.choice(subjects)} {rng.choice(predicates)}"
-            out.append(Example(id=f"{prefix}-{label}-{i}", text=text, label=label, metadata={"topic": label, "i": i}))
+            out.append(
+                Example(id=f"{prefix}-{label}-{i}", text=text, label=label, metadata={"topic": label, "i": i})
+            )
     rng.shuffle(out)
     return out
 
@@ -50,8 +67,10 @@ TINY = dict(epochs=3, learning_rate=1e-4, batch_size=8, warmup_ratio=0.0, eval_b
 
 @pytest.fixture(scope="module")
 def data():
-    return make_examples(14, seed=1, prefix="train"), make_examples(4, seed=2, prefix="dev"), make_examples(
-        6, seed=3, prefix="test"
+    return (
+        make_examples(14, seed=1, prefix="train"),
+        make_examples(4, seed=2, prefix="dev"),
+        make_examples(6, seed=3, prefix="test"),
     )
 
 
@@ -97,7 +116,9 @@ def test_predict_before_fit_is_an_error():
 def test_learns_separable_topics(trained, data):
     _, _, test = data
     records = trained.predict(test)
-    score = macro_f1([trained.schema.index(r.gold) for r in records], [trained.schema.index(r.predicted) for r in records])
+    score = macro_f1(
+        [trained.schema.index(r.gold) for r in records], [trained.schema.index(r.predicted) for r in records]
+    )
     assert score >= 0.8, f"held-out macro-F1 {score:.3f}"
     summary = trained.training_
     assert summary["train_examples"] == 42
@@ -188,3 +209,13 @@ def test_early_stopping_on_dev_macro_f1(data):
     # the restored best model still scores the dev set perfectly
     records = clf.predict(dev)
     assert all(r.predicted == r.gold for r in records)
+
+
+@pytest.mark.slow
+def test_predict_proba_matches_records(trained, data):
+    _, _, test = data
+    probs = trained.predict_proba([ex.text for ex in test])
+    assert probs.shape == (len(test), 3)
+    records = trained.predict(test)
+    for row, record in zip(probs, records, strict=True):
+        assert list(row) == pytest.approx(list(record.scores.values()), abs=1e-6)

@@ -98,8 +98,14 @@ def test_deterministic():
 def test_char_ngrams(analyzer):
     # Arabic-script words share few whole tokens; character n-grams still separate them.
     train = [
-        Example(id=f"a{i}", text=f"{w} جميل رائع", label="pos") for i, w in enumerate(["الفيلم", "الكتاب", "المطعم"])
-    ] + [Example(id=f"b{i}", text=f"{w} سيء مزعج", label="neg") for i, w in enumerate(["الفيلم", "الكتاب", "المطعم"])]
+        Example(id=f"a{i}", text=f"{w} جميل رائع", label="pos")
+        for i, w in enumerate(["الفيلم", "الكتاب", "المطعم"])
+    ] + [
+        Example(id=f"b{i}", text=f"{w} سيء مزعج", label="neg")
+        for i, w in enumerate(["الفيلم", "الكتاب", "المطعم"])
+    ]
     clf = TfidfClassifier(TfidfParams(analyzer=analyzer, char_ngram_range=(2, 3))).fit(train)
-    records = clf.predict([Example(id="t", text="الهاتف جميلة رائعة"), Example(id="u", text="الهاتف سيئ مزعجة")])
+    records = clf.predict(
+        [Example(id="t", text="الهاتف جميلة رائعة"), Example(id="u", text="الهاتف سيئ مزعجة")]
+    )
     assert [r.predicted for r in records] == ["pos", "neg"]

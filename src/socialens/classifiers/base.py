@@ -114,7 +114,7 @@ def get_family(family: str) -> type:
 
 def _import_builtin_families() -> None:
     # Importing the modules runs their @register decorators; heavy imports stay inside methods.
-    from socialens.classifiers import encoder, tfidf  # noqa: F401
+    from socialens.classifiers import encoder, prompted, tfidf  # noqa: F401
 
 
 MODEL_INFO_FILE = "socialens_model.json"

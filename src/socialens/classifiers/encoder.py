@@ -83,13 +83,15 @@ def _quiet_transformers(verbose: bool) -> Iterator[None]:
         yield
         return
     before = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
         yield
     finally:
         hf_logging.set_verbosity(before)
-        hf_logging.enable_progress_bar()
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _make_trainer_class():
@@ -110,7 +112,9 @@ def _make_trainer_class():
             outputs = model(**inputs)
             logits = outputs.logits
             weight = torch.tensor(self.class_weights, dtype=logits.dtype, device=logits.device)
-            loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), labels.view(-1), weight=weight)
+            loss = torch.nn.functional.cross_entropy(
+                logits.view(-1, logits.size(-1)), labels.view(-1), weight=weight
+            )
             return (loss, outputs) if return_outputs else loss
 
     return WeightedTrainer
@@ -132,7 +136,9 @@ class EncoderClassifier:
 
     Params = EncoderParams
 
-    def __init__(self, params: EncoderParams | None = None, seed: int = 0, progress: ProgressHook | None = None):
+    def __init__(
+        self, params: EncoderParams | None = None, seed: int = 0, progress: ProgressHook | None = None
+    ):
         self.params = params or EncoderParams()
         self.seed = seed
         self.progress = progress
@@ -188,7 +194,11 @@ class EncoderClassifier:
             raise ValueError("cannot fit encoder: no labelled training examples")
         names = self.schema.names
         path = resolve_model(p.model)
-        with _torch_threads(p.num_threads), _quiet_transformers(p.verbose), tempfile.TemporaryDirectory() as tmp:
+        with (
+            _torch_threads(p.num_threads),
+            _quiet_transformers(p.verbose),
+            tempfile.TemporaryDirectory() as tmp,
+        ):
             set_seed(self.seed)
             self.tokenizer_ = AutoTokenizer.from_pretrained(path)
             self.model_ = AutoModelForSequenceClassification.from_pretrained(
@@ -257,12 +267,25 @@ class EncoderClassifier:
             "train_examples_per_s": round(len(train) * epochs_run / seconds, 2) if seconds > 0 else None,
             "epochs_run": round(epochs_run, 3),
             "best_dev_macro_f1": trainer.state.best_metric if evaluate else None,
+            "dev_macro_f1_by_epoch": [
+                round(log["eval_macro_f1"], 4) for log in trainer.state.log_history if "eval_macro_f1" in log
+            ],
+            "train_loss_by_epoch": [
+                round(log["loss"], 4) for log in trainer.state.log_history if "loss" in log
+            ],
             "class_weights": weights,
             "base_model": p.model,
         }
         return self
 
-    def predict_proba(self, texts: list[str]) -> tuple[list[list[float]], list[float]]:
+    def predict_proba(self, texts: list[str]):
+        """Softmax probabilities, a numpy array (len(texts), len(schema.names)) in schema order."""
+        import numpy as np
+
+        probs, _ = self._scores(texts)
+        return np.array(probs, dtype=float).reshape(len(texts), len(self.schema.names))
+
+    def _scores(self, texts: list[str]) -> tuple[list[list[float]], list[float]]:
         """Softmax probabilities (schema order) for ``texts`` in input order, and per-text latency
         (its batch's time divided by the batch size)."""
         import torch
@@ -296,7 +319,7 @@ class EncoderClassifier:
 
     def predict(self, examples: list[Example]) -> list[PredictionRecord]:
         self._check_fitted()
-        probs, latency = self.predict_proba([ex.text for ex in examples])
+        probs, latency = self._scores([ex.text for ex in examples])
         names = self.schema.names
         records = []
         for ex, row, lat in zip(examples, probs, latency, strict=True):
@@ -322,11 +345,16 @@ class EncoderClassifier:
             self.model_.save_pretrained(directory)
             self.tokenizer_.save_pretrained(directory)
         write_model_info(
-            directory, self.family, self.schema, self.params, extra={"seed": self.seed, "training": self.training_}
+            directory,
+            self.family,
+            self.schema,
+            self.params,
+            extra={"seed": self.seed, "training": self.training_},
         )
 
     @classmethod
     def load(cls, directory: str | Path, progress: ProgressHook | None = None) -> EncoderClassifier:
+        import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         directory = Path(directory)
@@ -337,6 +365,8 @@ class EncoderClassifier:
         with _quiet_transformers(obj.params.verbose):
             obj.tokenizer_ = AutoTokenizer.from_pretrained(directory)
             obj.model_ = AutoModelForSequenceClassification.from_pretrained(directory)
+        if torch.cuda.is_available():
+            obj.model_.to("cuda")
         obj.model_.eval()
         return obj
 

@@ -52,7 +52,9 @@ class TfidfClassifier:
         from sklearn.pipeline import FeatureUnion
 
         p = self.params
-        common = dict(min_df=p.min_df, max_features=p.max_features, sublinear_tf=p.sublinear_tf, lowercase=p.lowercase)
+        common = dict(
+            min_df=p.min_df, max_features=p.max_features, sublinear_tf=p.sublinear_tf, lowercase=p.lowercase
+        )
         word = TfidfVectorizer(analyzer="word", ngram_range=tuple(p.ngram_range), **common)
         char = TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(p.char_ngram_range), **common)
         if p.analyzer == "word":
@@ -144,7 +146,11 @@ class TfidfClassifier:
         directory.mkdir(parents=True, exist_ok=True)
         joblib.dump(self.pipeline_, directory / PIPELINE_FILE)
         write_model_info(
-            directory, self.family, self.schema, self.params, extra={"seed": self.seed, "training": self.training_}
+            directory,
+            self.family,
+            self.schema,
+            self.params,
+            extra={"seed": self.seed, "training": self.training_},
         )
 
     @classmethod

@@ -171,7 +171,8 @@ def prepare(
     parts = {"train": train, "dev": dev, "test": test}
     stats["rows_after"] = {name: len(rows) for name, rows in parts.items()}
     stats["class_counts"] = {name: class_counts(rows) for name, rows in parts.items()}
-    return Split(train=train, dev=dev, test=test, schema=raw.schema, name=raw.name, stats=stats)
+    task = raw.config.task if raw.config is not None and raw.config.task else ""
+    return Split(train=train, dev=dev, test=test, schema=raw.schema, name=raw.name, stats=stats, task=task)
 
 
 def write_split(split: Split, out_dir: str | Path) -> Path:
@@ -185,7 +186,7 @@ def write_split(split: Split, out_dir: str | Path) -> Path:
     (out / "schema.json").write_text(
         json.dumps(split.schema.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8"
     )
-    stats = {"name": split.name, **split.stats}
+    stats = {"name": split.name, "task": split.task, **split.stats}
     (out / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False), encoding="utf-8")
     return out
 
@@ -208,4 +209,6 @@ def read_split(directory: str | Path) -> Split:
         parts[name] = rows
     stats_path = directory / "stats.json"
     stats = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.is_file() else {}
-    return Split(**parts, schema=schema, name=stats.pop("name", directory.name), stats=stats)
+    name = stats.pop("name", directory.name)
+    task = stats.pop("task", "")
+    return Split(**parts, schema=schema, name=name, stats=stats, task=task)

@@ -119,6 +119,7 @@ class Split:
     schema: LabelSchema
     name: str = "dataset"
     stats: dict[str, Any] = field(default_factory=dict)
+    task: str = ""  # the dataset's task description, used in LLM prompts
 
     def parts(self) -> dict[str, list[Example]]:
         return {"train": self.train, "dev": self.dev, "test": self.test}

@@ -1,0 +1,254 @@
+"""Zero- and few-shot LLM classification over any LLMBackend.
+
+Three decoding modes: ``generate`` (free text, then parsing), ``constrained`` (output restricted to
+the label answers) and ``scored`` (one log-probability per label answer, giving probabilities).
+A refused or unparseable answer stays refused or invalid; it is never replaced by a guess.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from socialens.classifiers.base import (
+    FamilyParams,
+    PredictionRecord,
+    Status,
+    infer_schema,
+    read_model_info,
+    register,
+    write_model_info,
+)
+from socialens.data.schema import Example, LabelSchema
+from socialens.errors import ConfigError
+
+# Fields of PromptedParams that are handed to the backend's own Options (each backend says which it takes).
+BACKEND_OPTION_FIELDS = (
+    "base_url", "api_key_env", "concurrency", "timeout_s", "max_retries",
+    "n_ctx", "n_threads", "adapter", "batch_size", "device",
+)
+
+
+class Price(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input_per_1m: float = Field(default=0.0, ge=0)
+    output_per_1m: float = Field(default=0.0, ge=0)
+
+    def cost(self, tokens_in: int, tokens_out: int) -> float:
+        return (tokens_in * self.input_per_1m + tokens_out * self.output_per_1m) / 1_000_000
+
+
+class PromptedParams(FamilyParams):
+    backend: str = "llamacpp"
+    model: str = "builtin:smollm2-135m-instruct"
+    prompt: str = Field(default="serial", description="serial | json | path to a user-template .jinja file")
+    system_prompt: str | None = None
+    wording: Literal["universal", "topic"] = "universal"
+    shots: int = Field(default=0, ge=0)
+    shot_selection: Literal["random", "stratified", "similar"] = "random"
+    decoding: Literal["generate", "constrained", "scored"] = "generate"
+    max_tokens: int = Field(default=20, gt=0)
+    parse_threshold: float = Field(default=0.8, ge=0, le=1)
+    price: Price | None = None
+    cache: bool = True
+    cache_path: str | None = None
+    chunk_size: int = Field(default=16, gt=0, description="prompts per backend call (and per cache commit)")
+    base_url: str | None = None
+    api_key_env: str | None = None
+    concurrency: int | None = None
+    timeout_s: float | None = None
+    max_retries: int | None = None
+    n_ctx: int | None = None
+    n_threads: int | None = None
+    adapter: str | None = None
+    batch_size: int | None = None
+    device: str | None = None
+    backend_options: dict = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _options_apply_to_backend(self) -> PromptedParams:
+        from socialens.llm.base import get_backend
+
+        options_model = get_backend(self.backend).Options
+        for name in self.backend_option_values():
+            if name not in options_model.model_fields:
+                raise ValueError(f"'{name}' does not apply to backend '{self.backend}'")
+        return self
+
+    def backend_option_values(self) -> dict:
+        values = {name: getattr(self, name) for name in BACKEND_OPTION_FIELDS if getattr(self, name) is not None}
+        return {**values, **self.backend_options}
+
+    @property
+    def style(self) -> str:
+        return "json" if self.prompt == "json" else "serial"
+
+
+def softmax(logprobs: list[float]) -> list[float]:
+    top = max(logprobs)
+    weights = [math.exp(lp - top) for lp in logprobs]
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+@register("prompted")
+class PromptedClassifier:
+    Params = PromptedParams
+
+    def __init__(self, params: PromptedParams | None = None, seed: int = 0, backend=None):
+        self.params = params or PromptedParams()
+        self.seed = seed
+        self.schema: LabelSchema | None = None
+        self.task: str = ""
+        self.pool_: list[Example] = []
+        self._backend = backend  # an already-built backend (tests, or sharing one loaded model)
+        self._builder = None
+        self._selector = None
+
+    # -- fitting: no training; remember the schema and the few-shot pool ------------------------
+    def fit(self, train: list[Example], dev: list[Example] | None = None, *, schema: LabelSchema | None = None,
+            task: str = "") -> PromptedClassifier:
+        self.schema = schema or infer_schema(train)
+        self.task = task
+        self.pool_ = [ex for ex in train if ex.label is not None] if self.params.shots else []
+        self._builder = None
+        self._selector = None
+        return self
+
+    def _check_fitted(self) -> None:
+        if self.schema is None:
+            raise RuntimeError("PromptedClassifier is not fitted: call fit() (it sets the label schema) or load()")
+
+    @property
+    def builder(self):
+        from socialens.llm.prompts import PromptBuilder
+
+        if self._builder is None:
+            style = self.params.prompt if self.params.prompt in ("serial", "json") else Path(self.params.prompt)
+            self._builder = PromptBuilder(self.schema, style=style, task=self.task or None,
+                                          system_prompt=self.params.system_prompt, wording=self.params.wording)
+        return self._builder
+
+    @property
+    def selector(self):
+        from socialens.llm.fewshot import ShotSelector
+
+        if self._selector is None and self.params.shots:
+            self._selector = ShotSelector(self.pool_, strategy=self.params.shot_selection,
+                                          k=self.params.shots, seed=self.seed)
+        return self._selector
+
+    @property
+    def backend(self):
+        from socialens.llm.base import get_backend
+        from socialens.llm.cache import CachedBackend, ResponseCache
+
+        if self._backend is None:
+            raw = get_backend(self.params.backend)(self.params.model, **self.params.backend_option_values())
+            cache = ResponseCache(self.params.cache_path) if self.params.cache else None
+            self._backend = CachedBackend(raw, cache)
+        elif not hasattr(self._backend, "cache"):
+            cache = ResponseCache(self.params.cache_path) if self.params.cache else None
+            self._backend = CachedBackend(self._backend, cache)
+        return self._backend
+
+    # -- prediction -------------------------------------------------------------------------------
+    def prompts(self, examples: list[Example]):
+        selector = self.selector
+        return [self.builder.messages(ex, shots=selector.select(ex) if selector else []) for ex in examples]
+
+    def predict(self, examples: list[Example], progress=None) -> list[PredictionRecord]:
+        self._check_fitted()
+        records: list[PredictionRecord] = []
+        size = self.params.chunk_size
+        for start in range(0, len(examples), size):
+            chunk = examples[start : start + size]
+            if self.params.decoding == "scored":
+                records.extend(self._predict_scored(chunk))
+            else:
+                records.extend(self._predict_generated(chunk))
+            if progress is not None:
+                progress(len(chunk))
+        return records
+
+    def _record(self, ex: Example, **fields) -> PredictionRecord:
+        record = PredictionRecord(id=ex.id, gold=ex.label, metadata=dict(ex.metadata), **fields)
+        if self.params.price is not None:
+            record.cost = self.params.price.cost(record.tokens_in, record.tokens_out)
+        return record
+
+    def _predict_generated(self, chunk: list[Example]) -> list[PredictionRecord]:
+        from socialens.llm.base import GenerationParams
+        from socialens.llm.parsing import parse_label
+
+        builder = self.builder
+        constrained = self.params.decoding == "constrained"
+        answers = {builder.answer(name): name for name in self.schema.names}
+        params = GenerationParams(max_tokens=self.params.max_tokens, seed=self.seed,
+                                  choices=tuple(answers) if constrained else None)
+        completions = self.backend.generate(self.prompts(chunk), params)
+        records = []
+        for ex, completion in zip(chunk, completions, strict=True):
+            usage = dict(raw_output=completion.text, latency_s=completion.latency_s,
+                         tokens_in=completion.tokens_in, tokens_out=completion.tokens_out)
+            if completion.error is not None:
+                records.append(self._record(ex, predicted=None, status=Status.ERROR, error=completion.error, **usage))
+                continue
+            text = completion.text.strip()
+            if constrained and text in answers:
+                records.append(self._record(ex, predicted=answers[text], status=Status.OK, **usage))
+                continue
+            parsed = parse_label(completion.text, self.schema, style=self.params.style,
+                                 threshold=self.params.parse_threshold)
+            records.append(self._record(ex, predicted=parsed.label, status=Status(parsed.status), **usage))
+        return records
+
+    def _predict_scored(self, chunk: list[Example]) -> list[PredictionRecord]:
+        names = self.schema.names
+        continuations = [self.builder.answer(name) for name in names]
+        records = []
+        for ex, messages in zip(chunk, self.prompts(chunk), strict=True):
+            scores = self.backend.score(messages, continuations)
+            usage = dict(latency_s=scores.latency_s, tokens_in=scores.tokens_in, tokens_out=0)
+            if scores.error is not None:
+                records.append(self._record(ex, predicted=None, status=Status.ERROR, error=scores.error, **usage))
+                continue
+            probabilities = softmax(scores.logprobs)
+            best = max(range(len(names)), key=lambda i: probabilities[i])
+            records.append(self._record(
+                ex, predicted=names[best], status=Status.OK,
+                scores=dict(zip(names, probabilities, strict=True)),
+                raw_output=json.dumps(dict(zip(names, scores.logprobs, strict=True))), **usage,
+            ))
+        return records
+
+    # -- persistence: the prompt set-up, the schema and the few-shot pool ---------------------------
+    def save(self, directory: str | Path) -> None:
+        self._check_fitted()
+        directory = Path(directory)
+        write_model_info(directory, self.family, self.schema, self.params, extra={"seed": self.seed, "task": self.task})
+        with (directory / "fewshot_pool.jsonl").open("w", encoding="utf-8") as handle:
+            for ex in self.pool_:
+                handle.write(json.dumps(ex.to_dict(), ensure_ascii=False) + "\n")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> PromptedClassifier:
+        directory = Path(directory)
+        info = read_model_info(directory)
+        try:
+            params = PromptedParams.model_validate(info["params"])
+        except Exception as exc:
+            raise ConfigError(f"{directory}: bad prompted-model parameters ({exc})") from None
+        obj = cls(params, seed=info.get("seed", 0))
+        obj.schema = LabelSchema.from_dict(info["schema"])
+        obj.task = info.get("task", "")
+        pool_path = directory / "fewshot_pool.jsonl"
+        if pool_path.is_file():
+            with pool_path.open(encoding="utf-8") as handle:
+                obj.pool_ = [Example.from_dict(json.loads(line)) for line in handle if line.strip()]
+        return obj

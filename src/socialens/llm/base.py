@@ -1,0 +1,114 @@
+"""The LLM backend protocol shared by llamacpp, hf and openai, and the values it passes around.
+
+A prompt is a list of chat messages ({"role": "system"|"user"|"assistant", "content": str}).
+Each backend renders it to the exact text the model sees (``render``): with the model's chat
+template when it has one, as plain text otherwise. That rendered text, not the messages, is what
+the response cache keys on, so a changed template never hits a stale entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+Messages = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Decoding parameters. ``choices`` set means constrained decoding: the output must be exactly
+    one of these strings (a GBNF grammar in llama.cpp, guided choice / JSON schema on
+    OpenAI-compatible servers, a prefix-constrained logits processor in hf)."""
+
+    max_tokens: int = 20
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+    stop: tuple[str, ...] = ()
+    choices: tuple[str, ...] | None = None
+
+    def cache_key(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Completion:
+    """One generated answer. ``error`` is set (and ``text`` empty) when the call failed for good."""
+
+    text: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_s: float = 0.0
+    finish_reason: str | None = None
+    error: str | None = None
+    cached: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Completion:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class Scores:
+    """Log-probability of each continuation given the prompt (multi-token continuations summed)."""
+
+    logprobs: list[float]
+    tokens_in: int = 0
+    continuation_tokens: list[int] = field(default_factory=list)
+    latency_s: float = 0.0
+    error: str | None = None
+    cached: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Scores:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+@runtime_checkable
+class LLMBackend(Protocol):
+    name: ClassVar[str]  # registry name: llamacpp | hf | openai
+    model_id: str  # what identifies the model's weights in the cache (path, hub id or served name)
+
+    def render(self, messages: Messages) -> str:
+        """The exact prompt text the model will see for these messages."""
+
+    def generate(self, prompts: list[Messages], params: GenerationParams) -> list[Completion]:
+        """One Completion per prompt, in order; a failed call yields a Completion with ``error``."""
+
+    def score(self, prompt: Messages, continuations: list[str]) -> Scores:
+        """Summed log-probability of each continuation as the start of the assistant's answer."""
+
+    def close(self) -> None: ...
+
+
+BACKENDS: dict[str, type] = {}
+
+
+def register_backend(name: str):
+    def decorate(cls):
+        cls.name = name
+        BACKENDS[name] = cls
+        return cls
+
+    return decorate
+
+
+def get_backend(name: str) -> type:
+    """Backend modules import their heavy dependency lazily (in the constructor), so importing them
+    always works and a missing package is reported when the backend is used, naming the extra."""
+    from socialens.errors import ConfigError
+
+    import socialens.llm.hf  # noqa: F401
+    import socialens.llm.llamacpp  # noqa: F401
+    import socialens.llm.openai  # noqa: F401
+
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise ConfigError(f"unknown LLM backend '{name}': expected one of {', '.join(sorted(BACKENDS))}") from None

@@ -1,0 +1,323 @@
+"""Local GGUF models through llama-cpp-python (fast on a CPU).
+
+- ``render`` applies the chat template stored in the GGUF (``tokenizer.chat_template``) with
+  llama-cpp-python's ``Jinja2ChatFormatter`` (``add_generation_prompt=True``); a model without a
+  template (a base model such as Gemma 3 270M) gets plain text: the system text, the user text,
+  earlier assistant turns as ``Answer: ...``, and a final ``Answer:`` line. No fake chat markup.
+- ``generate`` decodes greedily by default. With ``params.choices`` it is constrained by a GBNF
+  grammar whose root is an optional leading space followed by an alternation of the choice strings;
+  the output is checked to be exactly one of them.
+- ``score`` evaluates the prompt's tokens once, keeps their KV cache and, for each continuation,
+  decodes only the continuation's tokens on top of it (rewinding the cache to the prompt after
+  each). The cache is also reused across calls: a prompt sharing a prefix (system text, few-shot
+  examples) with the previous call only evaluates the differing tail.
+
+The model is loaded with ``logits_all=False`` (llama-cpp-python then keeps no per-token logits
+buffer of n_ctx x n_vocab floats); scoring asks llama.cpp for logits of just the continuation
+positions it needs in its own batch.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from socialens.classifiers.base import FamilyParams
+from socialens.errors import ConfigError
+from socialens.llm.base import Completion, GenerationParams, Messages, Scores, register_backend
+from socialens.models import resolve_model
+
+INSTALL_HINT = "pip install 'socialens[llm]'"
+PLAIN_ANSWER_CUE = "Answer:"
+
+
+def gbnf_literal(text: str) -> str:
+    """``text`` as a GBNF string literal (quotes, backslashes and control characters escaped)."""
+    escaped = (
+        text.replace("\\", "\\\\")
+        .replace('"', '\\"')
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\t", "\\t")
+    )
+    return f'"{escaped}"'
+
+
+def choices_grammar(choices: tuple[str, ...] | list[str]) -> str:
+    """A GBNF grammar matching exactly one of ``choices``, optionally after one leading space.
+
+    The optional space lets the model use its usual word-initial tokens (" false") instead of being
+    forced into unnatural splits; it is stripped from the output. Alternation handles choices that
+    share a prefix ("hate" / "hateful"): the grammar only ends when a whole choice has been produced.
+    """
+    if not choices:
+        raise ValueError("constrained decoding needs at least one choice")
+    alternatives = " | ".join(gbnf_literal(c) for c in dict.fromkeys(choices))
+    return f'root ::= " "? ({alternatives})\n'
+
+
+def common_prefix_len(a: list[int] | np.ndarray, b: list[int] | np.ndarray) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    logits = logits.astype(np.float64, copy=False)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+@register_backend("llamacpp")
+class LlamaCppBackend:
+    """An ``LLMBackend`` over one llama-cpp-python ``Llama`` (loaded once, not thread-safe)."""
+
+    class Options(FamilyParams):
+        n_ctx: int = 2048
+        n_threads: int | None = None  # None -> os.cpu_count()
+        n_batch: int = 512
+        seed: int = 0
+        verbose: bool = False
+
+    def __init__(self, model: str, **options: Any):
+        self.options = self.Options(**options)
+        try:
+            import llama_cpp
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        except ImportError:
+            raise ConfigError(
+                f"the llamacpp backend needs llama-cpp-python: {INSTALL_HINT}"
+            ) from None
+        self._llama_cpp = llama_cpp
+        path = Path(resolve_model(model))
+        if not path.is_file():
+            raise ConfigError(f"llamacpp backend: model '{model}' is not a GGUF file ({path} does not exist)")
+        self.model_path = str(path)
+        self.model_id = f"{path.name}:{path.stat().st_size}"
+        threads = self.options.n_threads or os.cpu_count() or 1
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=self.model_path,
+                n_ctx=self.options.n_ctx,
+                n_batch=self.options.n_batch,
+                n_threads=threads,
+                n_threads_batch=threads,
+                seed=self.options.seed,
+                logits_all=False,
+                verbose=self.options.verbose,
+            )
+        except ValueError as error:  # llama-cpp-python raises ValueError on an unreadable file
+            raise ConfigError(f"llamacpp backend: cannot load '{path}': {error}") from None
+        self.n_ctx = self.llm.n_ctx()
+        self.n_vocab = self.llm.n_vocab()
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        self._formatter = None
+        if template:
+            self._formatter = Jinja2ChatFormatter(
+                template=template,
+                eos_token=self._token_text(self.llm.token_eos()),
+                bos_token=self._token_text(self.llm.token_bos()),
+                add_generation_prompt=True,
+            )
+        # A plain-text prompt ends with "Answer:"; the answer follows after a space.
+        self.answer_prefix = "" if self._formatter else " "
+        self._grammars: dict[tuple[str, ...], Any] = {}
+        # (tokens in the KV cache, log-probabilities of the next token after them) or None
+        self._next_logprobs: tuple[tuple[int, ...], np.ndarray] | None = None
+
+    # ------------------------------------------------------------------ rendering / tokens
+    @property
+    def has_chat_template(self) -> bool:
+        return self._formatter is not None
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self.llm._model.token_get_text(token)
+
+    def render(self, messages: Messages) -> str:
+        if self._formatter is not None:
+            return self._formatter(messages=messages).prompt
+        parts: list[str] = []
+        for message in messages:
+            role, content = message.get("role", "user"), message.get("content", "").strip()
+            if role == "assistant":
+                parts.append(f"{PLAIN_ANSWER_CUE} {content}")
+            elif content:
+                parts.append(content)
+        parts.append(PLAIN_ANSWER_CUE)
+        return "\n\n".join(parts)
+
+    def tokenize(self, text: str) -> list[int]:
+        """Tokens of rendered text, special tokens parsed; BOS added unless the text carries it."""
+        bos = self.llm.token_bos()
+        bos_text = self._token_text(bos)
+        add_bos = not (bos_text and text.startswith(bos_text))
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+
+    # ------------------------------------------------------------------ generation
+    def _grammar(self, choices: tuple[str, ...]):
+        grammar = self._grammars.get(choices)
+        if grammar is None:
+            grammar = self._llama_cpp.LlamaGrammar.from_string(choices_grammar(choices), verbose=False)
+            self._grammars[choices] = grammar
+        return grammar
+
+    def generate(self, prompts: list[Messages], params: GenerationParams) -> list[Completion]:
+        return [self._generate_one(prompt, params) for prompt in prompts]
+
+    def _generate_one(self, prompt: Messages, params: GenerationParams) -> Completion:
+        start = time.perf_counter()
+        tokens_in = 0
+        try:
+            tokens = self.tokenize(self.render(prompt))
+            tokens_in = len(tokens)
+            if tokens_in >= self.n_ctx:
+                raise ValueError(f"prompt has {tokens_in} tokens, the context window n_ctx={self.n_ctx}")
+            kwargs: dict[str, Any] = {
+                "max_tokens": params.max_tokens,
+                "temperature": params.temperature,
+                "top_p": params.top_p,
+                "seed": params.seed,
+                "stop": list(params.stop) or None,
+                "repeat_penalty": 1.0,
+            }
+            if params.choices:
+                # The grammar ends generation once a whole choice is out; stop strings could cut a
+                # choice short, and max_tokens must leave room for the longest (a character per token
+                # in the worst case, plus the optional space and the end token).
+                kwargs["grammar"] = self._grammar(tuple(params.choices))
+                kwargs["stop"] = None
+                kwargs["max_tokens"] = max(params.max_tokens, max(len(c) for c in params.choices) + 2)
+            self._next_logprobs = None  # generate moves the KV cache
+            result = self.llm.create_completion(prompt=tokens, **kwargs)
+            choice = result["choices"][0]
+            text = choice["text"]
+            usage = result.get("usage") or {}
+            completion = Completion(
+                text=text,
+                tokens_in=usage.get("prompt_tokens", tokens_in),
+                tokens_out=usage.get("completion_tokens", 0),
+                latency_s=time.perf_counter() - start,
+                finish_reason=choice.get("finish_reason"),
+            )
+            if params.choices:
+                answer = text[1:] if text.startswith(" ") and text[1:] in params.choices else text
+                if answer not in params.choices:
+                    completion.error = f"constrained output {text!r} is not one of the choices"
+                    completion.text = ""
+                else:
+                    completion.text = answer
+            return completion
+        except Exception as error:  # one failed prompt must not lose the others
+            return Completion(
+                text="",
+                tokens_in=tokens_in,
+                latency_s=time.perf_counter() - start,
+                finish_reason="error",
+                error=f"{type(error).__name__}: {error}",
+            )
+
+    # ------------------------------------------------------------------ scoring
+    def _logprobs_after(self, context: list[int]) -> np.ndarray:
+        """Make the KV cache hold exactly ``context``; return log-probabilities of the next token.
+
+        Reuses the longest common prefix with what the cache already holds (from an earlier
+        score or generate call) and evaluates only the rest."""
+        key = tuple(context)
+        if self._next_logprobs is not None and self._next_logprobs[0] == key and self.llm.n_tokens == len(key):
+            return self._next_logprobs[1]
+        llm = self.llm
+        keep = common_prefix_len(llm.input_ids[: llm.n_tokens], context)
+        keep = min(keep, len(context) - 1)  # re-evaluate at least one token to get its logits
+        llm._ctx.kv_cache_seq_rm(-1, keep, -1)
+        llm.n_tokens = keep
+        self._next_logprobs = None
+        llm.eval(context[keep:])  # logits_all=False: llama.cpp computes logits of the last token only
+        llm._requires_eval = True  # our manual KV edits: let generate refresh logits before sampling
+        logits = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(self.n_vocab,))
+        logprobs = log_softmax(logits)
+        self._next_logprobs = (key, logprobs)
+        return logprobs
+
+    def _continuation_logprob(self, context_len: int, first: np.ndarray, tokens: list[int]) -> float:
+        """Summed log-probability of ``tokens`` after the cached context of ``context_len`` tokens.
+
+        The first token's log-probability comes from ``first``; the others need one decode of
+        ``tokens[:-1]`` on top of the context, after which the cache is rewound to the context."""
+        total = float(first[tokens[0]])
+        if len(tokens) == 1:
+            return total
+        llm = self.llm
+        feed = tokens[:-1]
+        if len(feed) > llm.n_batch:
+            raise ValueError(f"continuation of {len(tokens)} tokens is longer than n_batch={llm.n_batch}")
+        try:
+            llm._batch.set_batch(batch=feed, n_past=context_len, logits_all=True)
+            llm._ctx.decode(llm._batch)
+            logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(len(feed), self.n_vocab))
+            rows = log_softmax(logits)
+            total += float(rows[np.arange(len(feed)), tokens[1:]].sum())
+        finally:
+            llm._ctx.kv_cache_seq_rm(-1, context_len, -1)
+        return total
+
+    def score(self, prompt: Messages, continuations: list[str]) -> Scores:
+        start = time.perf_counter()
+        tokens_in = 0
+        try:
+            rendered = self.render(prompt)
+            prefix = self.tokenize(rendered)
+            tokens_in = len(prefix)
+            logprobs: list[float] = []
+            counts: list[int] = []
+            for continuation in continuations:
+                full = self.tokenize(rendered + self.answer_prefix + continuation)
+                # Usually ``full`` starts with ``prefix``; when the boundary merges (the prompt's
+                # last token absorbs the continuation's start), score from the common prefix on.
+                common = common_prefix_len(prefix, full)
+                tokens = full[common:]
+                if not tokens:
+                    raise ValueError(f"continuation {continuation!r} has no tokens of its own")
+                if common == 0:
+                    raise ValueError(f"continuation {continuation!r} merges with the whole prompt")
+                if len(full) > self.n_ctx:
+                    raise ValueError(
+                        f"prompt + continuation have {len(full)} tokens, the context window n_ctx={self.n_ctx}"
+                    )
+                first = self._logprobs_after(full[:common])
+                logprobs.append(self._continuation_logprob(common, first, tokens))
+                counts.append(len(tokens))
+            return Scores(
+                logprobs=logprobs,
+                tokens_in=tokens_in,
+                continuation_tokens=counts,
+                latency_s=time.perf_counter() - start,
+            )
+        except Exception as error:
+            return Scores(
+                logprobs=[],
+                tokens_in=tokens_in,
+                latency_s=time.perf_counter() - start,
+                error=f"{type(error).__name__}: {error}",
+            )
+
+    def close(self) -> None:
+        llm = getattr(self, "llm", None)
+        if llm is not None:
+            llm.close()
+            self.llm = None
+        self._next_logprobs = None
+
+    def __enter__(self) -> LlamaCppBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

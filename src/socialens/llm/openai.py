@@ -1,0 +1,403 @@
+"""Any OpenAI-compatible HTTP endpoint: OpenAI itself, vLLM, Ollama, TGI, llama.cpp's server.
+
+The official ``openai`` client does the HTTP; this module adds what a benchmark over thousands of
+prompts needs: bounded concurrency (a thread pool of ``concurrency`` workers), a per-request
+timeout, and retries with exponential backoff and jitter (tenacity) on 429, 5xx, timeouts,
+connection errors and malformed bodies. The client's own retries are switched off so these are
+the only ones. A prompt that still fails gives a Completion with ``error``; it never raises and
+never loses the other prompts.
+
+The API key is read once, at construction, from the environment variable named by
+``api_key_env``; it is handed to the client and is never logged, cached, put in an error message
+or shown by ``repr``. ``api_key_env: null`` is for local servers that need no key.
+
+Constrained decoding (``GenerationParams.choices``) is asked of the server, which must enforce it:
+``guided_choice`` (vLLM's ``extra_body``; the default for a ``base_url``) or ``json_schema``
+(OpenAI structured outputs: ``{"answer": <one of the choices>}``, unwrapped again here; the
+default for OpenAI itself) or ``json_object`` (the same object through llama-cpp-python's server,
+which takes ``{"type": "json_object", "schema": ...}`` and ignores ``guided_choice``). As in the
+local backends a leading space is dropped, and an answer that is still not one of the choices (a
+server that ignored the constraint) keeps its text and gets ``error`` set. ``none`` sends no
+constraint and returns the free text for the parser.
+
+Scoring (``score``) needs prompt log-probabilities, which only a completions endpoint that echoes
+the prompt with ``logprobs`` gives (vLLM, llama.cpp's server). It is therefore available with
+``chat: false`` only; the chat endpoint has no prompt log-probabilities, so ``chat: true`` raises a
+ConfigError, and so does a server that answers without them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+from pydantic import Field
+
+from socialens.classifiers.base import FamilyParams
+from socialens.errors import ConfigError
+from socialens.llm.base import Completion, GenerationParams, Messages, Scores, register_backend
+from socialens.llm.hf import ANSWER_PREFIX_PLAIN, render_plain
+
+log = logging.getLogger(__name__)
+
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+NO_KEY = "none"  # what a local server that checks no key is sent
+JSON_SCHEMA_EXTRA_TOKENS = 32  # room for the {"answer": ...} wrapper around a constrained choice
+
+
+class MalformedResponse(Exception):
+    """The server answered 2xx with a body that is not a usable completion (retried)."""
+
+
+class _Failure(Exception):
+    """A request that failed for good; ``str`` is the error text put in the Completion."""
+
+
+def render_messages_json(messages: Messages) -> str:
+    """Deterministic text of a chat prompt for a server that applies its own chat template."""
+    return json.dumps(
+        [{"role": m["role"], "content": m["content"]} for m in messages], ensure_ascii=False, sort_keys=True
+    )
+
+
+@register_backend("openai")
+class OpenAIBackend:
+    class Options(FamilyParams):
+        base_url: str | None = None  # None -> OpenAI's own API
+        api_key_env: str | None = "OPENAI_API_KEY"  # None -> no key (local servers)
+        concurrency: int = Field(8, ge=1)
+        timeout_s: float = Field(60.0, gt=0)  # per request
+        max_retries: int = Field(5, ge=0)  # retries after the first attempt
+        backoff_base_s: float = Field(1.0, ge=0)  # exponential backoff multiplier (with full jitter)
+        backoff_max_s: float = Field(30.0, ge=0)  # cap on one wait, Retry-After included
+        constrained: Literal["auto", "guided_choice", "json_schema", "json_object", "none"] = "auto"
+        chat: bool = True  # True: /chat/completions; False: /completions (base models)
+
+    def __init__(self, model: str, **options: Any):
+        self.options = self.Options(**options)
+        self.model = model
+        base = self.options.base_url or OPENAI_DEFAULT_BASE_URL
+        self.model_id = f"{base.rstrip('/')}/{model}"
+        mode = self.options.constrained
+        if mode == "auto":
+            mode = "json_schema" if self.options.base_url is None and self.options.chat else "guided_choice"
+        if mode in ("json_schema", "json_object") and not self.options.chat:
+            raise ConfigError(
+                f"openai backend: constrained '{mode}' needs chat: true (response formats are a chat "
+                "feature); use 'guided_choice' or 'none' with chat: false"
+            )
+        self.constrained_mode = mode
+        api_key = self._read_key()
+        try:
+            import openai
+        except ImportError:
+            raise ConfigError(
+                "the openai backend needs the package 'openai': pip install 'socialens[llm]'"
+            ) from None
+        try:
+            import tenacity  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "the openai backend needs the package 'tenacity': pip install 'socialens[llm]'"
+            ) from None
+        self._openai = openai
+        # The client's own retries are off: ours (with jitter, counted, reported) are the only ones.
+        self._client = openai.OpenAI(
+            api_key=api_key,
+            base_url=self.options.base_url,
+            timeout=self.options.timeout_s,
+            max_retries=0,
+        )
+        del api_key
+        self._pool = ThreadPoolExecutor(
+            max_workers=self.options.concurrency, thread_name_prefix="socialens-openai"
+        )
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def _read_key(self) -> str:
+        name = self.options.api_key_env
+        if name is None:
+            return NO_KEY
+        value = os.environ.get(name)
+        if not value:
+            raise ConfigError(
+                f"openai backend: the environment variable {name} holding the API key is not set; set it, "
+                "or set api_key_env: null for a local server that needs no key"
+            )
+        return value
+
+    def __repr__(self) -> str:
+        opts = self.options.model_dump()
+        return f"OpenAIBackend(model={self.model!r}, options={opts!r})"
+
+    __str__ = __repr__
+
+    # -- protocol ---------------------------------------------------------------------------------
+
+    def render(self, messages: Messages) -> str:
+        """The text sent: the chat messages as JSON (the server applies its template), or for
+        ``chat: false`` the plain-text prompt the completions endpoint receives."""
+        if self.options.chat:
+            return render_messages_json(messages)
+        return render_plain(messages)
+
+    def generate(self, prompts: list[Messages], params: GenerationParams) -> list[Completion]:
+        futures = [self._pool.submit(self._generate_one, prompt, params) for prompt in prompts]
+        return [future.result() for future in futures]
+
+    def score(self, prompt: Messages, continuations: list[str]) -> Scores:
+        if self.options.chat:
+            raise ConfigError(
+                "openai backend: scored decoding isn't supported with chat: true (the chat endpoint returns "
+                "no prompt log-probabilities); set chat: false on a server whose completions endpoint echoes "
+                "prompt logprobs (vLLM, llama.cpp server), or use constrained decoding"
+            )
+        start = time.perf_counter()
+        text = self.render(prompt)
+        # As in the local backends: the answer follows a plain "Answer:" prompt after one space.
+        futures = [self._pool.submit(self._score_one, text, ANSWER_PREFIX_PLAIN + c) for c in continuations]
+        results, errors = [], []
+        for future in futures:
+            try:
+                results.append(future.result())
+            except _Failure as failure:
+                errors.append(str(failure))
+        latency = time.perf_counter() - start
+        if errors:
+            return Scores(logprobs=[], latency_s=latency, error=errors[0])
+        return Scores(
+            logprobs=[r[0] for r in results],
+            tokens_in=max((r[2] for r in results), default=0),
+            continuation_tokens=[r[1] for r in results],
+            latency_s=latency,
+        )
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._pool.shutdown(wait=True)
+            self._client.close()
+
+    def __enter__(self) -> OpenAIBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- requests -----------------------------------------------------------------------------------
+
+    def _request_args(self, params: GenerationParams) -> dict[str, Any]:
+        args: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "seed": params.seed,
+        }
+        if params.stop:
+            args["stop"] = list(params.stop)
+        if params.choices:
+            if self.constrained_mode == "guided_choice":
+                args["extra_body"] = {"guided_choice": list(params.choices)}
+            elif self.constrained_mode in ("json_schema", "json_object"):
+                schema = {
+                    "type": "object",
+                    "properties": {"answer": {"type": "string", "enum": list(params.choices)}},
+                    "required": ["answer"],
+                    "additionalProperties": False,
+                }
+                args["max_tokens"] = params.max_tokens + JSON_SCHEMA_EXTRA_TOKENS
+                if self.constrained_mode == "json_schema":
+                    spec = {"name": "choice", "strict": True, "schema": schema}
+                    args["response_format"] = {"type": "json_schema", "json_schema": spec}
+                else:  # llama-cpp-python's server: a JSON-schema grammar
+                    args["response_format"] = {"type": "json_object", "schema": schema}
+        return args
+
+    def _generate_one(self, prompt: Messages, params: GenerationParams) -> Completion:
+        start = time.perf_counter()
+        args = self._request_args(params)
+        try:
+            if self.options.chat:
+                response = self._call(lambda: self._client.chat.completions.create(messages=prompt, **args))
+                choice = _first_choice(response)
+                message = getattr(choice, "message", None)
+                text = getattr(message, "content", None)
+                if text is None and getattr(message, "refusal", None):
+                    text = message.refusal
+            else:
+                response = self._call(
+                    lambda: self._client.completions.create(prompt=self.render(prompt), **args)
+                )
+                choice = _first_choice(response)
+                text = getattr(choice, "text", None)
+        except _Failure as failure:
+            return Completion(text="", latency_s=time.perf_counter() - start, error=str(failure))
+        text = text or ""
+        error = None
+        if params.choices and self.constrained_mode != "none":
+            if self.constrained_mode in ("json_schema", "json_object"):
+                text = _unwrap_json_answer(text)
+            if text.startswith(" ") and text[1:] in params.choices:
+                text = text[1:]
+            if text not in params.choices:  # the server ignored or does not support the constraint
+                error = (
+                    f"constrained output {text[:80]!r} is not one of the choices "
+                    f"(does the server support constrained: {self.constrained_mode}?)"
+                )
+        usage = getattr(response, "usage", None)
+        return Completion(
+            text=text,
+            tokens_in=int(getattr(usage, "prompt_tokens", 0) or 0),
+            tokens_out=int(getattr(usage, "completion_tokens", 0) or 0),
+            latency_s=time.perf_counter() - start,
+            finish_reason=getattr(choice, "finish_reason", None),
+            error=error,
+        )
+
+    def _score_one(self, prompt_text: str, continuation: str) -> tuple[float, int, int]:
+        full = prompt_text + continuation
+        response = self._call(
+            lambda: self._client.completions.create(
+                model=self.model, prompt=full, max_tokens=1, temperature=0.0, echo=True, logprobs=1
+            )
+        )
+        logprobs = getattr(_first_choice(response), "logprobs", None)
+        tokens = getattr(logprobs, "tokens", None)
+        values = getattr(logprobs, "token_logprobs", None)
+        offsets = getattr(logprobs, "text_offset", None)
+        if not tokens or values is None or offsets is None:
+            raise ConfigError(
+                f"openai backend: scored decoding isn't supported by the endpoint at {self.model_id}: its "
+                "completions endpoint returned no echoed prompt log-probabilities; use constrained decoding"
+            )
+        boundary = len(prompt_text)
+        total, count, n_prompt = 0.0, 0, 0
+        for token, value, offset in zip(tokens, values, offsets, strict=False):
+            if offset >= len(full):
+                break  # the generated token after the echoed prompt
+            if offset + len(token) <= boundary:
+                n_prompt += 1
+                continue
+            # A token overlapping the continuation (one straddling the boundary included: the
+            # differing tail is scored, as in the local backends).
+            if value is None:
+                raise MalformedResponse("echoed continuation token without a log-probability")
+            total += float(value)
+            count += 1
+        return total, count, n_prompt
+
+    def _call(self, request):
+        """Run ``request`` with our retries; return its response or raise _Failure."""
+        from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt
+
+        attempts = self.options.max_retries + 1
+        retrying = Retrying(
+            stop=stop_after_attempt(attempts),
+            wait=self._wait,
+            retry=retry_if_exception(self._retryable),
+            reraise=False,
+            before_sleep=self._log_retry,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    response = request()
+                    if isinstance(response, str | bytes) or not hasattr(response, "choices"):
+                        raise MalformedResponse("response body is not a completion object")
+                    _first_choice(response)
+            return response
+        except RetryError as error:
+            raise _Failure(
+                f"{self._describe(error.last_attempt.exception())} after {attempts} attempts"
+            ) from None
+        except Exception as error:
+            if isinstance(error, ConfigError):
+                raise
+            raise _Failure(f"{self._describe(error)} (not retried)") from None
+
+    def _retryable(self, error: BaseException) -> bool:
+        openai = self._openai
+        if isinstance(error, openai.APIStatusError):
+            return error.status_code in (408, 409, 429) or error.status_code >= 500
+        return isinstance(
+            error,
+            openai.APITimeoutError
+            | openai.APIConnectionError
+            | openai.APIResponseValidationError
+            | MalformedResponse
+            | ValueError,  # json.JSONDecodeError of a malformed body
+        )
+
+    def _describe(self, error: BaseException | None) -> str:
+        """A short error text built from the error's type and status only: server bodies and client
+        messages are left out, so no header or key can leak into a Completion."""
+        openai = self._openai
+        if isinstance(error, openai.APIStatusError):
+            return f"HTTP {error.status_code}"
+        if isinstance(error, openai.APITimeoutError):
+            return f"timeout ({self.options.timeout_s:g} s)"
+        if isinstance(error, openai.APIConnectionError):
+            return "connection error"
+        if isinstance(error, MalformedResponse | ValueError | openai.APIResponseValidationError):
+            return "malformed response"
+        return type(error).__name__ if error is not None else "unknown error"
+
+    def _wait(self, retry_state) -> float:
+        from tenacity import wait_random_exponential
+
+        base = wait_random_exponential(multiplier=self.options.backoff_base_s, max=self.options.backoff_max_s)
+        delay = base(retry_state)
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        retry_after = _retry_after_s(error)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.options.backoff_max_s))
+        return delay
+
+    def _log_retry(self, retry_state) -> None:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        log.debug(
+            "%s: %s, retry %d of %d",
+            self.model_id,
+            self._describe(error),
+            retry_state.attempt_number,
+            self.options.max_retries,
+        )
+
+
+def _first_choice(response: Any) -> Any:
+    choices = getattr(response, "choices", None)
+    if not choices:
+        raise MalformedResponse("response has no choices")
+    return choices[0]
+
+
+def _retry_after_s(error: BaseException | None) -> float | None:
+    response = getattr(error, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: fall back to our own backoff
+
+
+def _unwrap_json_answer(text: str) -> str:
+    """``{"answer": "x"}`` -> ``x``; anything else is returned as is, for the parser to judge."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(data, dict) and isinstance(data.get("answer"), str):
+        return data["answer"]
+    return text

@@ -1,0 +1,197 @@
+"""The llamacpp backend on the real built-in GGUF models (SmolLM2-135M-Instruct, Gemma 3 270M base)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from socialens.errors import ConfigError
+from socialens.llm.base import BACKENDS, GenerationParams, LLMBackend
+from socialens.llm.llamacpp import LlamaCppBackend, choices_grammar, gbnf_literal
+
+pytest.importorskip("llama_cpp")
+
+TEXTS = [
+    "I love how this community helps each other out.",
+    "Go back to where you came from, nobody wants you here.",
+    "The vaccine study was retracted last year, read the notice.",
+]
+N_CTX = 512
+
+
+def prompt(text: str) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": "You classify social-media posts."},
+        {"role": "user", "content": f"Is this post hateful? Text: {text}\nAnswer with the label only."},
+    ]
+
+
+def _builtin(name: str) -> LlamaCppBackend:
+    try:
+        return LlamaCppBackend(name, n_ctx=N_CTX, n_threads=1)
+    except ConfigError as error:  # the weights package is not installed
+        pytest.skip(str(error))
+
+
+@pytest.fixture(scope="module")
+def smollm():
+    backend = _builtin("builtin:smollm2-135m-instruct")
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="module")
+def gemma():
+    backend = _builtin("builtin:gemma3-270m")
+    yield backend
+    backend.close()
+
+
+def test_registered_and_protocol(smollm):
+    assert BACKENDS["llamacpp"] is LlamaCppBackend
+    assert isinstance(smollm, LLMBackend)
+    assert smollm.model_id.startswith("SmolLM2-135M-Instruct.Q4_1.gguf:")
+
+
+def test_unknown_option_is_an_error():
+    with pytest.raises(Exception, match="n_gpu"):
+        LlamaCppBackend.Options(n_gpu=1)
+
+
+def test_render_applies_chat_template(smollm):
+    rendered = smollm.render(prompt(TEXTS[0]))
+    assert rendered.startswith("<|im_start|>system\nYou classify social-media posts.<|im_end|>")
+    assert rendered.endswith("<|im_start|>assistant\n")
+    assert TEXTS[0] in rendered
+
+
+def test_render_plain_text_without_template(gemma):
+    rendered = gemma.render(prompt(TEXTS[0]))
+    assert not gemma.has_chat_template
+    assert "<" not in rendered and "user" not in rendered.lower()
+    assert rendered.startswith("You classify social-media posts.")
+    assert rendered.endswith("Answer:")
+
+
+def test_generate_is_deterministic_with_counts(smollm):
+    params = GenerationParams(max_tokens=12)
+    first = smollm.generate([prompt(t) for t in TEXTS[:2]], params)
+    second = smollm.generate([prompt(t) for t in TEXTS[:2]], params)
+    assert [c.text for c in first] == [c.text for c in second]
+    for completion in first:
+        assert completion.error is None
+        assert completion.text
+        assert completion.tokens_in > 10
+        assert 0 < completion.tokens_out <= 12
+        assert completion.latency_s > 0
+        assert completion.finish_reason in {"stop", "length"}
+
+
+def test_generate_stop_string(smollm):
+    (free,) = smollm.generate([prompt(TEXTS[0])], GenerationParams(max_tokens=12))
+    words = free.text.split()
+    assert len(words) >= 2
+    (stopped,) = smollm.generate([prompt(TEXTS[0])], GenerationParams(max_tokens=12, stop=(words[1],)))
+    assert words[1] not in stopped.text
+    assert stopped.finish_reason == "stop"
+
+
+@pytest.mark.parametrize(
+    "choices",
+    [
+        ("false", "partially false", "true"),
+        ("hate", "hateful", "not-hate"),
+        ('{"label": "belief"}', '{"label": "debunk"}', '{"label": "other"}'),
+        ('say "hi"', "back\\slash", "two\nlines"),
+    ],
+)
+def test_constrained_output_is_a_choice(smollm, choices):
+    completions = smollm.generate([prompt(t) for t in TEXTS], GenerationParams(max_tokens=2, choices=choices))
+    for completion in completions:
+        assert completion.error is None
+        assert completion.text in choices
+
+
+def test_constrained_base_model(gemma):
+    choices = ("false", "partially false", "true")
+    for completion in gemma.generate([prompt(t) for t in TEXTS], GenerationParams(choices=choices)):
+        assert completion.text in choices
+
+
+def test_grammar_escaping():
+    assert gbnf_literal('a "b" \\ c\n') == '"a \\"b\\" \\\\ c\\n"'
+    assert choices_grammar(["x", "x", "y"]) == 'root ::= " "? ("x" | "y")\n'
+
+
+def reference_logprob(llm, prefix: list[int], full: list[int]) -> tuple[float, int]:
+    """Evaluate prompt + continuation from scratch (all logits kept) and sum the continuation's.
+
+    The prompt and the continuation go in two batches, as in the backend: llama.cpp's quantized
+    kernels give slightly different numbers for different batch sizes (~1e-3 relative)."""
+    common = 0
+    while common < min(len(prefix), len(full)) and prefix[common] == full[common]:
+        common += 1
+    llm.reset()
+    llm.eval(full[:common])
+    llm.eval(full[common:])
+    logits = np.asarray(llm.scores[: len(full)], dtype=np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    logprobs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return float(sum(logprobs[i - 1, full[i]] for i in range(common, len(full)))), len(full) - common
+
+
+@pytest.mark.parametrize("which", ["smollm", "gemma"])
+def test_score_matches_scoring_from_scratch(which, request):
+    import llama_cpp
+
+    backend = request.getfixturevalue(which)
+    continuations = ["hate", "not-hate", "partially false", "true", '{"label": "belief"}']
+    reference = llama_cpp.Llama(backend.model_path, n_ctx=N_CTX, n_threads=1, logits_all=True, verbose=False)
+    try:
+        for text in TEXTS[:2]:
+            scores = backend.score(prompt(text), continuations)
+            assert scores.error is None
+            assert len(scores.logprobs) == len(continuations) == len(scores.continuation_tokens)
+            assert all(math.isfinite(x) and x < 0 for x in scores.logprobs)
+            assert scores.continuation_tokens[2] >= 2  # "partially false": multi-token, summed
+            assert scores.tokens_in > 10
+            rendered = backend.render(prompt(text))
+            prefix = backend.tokenize(rendered)
+            for continuation, got, count in zip(
+                continuations, scores.logprobs, scores.continuation_tokens, strict=True
+            ):
+                full = backend.tokenize(rendered + backend.answer_prefix + continuation)
+                expected, n = reference_logprob(reference, prefix, full)
+                assert count == n
+                assert got == pytest.approx(expected, abs=1e-3), continuation
+    finally:
+        reference.close()
+    # prefix reuse across calls gives the same numbers as a fresh evaluation
+    again = backend.score(prompt(TEXTS[0]), continuations)
+    backend.generate([prompt(TEXTS[1])], GenerationParams(max_tokens=3))  # moves the KV cache
+    after_generate = backend.score(prompt(TEXTS[0]), continuations)
+    np.testing.assert_allclose(again.logprobs, after_generate.logprobs, atol=1e-3)
+
+
+def test_score_boundary_merge(gemma):
+    # "Answer:" + " hate" is tokenized across the boundary; the plain-text answer prefix is a space.
+    scores = gemma.score(prompt(TEXTS[0]), ["hate", " hate"])
+    assert scores.error is None
+    assert scores.continuation_tokens[0] >= 1
+    assert all(math.isfinite(x) for x in scores.logprobs)
+
+
+def test_too_long_prompt_is_an_error_not_an_exception(smollm):
+    long_prompt = [{"role": "user", "content": "word " * (N_CTX + 50)}]
+    completions = smollm.generate([long_prompt, prompt(TEXTS[0])], GenerationParams(max_tokens=3))
+    assert completions[0].error and completions[0].text == ""
+    assert completions[1].error is None and completions[1].text
+    scores = smollm.score(long_prompt, ["a"])
+    assert scores.error and scores.logprobs == []
+
+
+def test_missing_model_file(tmp_path):
+    with pytest.raises(ConfigError):
+        LlamaCppBackend(str(tmp_path / "missing.gguf"))

@@ -1,0 +1,120 @@
+"""parse_label: a table of real-looking LLM outputs, and a property test that it never raises."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from socialens.data.schema import Label, LabelSchema
+from socialens.llm.parsing import LabelParser, ParseResult, is_refusal, parse_label
+
+SCHEMAS = {
+    "misinfo": LabelSchema(
+        [
+            Label("belief", "spreads the claim", ("believe", "supports", "spreads")),
+            Label("debunk", "refutes the claim", ("refute", "refutes", "correction")),
+            Label("other", "neither", ("neither", "none", "unrelated")),
+        ]
+    ),
+    "factcheck": LabelSchema.from_names(["false", "partially false", "true", "other"]),
+    "hate": LabelSchema.from_names(["not-hate", "hate"]),
+    "yesno": LabelSchema.from_names(["yes", "no"]),
+    "sarcasm": LabelSchema.from_names(["sarcastic", "not sarcastic"]),
+}
+CASES = yaml.safe_load(
+    (Path(__file__).parent / "fixtures" / "parsing_cases.yaml").read_text(encoding="utf-8")
+)
+
+
+def test_fixture_is_big_enough():
+    assert len(CASES) >= 40
+    assert {"misinfo", "factcheck", "hate"} <= {case["schema"] for case in CASES}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{i}-{c['schema']}" for i, c in enumerate(CASES)])
+def test_parse_table(case):
+    schema = SCHEMAS[case["schema"]]
+    result = parse_label(case["output"], schema, style=case.get("style", "serial"))
+    expect = str(case["expect"])
+    if expect in ("refused", "invalid"):
+        assert (result.label, result.status) == (None, expect), result
+    else:
+        assert (result.label, result.status) == (expect, "ok"), result
+
+
+def test_methods_are_reported():
+    schema = SCHEMAS["misinfo"]
+    assert parse_label("belief", schema).method == "exact"
+    assert parse_label('{"label": "belief"}', schema, style="json").method == "json"
+    assert parse_label("Label: belief", schema).method == "cue"
+    assert parse_label("belif", schema).method == "fuzzy"
+    assert parse_label("دحض", schema).method == "transliteration"
+    assert parse_label("", schema).method == "empty"
+    assert parse_label("belief or debunk", schema).method == "ambiguous"
+
+
+def test_threshold_controls_fuzzy_matching():
+    schema = SCHEMAS["misinfo"]
+    assert parse_label("debunkd", schema, threshold=0.8).label == "debunk"
+    assert parse_label("debunkd", schema, threshold=0.99).status == "invalid"
+
+
+def test_refusal_detection_and_parser_object():
+    assert is_refusal("I'm sorry, but I can't help with that.")
+    assert not is_refusal("I cannot believe people still think this. Debunk.")
+    parser = LabelParser(SCHEMAS["hate"], style="json")
+    assert parser('{"label": "not hate"}') == ParseResult("not-hate", "ok", "json")
+
+
+def test_junk_and_huge_inputs():
+    schema = SCHEMAS["factcheck"]
+    for junk in [
+        "{" * 5000,
+        "}{" * 3000,
+        "\x00\x01\xff\ud800",
+        '{"label": "fal',
+        "x" * 200_000,
+        "false " * 5000,
+    ]:
+        result = parse_label(junk, schema)
+        assert result.status in ("ok", "invalid", "refused")
+    assert parse_label(None, schema).status == "invalid"  # type: ignore[arg-type]
+    assert parse_label(b"true", schema).label == "true"  # type: ignore[arg-type]
+
+
+label_words = st.sampled_from(
+    [
+        "belief",
+        "debunk",
+        "other",
+        "false",
+        "partially false",
+        "true",
+        "hate",
+        "not-hate",
+        "Label:",
+        "{",
+        "}",
+        '"',
+    ]
+)
+outputs = st.one_of(
+    st.text(max_size=300),
+    st.lists(st.one_of(label_words, st.text(max_size=12)), max_size=12).map(" ".join),
+    st.binary(max_size=200).map(lambda b: b.decode("utf-8", errors="replace")),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    output=outputs, schema_name=st.sampled_from(sorted(SCHEMAS)), style=st.sampled_from(["serial", "json"])
+)
+def test_never_raises_and_is_consistent(output, schema_name, style):
+    schema = SCHEMAS[schema_name]
+    result = parse_label(output, schema, style=style)
+    assert result.status in ("ok", "refused", "invalid")
+    assert (result.label is None) == (result.status != "ok")
+    assert result.label is None or result.label in schema.names
+    assert not result.method.startswith("parser-error"), result

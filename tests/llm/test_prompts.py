@@ -1,0 +1,147 @@
+"""PromptBuilder: styles, wordings, shots, custom templates and their errors."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from socialens.data.schema import Example, LabelSchema
+from socialens.errors import ConfigError
+from socialens.llm.parsing import parse_label
+from socialens.llm.prompts import TEMPLATE_VARIABLES, PromptBuilder, build_messages
+
+DEMO = Path(__file__).resolve().parents[2] / "src/socialens/data/builtin/reddit_misinfo_demo/dataset.yaml"
+
+
+@pytest.fixture(scope="module")
+def demo():
+    data = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
+    return LabelSchema.from_dict(data["schema"]), data["task"]
+
+
+QUERY = Example("q1", "My nephew got the MMR shot and now he has autism.", None, {"topic": "vaccines"})
+SHOTS = [
+    Example("s1", "The Wakefield paper was retracted for fraud.", "debunk", {"topic": "vaccines"}),
+    Example("s2", "Grant money is the only reason for the hoax.", "belief", {"topic": "climate"}),
+]
+
+
+@pytest.mark.parametrize("style", ["serial", "json"])
+def test_style_renders_labels_descriptions_text_and_task(demo, style):
+    schema, task = demo
+    messages = PromptBuilder(schema, style, task=task).messages(QUERY)
+    assert [m["role"] for m in messages] == ["system", "user"]
+    user = messages[-1]["content"]
+    for label in schema.labels:
+        assert f"- {label.name}: {label.description}" in user
+    assert QUERY.text in user and task in user
+    if style == "json":
+        assert '{"label": "<label>"}' in user and "JSON" in messages[0]["content"]
+
+
+@pytest.mark.parametrize("style", ["serial", "json"])
+def test_answers_and_choices_parse_back(demo, style):
+    schema, _ = demo
+    builder = PromptBuilder(schema, style)
+    assert builder.choices() == [builder.answer(n) for n in schema.names]
+    assert builder.answer("belief") == ("belief" if style == "serial" else '{"label": "belief"}')
+    for name in schema.names:
+        result = parse_label(builder.answer(name), schema, style=style)
+        assert (result.label, result.status) == (name, "ok")
+    with pytest.raises(ValueError):
+        builder.answer("nonsense")
+
+
+def test_topic_wording_and_fallback(demo):
+    schema, _ = demo
+    builder = PromptBuilder(schema, "serial", wording="topic")
+    user = builder.messages(QUERY)[-1]["content"]
+    assert schema.wordings["vaccines"]["belief"] in user
+    assert schema.description("belief") not in user
+    assert "(one of: belief, debunk, other)" in user  # the answer set stays the label names
+    for meta in ({"topic": "elections"}, {}):
+        other = Example("q2", "text", None, meta)
+        fallback = builder.messages(other)[-1]["content"]
+        assert schema.description("belief") in fallback
+        assert builder.variables(other)["wording"] == "universal"
+    # a topic wording that lacks a label falls back for that label only
+    schema.wordings["partial"] = {"belief": "backs the claim"}
+    partial = builder.messages(Example("q3", "t", None, {"topic": "partial"}))[-1]["content"]
+    assert "- belief: backs the claim" in partial and schema.description("debunk") in partial
+    with pytest.raises(ConfigError, match="wording"):
+        PromptBuilder(schema, wording="nope")
+
+
+def test_shots_become_user_assistant_turns(demo):
+    schema, _ = demo
+    builder = PromptBuilder(schema, "json")
+    messages = builder.messages(QUERY, SHOTS)
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert SHOTS[0].text in messages[1]["content"] and messages[2]["content"] == '{"label": "debunk"}'
+    assert messages[4]["content"] == '{"label": "belief"}' and QUERY.text in messages[5]["content"]
+    with pytest.raises(ValueError, match="no label"):
+        builder.messages(QUERY, [Example("s3", "unlabelled")])
+
+
+def test_system_prompt_override_and_removal(demo, tmp_path):
+    schema, _ = demo
+    assert PromptBuilder(schema, system_prompt="Be terse.").messages(QUERY)[0] == {
+        "role": "system",
+        "content": "Be terse.",
+    }
+    assert [m["role"] for m in PromptBuilder(schema, system_prompt="").messages(QUERY)] == ["user"]
+    path = tmp_path / "system.jinja"
+    path.write_text("You label {{ task }}.", encoding="utf-8")
+    assert (
+        PromptBuilder(schema, task="stance", system_prompt=path).messages(QUERY)[0]["content"]
+        == "You label stance."
+    )
+
+
+def test_user_template_from_file(demo, tmp_path):
+    schema, _ = demo
+    path = tmp_path / "mine.jinja"
+    path.write_text(
+        "{{ task }}|{{ labels | join('/') }}|{{ label_wordings['other'] }}|{{ topic }}|{{ text }}",
+        encoding="utf-8",
+    )
+    for builder in (
+        PromptBuilder(schema, task="T", user_template=path),
+        PromptBuilder(schema, str(path), task="T"),
+    ):
+        content = builder.messages(QUERY)[-1]["content"]
+        assert content == f"T|belief/debunk/other|{schema.description('other')}|vaccines|{QUERY.text}"
+        assert builder.style == "serial"
+
+
+def test_inline_examples_template(demo, tmp_path):
+    schema, _ = demo
+    path = tmp_path / "inline.jinja"
+    path.write_text(
+        "{% for e in examples %}{{ e.text }} => {{ e.answer }}\n{% endfor %}{{ text }} =>", encoding="utf-8"
+    )
+    messages = build_messages(schema, QUERY, SHOTS, style="json", user_template=path, system_prompt="")
+    assert len(messages) == 1
+    assert f'{SHOTS[0].text} => {{"label": "debunk"}}' in messages[0]["content"]
+
+
+def test_template_errors_name_the_file(demo, tmp_path):
+    schema, _ = demo
+    missing = tmp_path / "missing.jinja"
+    with pytest.raises(ConfigError, match="missing.jinja"):
+        PromptBuilder(schema, user_template=missing)
+    unknown = tmp_path / "unknown.jinja"
+    unknown.write_text("{{ txet }}", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"unknown\.jinja.*txet"):
+        PromptBuilder(schema, user_template=unknown)
+    broken = tmp_path / "broken.jinja"
+    broken.write_text("{% if text %}never closed", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"broken\.jinja:1"):
+        PromptBuilder(schema, user_template=broken)
+    bad_attr = tmp_path / "attr.jinja"
+    bad_attr.write_text("{{ metadata.nope.deeper }}", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"attr\.jinja"):
+        PromptBuilder(schema, user_template=bad_attr).messages(QUERY)
+    with pytest.raises(ConfigError, match="style"):
+        PromptBuilder(schema, "xml")
+    assert "text" in TEMPLATE_VARIABLES and "examples" in TEMPLATE_VARIABLES
