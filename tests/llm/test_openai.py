@@ -218,7 +218,7 @@ def test_api_key_never_leaks(make, server, caplog, capsys, monkeypatch):
     for text in texts:
         assert SECRET not in text
     assert "HTTP 500, retry 1 of 1" in caplog.text  # the retries were logged
-    assert "Request options" in caplog.text  # and the client's own request log was captured
+    assert "Building HTTP request" in caplog.text  # and the client's own request log was captured
 
 
 def test_missing_key_variable_is_a_config_error(monkeypatch):
