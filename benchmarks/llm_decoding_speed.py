@@ -46,7 +46,9 @@ DESCRIPTIONS = {
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="the same comparison on 24 texts (<1 min)")
     parser.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT), help="folder holding tweeteval/hate")
     parser.add_argument("--n", type=int, default=200, help="texts to classify (default 200; quick 24)")
@@ -80,13 +82,13 @@ def load_texts(data_root: str | Path, n: int) -> tuple[str, list[str], list[str]
 
 
 def make_prompt(text: str, labels: list[str]) -> list[dict[str, str]]:
-    listing = "\n".join(f"- {label}: {DESCRIPTIONS[label]}" if label in DESCRIPTIONS else f"- {label}" for label in labels)
+    listing = "\n".join(
+        f"- {label}: {DESCRIPTIONS[label]}" if label in DESCRIPTIONS else f"- {label}" for label in labels
+    )
     return [
-        {"role": "system", "content": "You classify social-media posts. Answer with the label only."},
-        {
-            "role": "user",
-            "content": f"Labels:\n{listing}\n\nText: {text}\n\nAnswer with the label only.",
-        },
+        {"role": "system", "content": "You classify social-media posts."},
+        # the instruction comes before the text, so every text shares the longest possible prefix
+        {"role": "user", "content": f"Labels:\n{listing}\nAnswer with the label only.\n\nText: {text}"},
     ]
 
 
@@ -122,7 +124,9 @@ def macro_f1(gold: list[str], predicted: list[str | None], labels: list[str]) ->
     return float(f1_score(gold, pred, labels=labels, average="macro", zero_division=0))
 
 
-def run_mode(name: str, classify: Callable[[str], str | None], texts: list[str]) -> tuple[list[str | None], float]:
+def run_mode(
+    name: str, classify: Callable[[str], str | None], texts: list[str]
+) -> tuple[list[str | None], float]:
     classify(texts[0])  # warm-up, not timed
     start = time.perf_counter()
     predicted = []
@@ -210,14 +214,25 @@ def main(argv: list[str] | None = None) -> None:
             "model_id": backend.model_id,
             "threads": args.threads,
             "baseline_parser": parser_name,
-            "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count()},
+            "machine": {
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "cpu_count": os.cpu_count(),
+            },
             "results": results,
         },
     )
-    print(result_line("llm_scored_vs_generate", results["scored"]["classifications_per_s"], base, "classifications/s"))
     print(
         result_line(
-            "llm_constrained_vs_generate", results["constrained"]["classifications_per_s"], base, "classifications/s"
+            "llm_scored_vs_generate", results["scored"]["classifications_per_s"], base, "classifications/s"
+        )
+    )
+    print(
+        result_line(
+            "llm_constrained_vs_generate",
+            results["constrained"]["classifications_per_s"],
+            base,
+            "classifications/s",
         )
     )
 

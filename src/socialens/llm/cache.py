@@ -84,7 +84,7 @@ class CachedBackend:
         keys = [self._key("generate", self.render(p), params.cache_key()) for p in prompts]
         misses = []
         for i, key in enumerate(keys):
-            stored = self.cache.get(key) if self.cache else None
+            stored = self.cache.get(key) if self.cache is not None else None
             if stored is not None:
                 results[i] = Completion.from_dict({**stored, "cached": True})
             else:
@@ -94,18 +94,18 @@ class CachedBackend:
             fresh = self.backend.generate([prompts[i] for i in misses], params)
             for i, completion in zip(misses, fresh, strict=True):
                 results[i] = completion
-                if self.cache and completion.error is None:
+                if self.cache is not None and completion.error is None:
                     self.cache.put(keys[i], self.name, self.model_id, "generate", completion.to_dict())
         return results  # type: ignore[return-value]
 
     def score(self, prompt: Messages, continuations: list[str]) -> Scores:
         key = self._key("score", self.render(prompt), list(continuations))
-        stored = self.cache.get(key) if self.cache else None
+        stored = self.cache.get(key) if self.cache is not None else None
         if stored is not None:
             return Scores.from_dict({**stored, "cached": True})
         self.calls += 1
         scores = self.backend.score(prompt, continuations)
-        if self.cache and scores.error is None:
+        if self.cache is not None and scores.error is None:
             self.cache.put(key, self.name, self.model_id, "score", scores.to_dict())
         return scores
 

@@ -92,9 +92,7 @@ class LlamaCppBackend:
             import llama_cpp
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError:
-            raise ConfigError(
-                f"the llamacpp backend needs llama-cpp-python: {INSTALL_HINT}"
-            ) from None
+            raise ConfigError(f"the llamacpp backend needs llama-cpp-python: {INSTALL_HINT}") from None
         self._llama_cpp = llama_cpp
         path = Path(resolve_model(model))
         if not path.is_file():
@@ -232,7 +230,11 @@ class LlamaCppBackend:
         Reuses the longest common prefix with what the cache already holds (from an earlier
         score or generate call) and evaluates only the rest."""
         key = tuple(context)
-        if self._next_logprobs is not None and self._next_logprobs[0] == key and self.llm.n_tokens == len(key):
+        if (
+            self._next_logprobs is not None
+            and self._next_logprobs[0] == key
+            and self.llm.n_tokens == len(key)
+        ):
             return self._next_logprobs[1]
         llm = self.llm
         keep = common_prefix_len(llm.input_ids[: llm.n_tokens], context)

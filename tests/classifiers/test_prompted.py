@@ -1,0 +1,146 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from socialens.classifiers.base import Status
+from socialens.classifiers.prompted import PromptedClassifier, PromptedParams
+from socialens.data.schema import Example, LabelSchema
+from socialens.errors import ConfigError
+
+pytest.importorskip("llama_cpp")
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "bench"
+SCHEMA = LabelSchema.from_names(["belief", "debunk", "other"])
+TEXTS = [
+    ("a", "Climate change is a hoax invented for grant money, wake up people", "belief"),
+    ("b", "No, the temperature record from satellites shows warming clearly.", "debunk"),
+    ("c", "Anyone know a good pizza place downtown?", "other"),
+    ("d", "Vaccines cause autism, my cousin saw it happen", "belief"),
+]
+EXAMPLES = [Example(i, t, lab, {"topic": "climate"}) for i, t, lab in TEXTS]
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    from socialens.llm.llamacpp import LlamaCppBackend
+
+    backend = LlamaCppBackend("builtin:smollm2-135m-instruct", n_ctx=1024)
+    yield backend
+    backend.close()
+
+
+def make(smollm2, tmp_path, **params):
+    clf = PromptedClassifier(PromptedParams(cache_path=str(tmp_path / "cache.sqlite"), **params), backend=smollm2)
+    return clf.fit(EXAMPLES, schema=SCHEMA, task="misinformation response")
+
+
+@pytest.mark.parametrize("decoding", ["generate", "constrained", "scored"])
+def test_every_decoding_mode_gives_one_valid_record_per_example(smollm2, tmp_path, decoding):
+    clf = make(smollm2, tmp_path, decoding=decoding)
+    records = clf.predict(EXAMPLES)
+    assert [r.id for r in records] == ["a", "b", "c", "d"]
+    for record in records:
+        assert record.status in (Status.OK, Status.REFUSED, Status.INVALID)
+        assert (record.predicted is None) == (record.status != Status.OK)
+        assert record.predicted is None or record.predicted in SCHEMA.names
+        assert record.tokens_in > 0 and record.latency_s > 0
+    if decoding in ("constrained", "scored"):
+        assert all(r.status == Status.OK for r in records)  # the label set is enforced
+    if decoding == "scored":
+        for record in records:
+            assert set(record.scores) == set(SCHEMA.names)
+            assert abs(sum(record.scores.values()) - 1) < 1e-6
+            assert record.predicted == max(record.scores, key=record.scores.get)
+    again = make(smollm2, tmp_path / "fresh", decoding=decoding).predict(EXAMPLES)
+    assert [r.predicted for r in again] == [r.predicted for r in records]  # deterministic, no cache shared
+
+
+def test_json_prompt_with_few_shots(smollm2, tmp_path):
+    pool = [Example(f"p{i}", f"{t} (variant {i})", lab) for i, (_, t, lab) in enumerate(TEXTS * 2)]
+    clf = PromptedClassifier(
+        PromptedParams(prompt="json", shots=1, shot_selection="stratified", decoding="constrained",
+                       cache_path=str(tmp_path / "c.sqlite")),
+        backend=smollm2,
+    ).fit(pool, schema=SCHEMA)
+    messages = clf.prompts(EXAMPLES[:1])[0]
+    assert [m["role"] for m in messages].count("assistant") == 3  # one shot per class
+    records = clf.predict(EXAMPLES)
+    assert all(r.status == Status.OK for r in records)
+    assert all(r.raw_output.startswith('{"label": ') for r in records)
+
+
+def test_price_gives_cost(smollm2, tmp_path):
+    clf = make(smollm2, tmp_path, price={"input_per_1m": 1000.0, "output_per_1m": 2000.0})
+    record = clf.predict(EXAMPLES[:1])[0]
+    assert record.cost == pytest.approx((record.tokens_in * 1000 + record.tokens_out * 2000) / 1e6)
+
+
+def test_save_load_round_trip(smollm2, tmp_path):
+    clf = make(smollm2, tmp_path, decoding="scored")
+    clf.save(tmp_path / "model")
+    loaded = PromptedClassifier.load(tmp_path / "model")
+    loaded._backend = smollm2
+    assert loaded.schema.names == SCHEMA.names and loaded.task == "misinformation response"
+    assert [r.scores for r in loaded.predict(EXAMPLES)] == [r.scores for r in clf.predict(EXAMPLES)]
+
+
+def test_option_of_another_backend_is_a_config_error():
+    with pytest.raises(ValueError, match="'base_url' does not apply to backend 'llamacpp'"):
+        PromptedParams(backend="llamacpp", base_url="http://127.0.0.1:1")
+    with pytest.raises(ConfigError, match="unknown LLM backend 'gpt5'"):
+        PromptedParams(backend="gpt5")
+
+
+@pytest.mark.slow
+def test_killed_bench_resumes_from_the_cache_with_identical_records(tmp_path):
+    dataset = (FIXTURES / "tiny.yaml").read_text().replace("path: .", f"path: {FIXTURES}")
+    (tmp_path / "tiny.yaml").write_text(dataset)
+
+    def experiment(name, cache):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(
+            f"name: {name}\noutput_dir: {tmp_path / 'runs'}\ndatasets: [{tmp_path / 'tiny.yaml'}]\n"
+            f"models:\n  - {{id: llm, family: prompted, decoding: generate, max_tokens: 12, chunk_size: 1,"
+            f" n_ctx: 1024, cache_path: {cache}}}\nbootstrap: 50\n"
+        )
+        return path
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "socialens.cli", "bench"]
+    cache = tmp_path / "killed.sqlite"
+    process = subprocess.Popen([*command, experiment("killed", cache)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until a few answers are committed, then kill -9 mid-run
+        if cache.exists() and _rows(cache) >= 3:
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = _rows(cache)
+    assert 3 <= done_before < 9, "the run must be killed mid-way"
+
+    subprocess.run([*command, experiment("killed", cache)], env=env, check=True, capture_output=True)
+    assert _rows(cache) == 9  # the resumed run only asked for what was missing
+    subprocess.run([*command, experiment("clean", tmp_path / "clean.sqlite")], env=env, check=True,
+                   capture_output=True)
+    killed = (tmp_path / "runs" / "killed" / "tiny" / "llm" / "seed-0" / "predictions.jsonl").read_text()
+    clean = (tmp_path / "runs" / "clean" / "tiny" / "llm" / "seed-0" / "predictions.jsonl").read_text()
+    strip = [{k: v for k, v in json.loads(line).items() if k != "latency_s"} for line in clean.splitlines()]
+    resumed = [{k: v for k, v in json.loads(line).items() if k != "latency_s"} for line in killed.splitlines()]
+    assert resumed == strip
+
+
+def _rows(path):
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        try:
+            return db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
