@@ -78,6 +78,7 @@ def machine_info() -> dict[str, object]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
     }
 
 

@@ -255,6 +255,12 @@ def main(argv: list[str] | None = None) -> int:
         f"batch={args.batch_size}, max_length={args.max_length}, model={args.model}"
     )
 
+    machine_at_start = machine_info()
+    if machine_at_start["loadavg_1m"] > 1:
+        console.print(
+            f"[yellow]load average {machine_at_start['loadavg_1m']} before starting: other processes "
+            "compete for the CPU, timings will be noisy[/]"
+        )
     with tempfile.TemporaryDirectory() as tmp, make_progress() as progress:
         model_dir = Path(tmp) / "model"
         warm_up(args, train, progress)
@@ -299,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
         "n_train": len(train),
         "n_test": len(test),
-        "machine": machine_info(),
+        "machine": {**machine_at_start, "loadavg_1m_at_end": machine_info()["loadavg_1m"]},
         "train": {"ours": ours_train, "baseline": base_train},
         "predict": {
             "ours": {k: v for k, v in ours_pred.items() if k not in ("labels", "scores")},

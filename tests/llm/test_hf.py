@@ -29,7 +29,9 @@ def backend():
         resolve_model(MODEL)
     except ConfigError as error:
         pytest.skip(str(error))
-    made = HFBackend(MODEL, batch_size=4)
+    # One torch thread: on a small shared CPU, torch's threads spin-wait on busy cores (one
+    # generate call measured 20 s with 2 threads next to another busy process, 1 s with 1).
+    made = HFBackend(MODEL, batch_size=4, threads=1)
     yield made
     made.close()
 
@@ -123,7 +125,7 @@ def reference_logprob(backend, messages, continuation) -> tuple[float, int]:
     start = 0
     while start < min(len(full), len(prompt_ids)) and full[start] == prompt_ids[start]:
         start += 1
-    with torch.no_grad():
+    with torch.no_grad(), backend._threads():
         logits = backend.model(torch.tensor([full])).logits[0]
     logprobs = torch.log_softmax(logits.double(), dim=-1)
     return sum(float(logprobs[pos - 1, full[pos]]) for pos in range(start, len(full))), len(full) - start
@@ -150,13 +152,21 @@ def test_lora_adapter_is_applied(backend, tmp_path):
     base = AutoModelForCausalLM.from_pretrained(folder)
     config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     get_peft_model(base, config).save_pretrained(tmp_path / "adapter")
-    tuned = HFBackend(MODEL, adapter=str(tmp_path / "adapter"))
+    tuned = HFBackend(MODEL, adapter=str(tmp_path / "adapter"), threads=1)
     try:
         assert tuned.model_id.endswith(f"+lora:{tmp_path / 'adapter'}")
         plain = backend.score(QUESTIONS[2], ["Hello"]).logprobs[0]
         assert tuned.score(QUESTIONS[2], ["Hello"]).logprobs[0] != pytest.approx(plain, abs=1e-3)
     finally:
         tuned.close()
+
+
+def test_threads_option_is_restored(backend):
+    import torch
+
+    before = torch.get_num_threads()
+    backend.generate(QUESTIONS[2:], GenerationParams(max_tokens=1))
+    assert torch.get_num_threads() == before
 
 
 def test_unknown_option_is_rejected():

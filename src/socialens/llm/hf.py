@@ -18,6 +18,7 @@ continuation follows the prompt directly after a chat template and after one spa
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import logging
@@ -125,6 +126,9 @@ class HFBackend:
         batch_size: int = Field(8, ge=1)
         device: str = "cpu"
         dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+        # torch CPU threads while generating/scoring (restored after); None: torch's default. On a
+        # machine shared with other busy processes, fewer threads than cores can be many times faster.
+        threads: int | None = Field(None, ge=1)
         max_length: int | None = Field(2048, ge=1)  # generation keeps the last max_length prompt tokens
 
     def __init__(self, model: str, **options: Any):
@@ -194,7 +198,8 @@ class HFBackend:
         for i in range(0, len(prompts), size):
             batch = prompts[i : i + size]
             try:
-                results.extend(self._generate_batch(batch, params))
+                with self._threads():
+                    results.extend(self._generate_batch(batch, params))
             except Exception as error:  # noqa: BLE001 - one bad batch must not lose the others
                 log.exception("hf generation failed for a batch of %d prompts", len(batch))
                 results.extend(Completion(text="", error=f"{type(error).__name__}: {error}") for _ in batch)
@@ -260,6 +265,19 @@ class HFBackend:
             )
         return completions
 
+    @contextlib.contextmanager
+    def _threads(self):
+        torch, wanted = self._torch, self.options.threads
+        if wanted is None or wanted == torch.get_num_threads():
+            yield
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(wanted)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
     def _truncate(self, ids: list[int]) -> list[int]:
         limit = self.options.max_length
         if limit is not None and len(ids) > limit:
@@ -303,7 +321,8 @@ class HFBackend:
     def score(self, prompt: Messages, continuations: list[str]) -> Scores:
         start = time.perf_counter()
         try:
-            return self._score(prompt, continuations, start)
+            with self._threads():
+                return self._score(prompt, continuations, start)
         except Exception as error:  # noqa: BLE001 - reported in the Scores, as the other backends do
             log.exception("hf scoring failed")
             return Scores(
