@@ -48,7 +48,9 @@ def test_split_train_predict_round_trip(tmp_path):
     splits = tmp_path / "splits"
     result = invoke("data", "split", FIXTURES / "tiny.csv", "--out", splits, "--metadata", "topic")
     assert result.exit_code == 0, result.output
-    counts = {part: len((splits / f"{part}.jsonl").read_text().splitlines()) for part in ("train", "dev", "test")}
+    counts = {
+        part: len((splits / f"{part}.jsonl").read_text().splitlines()) for part in ("train", "dev", "test")
+    }
     assert counts == {"train": 63, "dev": 18, "test": 9}
 
     model_dir = tmp_path / "model"
@@ -69,6 +71,8 @@ def test_split_train_predict_round_trip(tmp_path):
 
 
 def test_train_rejects_an_option_of_another_family(tmp_path):
-    result = invoke("train", "tfidf", "--data", FIXTURES / "tiny.csv", "--epochs", "3", "--out", tmp_path / "m")
+    result = invoke(
+        "train", "tfidf", "--data", FIXTURES / "tiny.csv", "--epochs", "3", "--out", tmp_path / "m"
+    )
     assert result.exit_code == 2
     assert "--epochs does not apply to the 'tfidf' family" in result.output

@@ -65,8 +65,14 @@ def split_fingerprint(split: Split) -> str:
 def error_records(examples, message: str) -> list[PredictionRecord]:
     """A model that failed still accounts for every example: one error record each."""
     return [
-        PredictionRecord(id=ex.id, gold=ex.label, predicted=None, status=Status.ERROR, error=message,
-                         metadata=dict(ex.metadata))
+        PredictionRecord(
+            id=ex.id,
+            gold=ex.label,
+            predicted=None,
+            status=Status.ERROR,
+            error=message,
+            metadata=dict(ex.metadata),
+        )
         for ex in examples
     ]
 
@@ -109,7 +115,10 @@ def run_cell(split: Split, entry: ModelEntry, params, seed: int, cell_dir: Path,
 def score_cell(cell_dir: Path, split: Split, experiment: Experiment, seed: int) -> dict:
     records = read_records(cell_dir / "predictions.jsonl")
     return compute_metrics(
-        records, split.schema.names, n_bootstrap=experiment.bootstrap, seed=seed,
+        records,
+        split.schema.names,
+        n_bootstrap=experiment.bootstrap,
+        seed=seed,
         slice_keys=[key for key in experiment.slice_by if any(key in r.metadata for r in records)],
     )
 
@@ -131,10 +140,14 @@ def run_bench(
     (run_dir / "experiment.yaml").write_text(
         yaml.safe_dump(experiment.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
     )
-    params = {entry.id: validate_model_params(entry, i, "experiment") for i, entry in enumerate(experiment.models)}
+    params = {
+        entry.id: validate_model_params(entry, i, "experiment") for i, entry in enumerate(experiment.models)
+    }
     if no_cache:  # bypass the LLM response cache for every family that has one
-        params = {k: p.model_copy(update={"cache": False}) if "cache" in type(p).model_fields else p
-                  for k, p in params.items()}
+        params = {
+            k: p.model_copy(update={"cache": False}) if "cache" in type(p).model_fields else p
+            for k, p in params.items()
+        }
     result = BenchResult(run_dir=run_dir)
     total = len(experiment.datasets) * len(experiment.models) * len(experiment.seeds)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -154,8 +167,19 @@ def run_bench(
                 per_seed = []
                 for seed in experiment.seeds:
                     progress.update(grid, description=f"{split.name} / {entry.id} / seed {seed}")
-                    cell = _run_or_skip(experiment, dataset_entry, split, split_key, entry, params[entry.id], seed,
-                                        dataset_dir / entry.id / f"seed-{seed}", force, save_models, console)
+                    cell = _run_or_skip(
+                        experiment,
+                        dataset_entry,
+                        split,
+                        split_key,
+                        entry,
+                        params[entry.id],
+                        seed,
+                        dataset_dir / entry.id / f"seed-{seed}",
+                        force,
+                        save_models,
+                        console,
+                    )
                     result.cells.append(cell)
                     if cell.metrics is not None:
                         per_seed.append(cell.metrics)
@@ -166,7 +190,9 @@ def run_bench(
     return result
 
 
-def _run_or_skip(experiment, dataset_entry, split, split_key, entry, params, seed, cell_dir, force, save_models, console):
+def _run_or_skip(
+    experiment, dataset_entry, split, split_key, entry, params, seed, cell_dir, force, save_models, console
+):
     key = fingerprint(dataset_entry.model_dump(), entry.model_dump(), seed, split_key)
     metrics_path = cell_dir / "metrics.json"
     if metrics_path.is_file() and not force:
@@ -180,11 +206,21 @@ def _run_or_skip(experiment, dataset_entry, split, split_key, entry, params, see
         message = f"{type(exc).__name__}: {exc}"
         cell_dir.mkdir(parents=True, exist_ok=True)
         (cell_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
-        console.print(f"[red]cell failed[/red] {split.name} / {entry.id} / seed {seed}: {message} "
-                      f"(traceback in {cell_dir / 'error.txt'})")
+        console.print(
+            f"[red]cell failed[/red] {split.name} / {entry.id} / seed {seed}: {message} "
+            f"(traceback in {cell_dir / 'error.txt'})"
+        )
         return CellResult(split.name, entry.id, seed, "failed", error=message)
-    metrics.update({"cell_fingerprint": key, "dataset": split.name, "model": entry.id, "family": entry.family,
-                    "seed": seed, "costs": costs})
+    metrics.update(
+        {
+            "cell_fingerprint": key,
+            "dataset": split.name,
+            "model": entry.id,
+            "family": entry.family,
+            "seed": seed,
+            "costs": costs,
+        }
+    )
     metrics_path.write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     (cell_dir / "error.txt").unlink(missing_ok=True)
     return CellResult(split.name, entry.id, seed, "done", metrics=metrics)
@@ -196,15 +232,22 @@ def _mean(values: list[float | None]) -> float | None:
 
 
 def summarise(split: Split, entry: ModelEntry, per_seed: list[dict], dataset_entry) -> dict[str, Any]:
-    row: dict[str, Any] = {"dataset": split.name, "model": entry.id, "family": entry.family,
-                           "labels": split.schema.names, "n_seeds": len(per_seed)}
+    row: dict[str, Any] = {
+        "dataset": split.name,
+        "model": entry.id,
+        "family": entry.family,
+        "labels": split.schema.names,
+        "n_seeds": len(per_seed),
+    }
     if not per_seed:
         row["status"] = "failed"
         return row
     row["status"] = "ok"
     row["aggregate"] = aggregate_seeds(per_seed)
-    row["macro_f1_ci"] = [_mean([m["ci"]["macro_f1"][0] for m in per_seed]),
-                          _mean([m["ci"]["macro_f1"][1] for m in per_seed])]
+    row["macro_f1_ci"] = [
+        _mean([m["ci"]["macro_f1"][0] for m in per_seed]),
+        _mean([m["ci"]["macro_f1"][1] for m in per_seed]),
+    ]
     row["train_time_s"] = _mean([m["costs"]["train_time_s"] for m in per_seed])
     row["predict_examples_per_s"] = _mean([m["costs"]["predict_examples_per_s"] for m in per_seed])
     row["n_test"] = per_seed[0]["n"]
@@ -224,8 +267,18 @@ def summary_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
         for label in row["labels"]:
             if label not in labels:
                 labels.append(label)
-    header = ["dataset", "model", "seeds", "macro-F1", "95% CI", "accuracy",
-              *[f"F1 {label}" for label in labels], "non-ok rate", "train s", "predict ex/s"]
+    header = [
+        "dataset",
+        "model",
+        "seeds",
+        "macro-F1",
+        "95% CI",
+        "accuracy",
+        *[f"F1 {label}" for label in labels],
+        "non-ok rate",
+        "train s",
+        "predict ex/s",
+    ]
     body = []
     for row in rows:
         if row["status"] != "ok":
@@ -234,17 +287,23 @@ def summary_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
         agg = row["aggregate"]
         per_class = agg.get("per_class_f1", {})
         lo, hi = row["macro_f1_ci"]
-        body.append([
-            row["dataset"], row["model"], str(row["n_seeds"]),
-            _fmt(agg["macro_f1"]["mean"], agg["macro_f1"]["std"]),
-            f"[{lo:.3f}, {hi:.3f}]",
-            _fmt(agg["accuracy"]["mean"], agg["accuracy"]["std"]),
-            *[_fmt(per_class[label]["mean"], per_class[label]["std"]) if label in per_class else "-"
-              for label in labels],
-            f"{1 - agg['status_rates']['ok']['mean']:.1%}",
-            f"{row['train_time_s']:.1f}",
-            f"{row['predict_examples_per_s']:.0f}" if row["predict_examples_per_s"] else "-",
-        ])
+        body.append(
+            [
+                row["dataset"],
+                row["model"],
+                str(row["n_seeds"]),
+                _fmt(agg["macro_f1"]["mean"], agg["macro_f1"]["std"]),
+                f"[{lo:.3f}, {hi:.3f}]",
+                _fmt(agg["accuracy"]["mean"], agg["accuracy"]["std"]),
+                *[
+                    _fmt(per_class[label]["mean"], per_class[label]["std"]) if label in per_class else "-"
+                    for label in labels
+                ],
+                f"{1 - agg['status_rates']['ok']['mean']:.1%}",
+                f"{row['train_time_s']:.1f}",
+                f"{row['predict_examples_per_s']:.0f}" if row["predict_examples_per_s"] else "-",
+            ]
+        )
     return header, body
 
 
@@ -254,10 +313,14 @@ def write_summary(run_dir: Path, rows: list[dict[str, Any]], cells: list[CellRes
     lines += ["| " + " | ".join(cells_) + " |" for cells_ in body]
     failed = [c for c in cells if c.status == "failed"]
     if failed:
-        lines += ["", "Failed cells:"] + [f"- {c.dataset} / {c.model} / seed {c.seed}: {c.error}" for c in failed]
+        lines += ["", "Failed cells:"] + [
+            f"- {c.dataset} / {c.model} / seed {c.seed}: {c.error}" for c in failed
+        ]
     (run_dir / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (run_dir / "summary.json").write_text(
-        json.dumps({"rows": rows, "cells": [c.__dict__ | {"metrics": None} for c in cells]}, indent=2, default=str),
+        json.dumps(
+            {"rows": rows, "cells": [c.__dict__ | {"metrics": None} for c in cells]}, indent=2, default=str
+        ),
         encoding="utf-8",
     )
 

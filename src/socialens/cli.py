@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -45,8 +45,12 @@ def _meta(metadata: list[str] | None) -> dict[str, str] | None:
 def bench(
     config: Annotated[Path, typer.Argument(help="experiment YAML (datasets x models x seeds)")],
     force: Annotated[bool, typer.Option(help="re-run cells that already finished")] = False,
-    data_root: Annotated[Optional[str], typer.Option(help="folder that dataset YAML paths are relative to")] = None,
-    output_dir: Annotated[Optional[str], typer.Option(help="where runs/<name>/ goes (default: the config's)")] = None,
+    data_root: Annotated[
+        str | None, typer.Option(help="folder that dataset YAML paths are relative to")
+    ] = None,
+    output_dir: Annotated[
+        str | None, typer.Option(help="where runs/<name>/ goes (default: the config's)")
+    ] = None,
     save_models: Annotated[bool, typer.Option(help="keep each trained model in its cell folder")] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="bypass the LLM response cache")] = False,
 ) -> None:
@@ -56,8 +60,15 @@ def bench(
         from socialens.config import load_experiment
 
         experiment = load_experiment(config)
-        result = run_bench(experiment, force=force, data_root=data_root, output_dir=output_dir,
-                           console=console, save_models=save_models, no_cache=no_cache)
+        result = run_bench(
+            experiment,
+            force=force,
+            data_root=data_root,
+            output_dir=output_dir,
+            console=console,
+            save_models=save_models,
+            no_cache=no_cache,
+        )
     except SocialensError as exc:
         _fail(exc)
     print_summary(result.summary, console)
@@ -71,10 +82,14 @@ def data_check(
     path: Annotated[Path, typer.Argument(help="CSV, TSV, JSONL or Parquet file")],
     text: Annotated[str, typer.Option(help="text column")] = "text",
     label: Annotated[str, typer.Option(help="label column")] = "label",
-    labels: Annotated[Optional[str], typer.Option(help="expected labels, comma-separated")] = None,
-    id: Annotated[Optional[str], typer.Option(help="id column (default: row numbers)")] = None,
-    format: Annotated[Optional[str], typer.Option(help="csv|tsv|jsonl|parquet (default: from the extension)")] = None,
-    drop_invalid: Annotated[bool, typer.Option(help="drop bad rows and count them instead of failing")] = False,
+    labels: Annotated[str | None, typer.Option(help="expected labels, comma-separated")] = None,
+    id: Annotated[str | None, typer.Option(help="id column (default: row numbers)")] = None,
+    format: Annotated[
+        str | None, typer.Option(help="csv|tsv|jsonl|parquet (default: from the extension)")
+    ] = None,
+    drop_invalid: Annotated[
+        bool, typer.Option(help="drop bad rows and count them instead of failing")
+    ] = False,
 ) -> None:
     """Validate a file against a label set and print its class counts."""
     from collections import Counter
@@ -84,8 +99,15 @@ def data_check(
     from socialens.data.readers import read_examples
 
     try:
-        result = read_examples(path, text=text, label=label, id=id, schema=_parse_labels(labels),
-                               format=format, drop_invalid=drop_invalid)
+        result = read_examples(
+            path,
+            text=text,
+            label=label,
+            id=id,
+            schema=_parse_labels(labels),
+            format=format,
+            drop_invalid=drop_invalid,
+        )
     except SocialensError as exc:
         _fail(exc)
     counts = Counter(ex.label for ex in result.examples)
@@ -107,12 +129,14 @@ def data_split(
     out: Annotated[Path, typer.Option(help="output folder for train/dev/test.jsonl")],
     text: Annotated[str, typer.Option(help="text column (data files)")] = "text",
     label: Annotated[str, typer.Option(help="label column (data files)")] = "label",
-    labels: Annotated[Optional[str], typer.Option(help="expected labels, comma-separated")] = None,
-    metadata: Annotated[Optional[list[str]], typer.Option(help="metadata column to keep (repeatable)")] = None,
+    labels: Annotated[str | None, typer.Option(help="expected labels, comma-separated")] = None,
+    metadata: Annotated[list[str] | None, typer.Option(help="metadata column to keep (repeatable)")] = None,
     seed: Annotated[int, typer.Option(help="split seed")] = 0,
-    cap: Annotated[Optional[int], typer.Option(help="stratified cap on the training set")] = None,
-    data_root: Annotated[Optional[str], typer.Option(help="data root for dataset YAMLs")] = None,
-    drop_invalid: Annotated[bool, typer.Option(help="drop bad rows and count them instead of failing")] = False,
+    cap: Annotated[int | None, typer.Option(help="stratified cap on the training set")] = None,
+    data_root: Annotated[str | None, typer.Option(help="data root for dataset YAMLs")] = None,
+    drop_invalid: Annotated[
+        bool, typer.Option(help="drop bad rows and count them instead of failing")
+    ] = False,
 ) -> None:
     """Deduplicate and split stratified 70/20/10 (or keep the dataset's own splits) with a fixed seed."""
     from socialens.data.prepare import write_split
@@ -138,8 +162,14 @@ def _load_split(source, text, label, labels, metadata, seed, cap, data_root, dro
         config = load_dataset_config(source, data_root=data_root)
         raw = load_dataset(config, data_root=data_root, drop_invalid=drop_invalid)
     else:
-        result = read_examples(source, text=text, label=label, schema=_parse_labels(labels),
-                               metadata=_meta(metadata), drop_invalid=drop_invalid)
+        result = read_examples(
+            source,
+            text=text,
+            label=label,
+            schema=_parse_labels(labels),
+            metadata=_meta(metadata),
+            drop_invalid=drop_invalid,
+        )
         for reason, count in sorted(result.dropped.items()):
             console.print(f"dropped {count} row(s): {reason}")
         schema = _parse_labels(labels) or LabelSchema.from_names(sorted({ex.label for ex in result.examples}))
@@ -162,14 +192,16 @@ def train(
     family: Annotated[str, typer.Argument(help="model family: encoder or tfidf")],
     data: Annotated[str, typer.Option(help="split folder, dataset YAML, builtin:<name>, or a data file")],
     out: Annotated[Path, typer.Option(help="model directory to write")],
-    model: Annotated[Optional[str], typer.Option(help="base model: builtin:<name>, local path or hub id")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="training epochs (encoder)")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="base model: builtin:<name>, local path or hub id")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="training epochs (encoder)")] = None,
     seed: Annotated[int, typer.Option(help="training and split seed")] = 0,
     text: Annotated[str, typer.Option(help="text column (data files)")] = "text",
     label: Annotated[str, typer.Option(help="label column (data files)")] = "label",
-    labels: Annotated[Optional[str], typer.Option(help="expected labels, comma-separated")] = None,
-    cap: Annotated[Optional[int], typer.Option(help="stratified cap on the training set")] = None,
-    data_root: Annotated[Optional[str], typer.Option(help="data root for dataset YAMLs")] = None,
+    labels: Annotated[str | None, typer.Option(help="expected labels, comma-separated")] = None,
+    cap: Annotated[int | None, typer.Option(help="stratified cap on the training set")] = None,
+    data_root: Annotated[str | None, typer.Option(help="data root for dataset YAMLs")] = None,
 ) -> None:
     """Train one model on a dataset, report dev/test scores and save a self-describing model directory."""
     from socialens.classifiers.base import get_family
@@ -191,8 +223,10 @@ def train(
     if split.test:
         metrics = compute_metrics(classifier.predict(split.test), split.schema.names, n_bootstrap=1000)
         lo, hi = metrics["ci"]["macro_f1"]
-        console.print(f"test macro-F1 {metrics['macro_f1']:.3f} [95% CI {lo:.3f}, {hi:.3f}], "
-                      f"accuracy {metrics['accuracy']:.3f} on {metrics['n']} examples")
+        console.print(
+            f"test macro-F1 {metrics['macro_f1']:.3f} [95% CI {lo:.3f}, {hi:.3f}], "
+            f"accuracy {metrics['accuracy']:.3f} on {metrics['n']} examples"
+        )
     console.print(f"saved model to {out}")
 
 
@@ -202,8 +236,8 @@ def predict(
     input: Annotated[Path, typer.Argument(help="CSV, TSV, JSONL or Parquet file to label")],
     out: Annotated[Path, typer.Option(help="output file: .jsonl, .csv or .parquet")],
     text: Annotated[str, typer.Option(help="text column")] = "text",
-    id: Annotated[Optional[str], typer.Option(help="id column (default: row numbers)")] = None,
-    label: Annotated[Optional[str], typer.Option(help="gold label column, to also print scores")] = None,
+    id: Annotated[str | None, typer.Option(help="id column (default: row numbers)")] = None,
+    label: Annotated[str | None, typer.Option(help="gold label column, to also print scores")] = None,
     batch_size: Annotated[int, typer.Option(help="examples per prediction batch")] = 256,
 ) -> None:
     """Label a file with a trained model; every input row yields exactly one output record."""
@@ -214,8 +248,9 @@ def predict(
 
     try:
         classifier = load_classifier(model_dir)
-        examples = read_examples(input, text=text, label=label, id=id, schema=classifier.schema,
-                                 require_labels=label is not None).examples
+        examples = read_examples(
+            input, text=text, label=label, id=id, schema=classifier.schema, require_labels=label is not None
+        ).examples
         records = predict_file(classifier, examples, out, batch_size=batch_size, console=console)
     except SocialensError as exc:
         _fail(exc)

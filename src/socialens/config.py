@@ -62,7 +62,9 @@ class Experiment(BaseModel):
         seen: set[str] = set()
         for entry in self.models:
             if entry.id in seen:
-                raise ValueError(f"model id '{entry.id}' appears twice; ids name output folders and must be unique")
+                raise ValueError(
+                    f"model id '{entry.id}' appears twice; ids name output folders and must be unique"
+                )
             seen.add(entry.id)
         return self
 

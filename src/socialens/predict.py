@@ -24,11 +24,19 @@ def flat_row(record: PredictionRecord, labels: list[str]) -> dict:
     return row
 
 
-def predict_file(classifier, examples: list[Example], out: str | Path, *, batch_size: int = 256,
-                 console: Console | None = None) -> list[PredictionRecord]:
+def predict_file(
+    classifier,
+    examples: list[Example],
+    out: str | Path,
+    *,
+    batch_size: int = 256,
+    console: Console | None = None,
+) -> list[PredictionRecord]:
     out = Path(out)
     if out.suffix not in OUTPUT_FORMATS:
-        raise DataError(f"{out}: unsupported output format '{out.suffix}'; expected one of {', '.join(OUTPUT_FORMATS)}")
+        raise DataError(
+            f"{out}: unsupported output format '{out.suffix}'; expected one of {', '.join(OUTPUT_FORMATS)}"
+        )
     records: list[PredictionRecord] = []
     columns = (TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console or Console(stderr=True), transient=True) as progress:

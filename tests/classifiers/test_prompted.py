@@ -29,13 +29,15 @@ EXAMPLES = [Example(i, t, lab, {"topic": "climate"}) for i, t, lab in TEXTS]
 def smollm2():
     from socialens.llm.llamacpp import LlamaCppBackend
 
-    backend = LlamaCppBackend("builtin:smollm2-135m-instruct", n_ctx=1024)
+    backend = LlamaCppBackend("builtin:smollm2-135m-instruct", n_ctx=1024, n_threads=1)
     yield backend
     backend.close()
 
 
 def make(smollm2, tmp_path, **params):
-    clf = PromptedClassifier(PromptedParams(cache_path=str(tmp_path / "cache.sqlite"), **params), backend=smollm2)
+    clf = PromptedClassifier(
+        PromptedParams(cache_path=str(tmp_path / "cache.sqlite"), **params), backend=smollm2
+    )
     return clf.fit(EXAMPLES, schema=SCHEMA, task="misinformation response")
 
 
@@ -63,8 +65,13 @@ def test_every_decoding_mode_gives_one_valid_record_per_example(smollm2, tmp_pat
 def test_json_prompt_with_few_shots(smollm2, tmp_path):
     pool = [Example(f"p{i}", f"{t} (variant {i})", lab) for i, (_, t, lab) in enumerate(TEXTS * 2)]
     clf = PromptedClassifier(
-        PromptedParams(prompt="json", shots=1, shot_selection="stratified", decoding="constrained",
-                       cache_path=str(tmp_path / "c.sqlite")),
+        PromptedParams(
+            prompt="json",
+            shots=1,
+            shot_selection="stratified",
+            decoding="constrained",
+            cache_path=str(tmp_path / "c.sqlite"),
+        ),
         backend=smollm2,
     ).fit(pool, schema=SCHEMA)
     messages = clf.prompts(EXAMPLES[:1])[0]
@@ -113,8 +120,9 @@ def test_killed_bench_resumes_from_the_cache_with_identical_records(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "socialens.cli", "bench"]
     cache = tmp_path / "killed.sqlite"
-    process = subprocess.Popen([*command, experiment("killed", cache)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [*command, experiment("killed", cache)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while time.time() < deadline:  # wait until a few answers are committed, then kill -9 mid-run
         if cache.exists() and _rows(cache) >= 3:
@@ -127,12 +135,15 @@ def test_killed_bench_resumes_from_the_cache_with_identical_records(tmp_path):
 
     subprocess.run([*command, experiment("killed", cache)], env=env, check=True, capture_output=True)
     assert _rows(cache) == 9  # the resumed run only asked for what was missing
-    subprocess.run([*command, experiment("clean", tmp_path / "clean.sqlite")], env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [*command, experiment("clean", tmp_path / "clean.sqlite")], env=env, check=True, capture_output=True
+    )
     killed = (tmp_path / "runs" / "killed" / "tiny" / "llm" / "seed-0" / "predictions.jsonl").read_text()
     clean = (tmp_path / "runs" / "clean" / "tiny" / "llm" / "seed-0" / "predictions.jsonl").read_text()
     strip = [{k: v for k, v in json.loads(line).items() if k != "latency_s"} for line in clean.splitlines()]
-    resumed = [{k: v for k, v in json.loads(line).items() if k != "latency_s"} for line in killed.splitlines()]
+    resumed = [
+        {k: v for k, v in json.loads(line).items() if k != "latency_s"} for line in killed.splitlines()
+    ]
     assert resumed == strip
 
 

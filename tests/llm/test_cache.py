@@ -10,7 +10,7 @@ pytest.importorskip("llama_cpp")
 def smollm2():
     from socialens.llm.llamacpp import LlamaCppBackend
 
-    backend = LlamaCppBackend("builtin:smollm2-135m-instruct", n_ctx=512)
+    backend = LlamaCppBackend("builtin:smollm2-135m-instruct", n_ctx=512, n_threads=1)
     yield backend
     backend.close()
 

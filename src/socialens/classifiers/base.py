@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -14,7 +15,7 @@ from socialens.data.schema import Example, LabelSchema
 from socialens.errors import ConfigError
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     OK = "ok"
     REFUSED = "refused"
     INVALID = "invalid"

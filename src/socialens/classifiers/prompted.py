@@ -28,8 +28,16 @@ from socialens.errors import ConfigError
 
 # Fields of PromptedParams that are handed to the backend's own Options (each backend says which it takes).
 BACKEND_OPTION_FIELDS = (
-    "base_url", "api_key_env", "concurrency", "timeout_s", "max_retries",
-    "n_ctx", "n_threads", "adapter", "batch_size", "device",
+    "base_url",
+    "api_key_env",
+    "concurrency",
+    "timeout_s",
+    "max_retries",
+    "n_ctx",
+    "n_threads",
+    "adapter",
+    "batch_size",
+    "device",
 )
 
 
@@ -81,7 +89,9 @@ class PromptedParams(FamilyParams):
         return self
 
     def backend_option_values(self) -> dict:
-        values = {name: getattr(self, name) for name in BACKEND_OPTION_FIELDS if getattr(self, name) is not None}
+        values = {
+            name: getattr(self, name) for name in BACKEND_OPTION_FIELDS if getattr(self, name) is not None
+        }
         return {**values, **self.backend_options}
 
     @property
@@ -111,8 +121,14 @@ class PromptedClassifier:
         self._selector = None
 
     # -- fitting: no training; remember the schema and the few-shot pool ------------------------
-    def fit(self, train: list[Example], dev: list[Example] | None = None, *, schema: LabelSchema | None = None,
-            task: str = "") -> PromptedClassifier:
+    def fit(
+        self,
+        train: list[Example],
+        dev: list[Example] | None = None,
+        *,
+        schema: LabelSchema | None = None,
+        task: str = "",
+    ) -> PromptedClassifier:
         self.schema = schema or infer_schema(train)
         self.task = task
         self.pool_ = [ex for ex in train if ex.label is not None] if self.params.shots else []
@@ -122,16 +138,25 @@ class PromptedClassifier:
 
     def _check_fitted(self) -> None:
         if self.schema is None:
-            raise RuntimeError("PromptedClassifier is not fitted: call fit() (it sets the label schema) or load()")
+            raise RuntimeError(
+                "PromptedClassifier is not fitted: call fit() (it sets the label schema) or load()"
+            )
 
     @property
     def builder(self):
         from socialens.llm.prompts import PromptBuilder
 
         if self._builder is None:
-            style = self.params.prompt if self.params.prompt in ("serial", "json") else Path(self.params.prompt)
-            self._builder = PromptBuilder(self.schema, style=style, task=self.task or None,
-                                          system_prompt=self.params.system_prompt, wording=self.params.wording)
+            style = (
+                self.params.prompt if self.params.prompt in ("serial", "json") else Path(self.params.prompt)
+            )
+            self._builder = PromptBuilder(
+                self.schema,
+                style=style,
+                task=self.task or None,
+                system_prompt=self.params.system_prompt,
+                wording=self.params.wording,
+            )
         return self._builder
 
     @property
@@ -139,8 +164,9 @@ class PromptedClassifier:
         from socialens.llm.fewshot import ShotSelector
 
         if self._selector is None and self.params.shots:
-            self._selector = ShotSelector(self.pool_, strategy=self.params.shot_selection,
-                                          k=self.params.shots, seed=self.seed)
+            self._selector = ShotSelector(
+                self.pool_, strategy=self.params.shot_selection, k=self.params.shots, seed=self.seed
+            )
         return self._selector
 
     @property
@@ -189,22 +215,30 @@ class PromptedClassifier:
         builder = self.builder
         constrained = self.params.decoding == "constrained"
         answers = {builder.answer(name): name for name in self.schema.names}
-        params = GenerationParams(max_tokens=self.params.max_tokens, seed=self.seed,
-                                  choices=tuple(answers) if constrained else None)
+        params = GenerationParams(
+            max_tokens=self.params.max_tokens, seed=self.seed, choices=tuple(answers) if constrained else None
+        )
         completions = self.backend.generate(self.prompts(chunk), params)
         records = []
         for ex, completion in zip(chunk, completions, strict=True):
-            usage = dict(raw_output=completion.text, latency_s=completion.latency_s,
-                         tokens_in=completion.tokens_in, tokens_out=completion.tokens_out)
+            usage = dict(
+                raw_output=completion.text,
+                latency_s=completion.latency_s,
+                tokens_in=completion.tokens_in,
+                tokens_out=completion.tokens_out,
+            )
             if completion.error is not None:
-                records.append(self._record(ex, predicted=None, status=Status.ERROR, error=completion.error, **usage))
+                records.append(
+                    self._record(ex, predicted=None, status=Status.ERROR, error=completion.error, **usage)
+                )
                 continue
             text = completion.text.strip()
             if constrained and text in answers:
                 records.append(self._record(ex, predicted=answers[text], status=Status.OK, **usage))
                 continue
-            parsed = parse_label(completion.text, self.schema, style=self.params.style,
-                                 threshold=self.params.parse_threshold)
+            parsed = parse_label(
+                completion.text, self.schema, style=self.params.style, threshold=self.params.parse_threshold
+            )
             records.append(self._record(ex, predicted=parsed.label, status=Status(parsed.status), **usage))
         return records
 
@@ -216,22 +250,31 @@ class PromptedClassifier:
             scores = self.backend.score(messages, continuations)
             usage = dict(latency_s=scores.latency_s, tokens_in=scores.tokens_in, tokens_out=0)
             if scores.error is not None:
-                records.append(self._record(ex, predicted=None, status=Status.ERROR, error=scores.error, **usage))
+                records.append(
+                    self._record(ex, predicted=None, status=Status.ERROR, error=scores.error, **usage)
+                )
                 continue
             probabilities = softmax(scores.logprobs)
             best = max(range(len(names)), key=lambda i: probabilities[i])
-            records.append(self._record(
-                ex, predicted=names[best], status=Status.OK,
-                scores=dict(zip(names, probabilities, strict=True)),
-                raw_output=json.dumps(dict(zip(names, scores.logprobs, strict=True))), **usage,
-            ))
+            records.append(
+                self._record(
+                    ex,
+                    predicted=names[best],
+                    status=Status.OK,
+                    scores=dict(zip(names, probabilities, strict=True)),
+                    raw_output=json.dumps(dict(zip(names, scores.logprobs, strict=True))),
+                    **usage,
+                )
+            )
         return records
 
     # -- persistence: the prompt set-up, the schema and the few-shot pool ---------------------------
     def save(self, directory: str | Path) -> None:
         self._check_fitted()
         directory = Path(directory)
-        write_model_info(directory, self.family, self.schema, self.params, extra={"seed": self.seed, "task": self.task})
+        write_model_info(
+            directory, self.family, self.schema, self.params, extra={"seed": self.seed, "task": self.task}
+        )
         with (directory / "fewshot_pool.jsonl").open("w", encoding="utf-8") as handle:
             for ex in self.pool_:
                 handle.write(json.dumps(ex.to_dict(), ensure_ascii=False) + "\n")

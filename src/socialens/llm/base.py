@@ -102,13 +102,14 @@ def register_backend(name: str):
 def get_backend(name: str) -> type:
     """Backend modules import their heavy dependency lazily (in the constructor), so importing them
     always works and a missing package is reported when the backend is used, naming the extra."""
-    from socialens.errors import ConfigError
-
     import socialens.llm.hf  # noqa: F401
     import socialens.llm.llamacpp  # noqa: F401
     import socialens.llm.openai  # noqa: F401
+    from socialens.errors import ConfigError
 
     try:
         return BACKENDS[name]
     except KeyError:
-        raise ConfigError(f"unknown LLM backend '{name}': expected one of {', '.join(sorted(BACKENDS))}") from None
+        raise ConfigError(
+            f"unknown LLM backend '{name}': expected one of {', '.join(sorted(BACKENDS))}"
+        ) from None
