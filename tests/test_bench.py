@@ -74,3 +74,15 @@ def test_failing_cell_is_reported_and_the_grid_goes_on(tmp_path):
 def test_demo_config_loads():
     experiment = load_experiment(Path(__file__).parents[1] / "configs" / "demo.yaml")
     assert {m.family for m in experiment.models} == {"tfidf", "encoder"}
+
+
+def test_test_sample_is_stratified_and_fixed(tmp_path):
+    experiment = make_experiment(tmp_path, TFIDF, seeds="[0]")
+    experiment.datasets[0].test_sample = 6
+    run_bench(experiment, console=Console(quiet=True))
+    cell = tmp_path / "runs" / "t" / "tiny" / "tf" / "seed-0"
+    records = read_records(cell / "predictions.jsonl")
+    assert len(records) == 6
+    assert sorted(r.gold for r in records) == ["belief", "belief", "debunk", "debunk", "other", "other"]
+    stats = json.loads((tmp_path / "runs" / "t" / "tiny" / "split.json").read_text())["stats"]
+    assert stats["test_before_sample"] == 9 and stats["test_sample"] == 6

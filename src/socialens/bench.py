@@ -46,11 +46,16 @@ def fingerprint(*parts: Any) -> str:
 
 def load_split(entry, data_root: str | None) -> Split:
     from socialens.data.datasets import load_dataset, load_dataset_config
-    from socialens.data.prepare import prepare
+    from socialens.data.prepare import prepare, stratified_split
 
     config = load_dataset_config(entry.config, data_root=data_root)
     raw = load_dataset(config, data_root=data_root, drop_invalid=entry.drop_invalid)
-    return prepare(raw, seed=entry.split_seed, cap=entry.cap)
+    split = prepare(raw, seed=entry.split_seed, cap=entry.cap)
+    if entry.test_sample is not None and entry.test_sample < len(split.test):
+        split.stats["test_before_sample"] = len(split.test)
+        _, split.test = stratified_split(split.test, entry.test_sample, seed=entry.split_seed)
+        split.stats["test_sample"] = len(split.test)
+    return split
 
 
 def split_fingerprint(split: Split) -> str:

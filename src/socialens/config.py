@@ -19,6 +19,9 @@ class DatasetEntry(BaseModel):
 
     config: str
     cap: int | None = Field(default=None, gt=0, description="stratified cap on the training set")
+    test_sample: int | None = Field(
+        default=None, gt=0, description="evaluate on a stratified sample of this many test examples"
+    )
     split_seed: int = 0
     drop_invalid: bool = False
     official_metric: str | None = None

@@ -24,7 +24,7 @@ def test_normalise_text():
     assert normalise_text("Café") == normalise_text("cafe")
 
 
-@pytest.mark.parametrize("strategy", ["random", "stratified"])
+@pytest.mark.parametrize("strategy", ["random", "stratified", "fixed"])
 def test_never_the_query_text_or_id(strategy):
     pool = make_pool() + [Example("q", "a different text with the query id", "other")]
     for seed in range(30):
@@ -38,6 +38,16 @@ def test_stratified_gives_k_per_class():
     assert counts == {"belief": 2, "debunk": 2, "other": 2}
     small = make_pool(1)  # belief-0 is excluded (identical text): only 0 left for belief
     assert sorted(s.label for s in select_shots(small, QUERY, 3, "stratified", 0)) == ["debunk", "other"]
+
+
+def test_fixed_gives_the_same_balanced_shots_to_every_query_but_its_twin():
+    selector = ShotSelector(make_pool(), "fixed", 3, seed=4)
+    shots = [selector.select(Example(f"x{i}", f"an unrelated query {i}")) for i in range(4)]
+    assert all([s.id for s in row] == [s.id for s in shots[0]] for row in shots)
+    assert sorted(s.label for s in shots[0]) == ["belief", "debunk", "other"]
+    twin = shots[0][0]
+    replaced = selector.select(Example("y", twin.text.upper()))
+    assert twin.id not in [s.id for s in replaced] and len(replaced) == 3
 
 
 def test_random_size_and_unlabelled_excluded():

@@ -58,9 +58,12 @@ class PromptedParams(FamilyParams):
     system_prompt: str | None = None
     wording: Literal["universal", "topic"] = "universal"
     shots: int = Field(default=0, ge=0)
-    shot_selection: Literal["random", "stratified", "similar"] = "random"
+    shot_selection: Literal["random", "stratified", "similar", "fixed"] = "random"
     decoding: Literal["generate", "constrained", "scored"] = "generate"
     max_tokens: int = Field(default=20, gt=0)
+    max_text_chars: int | None = Field(
+        default=2000, gt=0, description="longer input texts (and shots) are cut to this many characters"
+    )
     parse_threshold: float = Field(default=0.8, ge=0, le=1)
     price: Price | None = None
     cache: bool = True
@@ -184,9 +187,20 @@ class PromptedClassifier:
         return self._backend
 
     # -- prediction -------------------------------------------------------------------------------
+    def _clip(self, example: Example) -> Example:
+        limit = self.params.max_text_chars
+        if limit is None or len(example.text) <= limit:
+            return example
+        return Example(example.id, example.text[:limit], example.label, example.metadata)
+
     def prompts(self, examples: list[Example]):
         selector = self.selector
-        return [self.builder.messages(ex, shots=selector.select(ex) if selector else []) for ex in examples]
+        return [
+            self.builder.messages(
+                self._clip(ex), shots=[self._clip(s) for s in selector.select(ex)] if selector else []
+            )
+            for ex in examples
+        ]
 
     def predict(self, examples: list[Example], progress=None) -> list[PredictionRecord]:
         self._check_fitted()

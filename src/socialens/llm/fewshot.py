@@ -11,6 +11,10 @@ the one-off form):
   pooled, L2-normalised ``builtin:minilm-l6`` through transformers), picked by maximal marginal
   relevance (``mmr_lambda`` 0.6: 60% similarity to the query, 40% dissimilarity to the shots
   already picked; see ``DEFAULT_MMR_LAMBDA``) so near-duplicates do not fill the prompt. Returned most relevant first.
+- ``fixed``: the same ``k`` shots for every query (drawn once with the seed, classes taken in
+  turn), so every prompt shares one prefix that a local backend evaluates once and reuses: the
+  cheap way to run few-shot on a CPU. A shot identical to the query is skipped for that query
+  only, and the next one in the fixed order takes its place.
 
 Rules for every strategy: a shot never has the query's id nor its text (compared after
 normalisation: case, accents, punctuation and whitespace ignored), and unlabelled pool examples are
@@ -35,8 +39,8 @@ import numpy as np
 from socialens.data.schema import Example
 from socialens.errors import ConfigError
 
-Strategy = Literal["random", "stratified", "similar"]
-STRATEGIES = ("random", "stratified", "similar")
+Strategy = Literal["random", "stratified", "similar", "fixed"]
+STRATEGIES = ("random", "stratified", "similar", "fixed")
 Embedder = Callable[[list[str]], np.ndarray]
 # 0.5 (the textbook default) lets an off-topic example beat an on-topic one on MiniLM embeddings:
 # off-topic pairs have slightly negative cosine, same-topic pairs ~0.6-0.7, so the redundancy
@@ -180,12 +184,25 @@ class ShotSelector:
         self._by_class: dict[str, list[int]] = {}
         for i, ex in enumerate(self.pool):
             self._by_class.setdefault(str(ex.label), []).append(i)
+        self._fixed_order = self._round_robin_order() if strategy == "fixed" else []
         self.embedder = embedder
         self._vectors: np.ndarray | None = None
         if strategy == "similar" and self.pool and self.k:
             if self.embedder is None:
                 self.embedder = default_embedder()
             self._vectors = _unit(self.embedder([ex.text for ex in self.pool]))
+
+    def _round_robin_order(self) -> list[int]:
+        rng = random.Random(f"fixed:{self.seed}")
+        queues = {
+            label: rng.sample(indices, len(indices)) for label, indices in sorted(self._by_class.items())
+        }
+        order: list[int] = []
+        while any(queues.values()):
+            for queue in queues.values():
+                if queue:
+                    order.append(queue.pop(0))
+        return order
 
     def _eligible(self, query: Example) -> np.ndarray:
         qnorm = normalise_text(query.text)
@@ -216,6 +233,8 @@ class ShotSelector:
         if self.strategy == "random":
             indices = [i for i in range(len(self.pool)) if eligible[i]]
             return [self.pool[i] for i in rng.sample(indices, min(self.k, len(indices)))]
+        if self.strategy == "fixed":
+            return [self.pool[i] for i in [i for i in self._fixed_order if eligible[i]][: self.k]]
         if self.strategy == "stratified":
             chosen: list[int] = []
             for label in sorted(self._by_class):
