@@ -86,3 +86,12 @@ def test_test_sample_is_stratified_and_fixed(tmp_path):
     assert sorted(r.gold for r in records) == ["belief", "belief", "debunk", "debunk", "other", "other"]
     stats = json.loads((tmp_path / "runs" / "t" / "tiny" / "split.json").read_text())["stats"]
     assert stats["test_before_sample"] == 9 and stats["test_sample"] == 6
+
+
+def test_a_dataset_that_cannot_load_fails_its_cells_and_the_grid_goes_on(tmp_path):
+    experiment = make_experiment(tmp_path, TFIDF, seeds="[0]")
+    missing = experiment.datasets[0].model_copy(update={"config": str(tmp_path / "missing.yaml")})
+    experiment.datasets.insert(0, missing)
+    result = run_bench(experiment, console=Console(quiet=True))
+    assert [c.status for c in result.cells] == ["failed", "done"]
+    assert "missing.yaml" in result.cells[0].error

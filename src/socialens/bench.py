@@ -19,6 +19,7 @@ from rich.table import Table
 from socialens.classifiers.base import PredictionRecord, Status, get_family, read_records, write_records
 from socialens.config import Experiment, ModelEntry, validate_model_params
 from socialens.data.schema import Split
+from socialens.errors import SocialensError
 from socialens.evaluation.metrics import aggregate_seeds, compute_metrics
 
 
@@ -82,9 +83,13 @@ def error_records(examples, message: str) -> list[PredictionRecord]:
     ]
 
 
-def run_cell(split: Split, entry: ModelEntry, params, seed: int, cell_dir: Path, save_model: bool) -> dict:
+def run_cell(
+    split: Split, entry: ModelEntry, params, seed: int, cell_dir: Path, save_model: bool, progress=None
+) -> dict:
     family = get_family(entry.family)
     classifier = family(params=params, seed=seed)
+    if hasattr(classifier, "progress"):
+        classifier.progress = progress
     start = time.perf_counter()
     context = {"task": split.task} if "task" in inspect.signature(classifier.fit).parameters else {}
     classifier.fit(split.train, split.dev, schema=split.schema, **context)
@@ -160,7 +165,17 @@ def run_bench(
         grid = progress.add_task("bench", total=total)
         for dataset_entry in experiment.datasets:
             progress.update(grid, description=f"loading {dataset_entry.config}")
-            split = load_split(dataset_entry, data_root)
+            try:
+                split = load_split(dataset_entry, data_root)
+            except SocialensError as exc:  # a dataset that cannot load fails its cells, not the grid
+                console.print(f"[red]dataset failed[/red] {dataset_entry.config}: {exc}", highlight=False)
+                for entry in experiment.models:
+                    for seed in experiment.seeds:
+                        result.cells.append(
+                            CellResult(dataset_entry.config, entry.id, seed, "failed", error=str(exc))
+                        )
+                        progress.advance(grid)
+                continue
             dataset_dir = run_dir / split.name
             dataset_dir.mkdir(parents=True, exist_ok=True)
             (dataset_dir / "split.json").write_text(
@@ -184,6 +199,7 @@ def run_bench(
                         force,
                         save_models,
                         console,
+                        CellProgress(progress),
                     )
                     result.cells.append(cell)
                     if cell.metrics is not None:
@@ -195,8 +211,40 @@ def run_bench(
     return result
 
 
+class CellProgress:
+    """The progress(stage, done, total) hook that families call: one bar for the running cell's
+    current stage (training steps, then predicted examples), removed when the cell ends."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.stage: str | None = None
+        self.task = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self.stage:
+            self.close()
+            self.stage, self.task = stage, self.progress.add_task(f"  {stage}", total=total)
+        self.progress.update(self.task, completed=done, total=total)
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.stage, self.task = None, None
+
+
 def _run_or_skip(
-    experiment, dataset_entry, split, split_key, entry, params, seed, cell_dir, force, save_models, console
+    experiment,
+    dataset_entry,
+    split,
+    split_key,
+    entry,
+    params,
+    seed,
+    cell_dir,
+    force,
+    save_models,
+    console,
+    cell_progress=None,
 ):
     key = fingerprint(dataset_entry.model_dump(), entry.model_dump(), seed, split_key)
     metrics_path = cell_dir / "metrics.json"
@@ -205,7 +253,11 @@ def _run_or_skip(
         if stored.get("cell_fingerprint") == key:
             return CellResult(split.name, entry.id, seed, "skipped", metrics=stored)
     try:
-        costs = run_cell(split, entry, params, seed, cell_dir, save_models)
+        try:
+            costs = run_cell(split, entry, params, seed, cell_dir, save_models, cell_progress)
+        finally:
+            if cell_progress is not None:
+                cell_progress.close()
         metrics = score_cell(cell_dir, split, experiment, seed)
     except Exception as exc:
         message = f"{type(exc).__name__}: {exc}"

@@ -113,9 +113,10 @@ def softmax(logprobs: list[float]) -> list[float]:
 class PromptedClassifier:
     Params = PromptedParams
 
-    def __init__(self, params: PromptedParams | None = None, seed: int = 0, backend=None):
+    def __init__(self, params: PromptedParams | None = None, seed: int = 0, backend=None, progress=None):
         self.params = params or PromptedParams()
         self.seed = seed
+        self.progress = progress  # progress(stage, done, total), as the encoder family calls it
         self.schema: LabelSchema | None = None
         self.task: str = ""
         self.pool_: list[Example] = []
@@ -202,7 +203,7 @@ class PromptedClassifier:
             for ex in examples
         ]
 
-    def predict(self, examples: list[Example], progress=None) -> list[PredictionRecord]:
+    def predict(self, examples: list[Example]) -> list[PredictionRecord]:
         self._check_fitted()
         records: list[PredictionRecord] = []
         size = self.params.chunk_size
@@ -212,8 +213,8 @@ class PromptedClassifier:
                 records.extend(self._predict_scored(chunk))
             else:
                 records.extend(self._predict_generated(chunk))
-            if progress is not None:
-                progress(len(chunk))
+            if self.progress is not None:
+                self.progress("predict", len(records), len(examples))
         return records
 
     def _record(self, ex: Example, **fields) -> PredictionRecord:
