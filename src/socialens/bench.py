@@ -182,6 +182,7 @@ def run_bench(
                 json.dumps({"schema": split.schema.to_dict(), "stats": split.stats}, indent=2, default=str),
                 encoding="utf-8",
             )
+            write_records(dataset_dir / "test.jsonl", split.test)  # texts for the report's error browser
             split_key = split_fingerprint(split)
             for entry in experiment.models:
                 per_seed = []

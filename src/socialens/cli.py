@@ -73,8 +73,41 @@ def bench(
         _fail(exc)
     print_summary(result.summary, console)
     console.print(f"results: {result.run_dir}/summary.md, summary.json, and one folder per cell")
+    try:  # a failed report must not lose the bench results: they are on disk already
+        from socialens.evaluation.report import build_report
+
+        files = build_report([result.run_dir])["files"]
+        console.print(f"report: {files['html']} (also report.md, report.json)", highlight=False)
+    except Exception as exc:  # noqa: BLE001
+        console.print(
+            f"[red]report failed[/red] ({type(exc).__name__}: {exc}); "
+            f"rebuild it with: socialens report {result.run_dir}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if any(cell.status == "failed" for cell in result.cells):
         raise typer.Exit(code=1)
+
+
+@app.command()
+def report(
+    run_dirs: Annotated[
+        list[Path], typer.Argument(help="run folders written by bench (merged into one report)")
+    ],
+    out: Annotated[Path | None, typer.Option(help="output folder (default: the first run folder)")] = None,
+    hardware_price_per_hour: Annotated[
+        float, typer.Option(help="USD per hour of the machine that ran local models (cost per 1k)")
+    ] = 0.10,
+) -> None:
+    """Rebuild report.html / report.md / report.json from run folders, without running any model."""
+    from socialens.evaluation.report import build_report
+
+    try:
+        result = build_report(run_dirs, out, hardware_price_per_hour=hardware_price_per_hour)
+    except (SocialensError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+    for kind in ("html", "md", "json"):
+        console.print(f"wrote {result['files'][kind]}", highlight=False, soft_wrap=True)
 
 
 @data_app.command("check")

@@ -1,0 +1,624 @@
+"""Build report.html / report.md / report.json from the files ``bench`` wrote, and nothing else.
+
+Inputs per run dir: ``experiment.yaml``, ``<dataset>/split.json``, ``<dataset>/test.jsonl`` (texts
+for the error browser; optional) and ``<dataset>/<model>/seed-<k>/{predictions.jsonl,metrics.json}``
+(``metrics.json`` only for its ``costs`` block and family). Metrics are always recomputed from
+``predictions.jsonl`` with ``compute_metrics``, so a report can be rebuilt, re-sliced or re-scored
+without re-running any model. Several run dirs are merged into one leaderboard per dataset (rows
+keyed ``run/dataset/model``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import platform
+import subprocess
+from collections import defaultdict
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from socialens.classifiers.base import read_records
+from socialens.evaluation.costs import DEFAULT_HARDWARE_PRICE_PER_HOUR, aggregate_costs, cell_costs
+from socialens.evaluation.metrics import (
+    NON_OK_COLUMNS,
+    _slice_value,
+    aggregate_seeds,
+    compute_metrics,
+    encode,
+    f1_from_counts,
+)
+from socialens.evaluation.report import plots
+
+PACKAGES = ["socialens", "torch", "transformers", "scikit-learn", "llama-cpp-python", "numpy", "matplotlib"]
+DEFAULT_SLICE_KEYS = ["topic", "language"]
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+
+
+def build_report(
+    run_dirs: list[Path] | Path,
+    out_dir: Path | None = None,
+    *,
+    hardware_price_per_hour: float = DEFAULT_HARDWARE_PRICE_PER_HOUR,
+    n_bootstrap: int | None = None,
+    max_examples: int = 5,
+) -> dict[str, Any]:
+    """Write ``report.html``, ``report.md`` and ``report.json`` into ``out_dir`` (default: the first
+    run dir) and return the report dict (the content of report.json) with ``"files"`` added.
+
+    ``n_bootstrap`` overrides the experiment's ``bootstrap`` resample count; ``max_examples`` is
+    the number of worst-confused examples per class in the error browser."""
+    if isinstance(run_dirs, str | Path):
+        run_dirs = [run_dirs]
+    run_dirs = [Path(p) for p in run_dirs]
+    if not run_dirs:
+        raise ValueError("build_report needs at least one run dir")
+    out_dir = Path(out_dir) if out_dir is not None else run_dirs[0]
+    runs, rows, browsers = [], [], []
+    for run_dir in run_dirs:
+        run, run_rows, run_browsers = _load_run(run_dir, hardware_price_per_hour, n_bootstrap, max_examples)
+        runs.append(run)
+        rows += run_rows
+        browsers += run_browsers
+    datasets: dict[str, Any] = {}
+    for name in dict.fromkeys(row["dataset"] for row in rows):
+        ds_rows = [row for row in rows if row["dataset"] == name]
+        _mark_pareto(ds_rows)
+        datasets[name] = {
+            "table": leaderboard(ds_rows),
+            "slices": _slice_tables(ds_rows),
+            "error_browser": [b for b in browsers if b["dataset"] == name],
+        }
+    report = {
+        "generated_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "hardware_price_per_hour": hardware_price_per_hour,
+        "runs": runs,
+        "environment": environment(),
+        "datasets": datasets,
+        "rows": [{k: v for k, v in row.items() if not k.startswith("_")} for row in rows],
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {
+        "json": out_dir / "report.json",
+        "md": out_dir / "report.md",
+        "html": out_dir / "report.html",
+    }
+    files["json"].write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    files["md"].write_text(render_markdown(report), encoding="utf-8")
+    files["html"].write_text(render_html(report, _figures(datasets, rows)), encoding="utf-8")
+    report["files"] = {k: str(v) for k, v in files.items()}
+    return report
+
+
+# ---------------------------------------------------------------- reading a run
+
+
+def _sha256(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def git_commit(path: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def environment() -> dict[str, Any]:
+    """Versions of the packages that produce and score predictions, in the environment that built
+    the report (bench and report normally run in the same one)."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            versions[name] = None
+    return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions}
+
+
+def _seed_of(cell_dir: Path) -> int:
+    try:
+        return int(cell_dir.name.split("-", 1)[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+def _load_run(
+    run_dir: Path, price: float, n_bootstrap: int | None, max_examples: int
+) -> tuple[dict, list[dict], list[dict]]:
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run dir {run_dir} does not exist")
+    config_path = run_dir / "experiment.yaml"
+    config_text = config_path.read_text(encoding="utf-8") if config_path.is_file() else ""
+    experiment = yaml.safe_load(config_text) or {} if config_text else {}
+    run_name = experiment.get("name") or run_dir.name
+    bootstrap = n_bootstrap if n_bootstrap is not None else int(experiment.get("bootstrap", 1000))
+    wanted_slices = list(experiment.get("slice_by") or DEFAULT_SLICE_KEYS)
+    run = {
+        "name": run_name,
+        "path": str(run_dir),
+        "experiment_yaml": config_text,
+        "experiment_sha256": _sha256(config_path),
+        "git_commit": git_commit(run_dir),
+        "datasets": {},
+    }
+    model_order = [m.get("id") for m in experiment.get("models", []) if isinstance(m, dict)]
+    rows, browsers = [], []
+    for dataset_dir in sorted(p for p in run_dir.iterdir() if p.is_dir()):
+        split_path = dataset_dir / "split.json"
+        split = json.loads(split_path.read_text(encoding="utf-8")) if split_path.is_file() else {}
+        texts = _read_texts(dataset_dir / "test.jsonl")
+        model_dirs = [
+            p for p in dataset_dir.iterdir() if p.is_dir() and any(p.glob("seed-*/predictions.jsonl"))
+        ]
+        if not model_dirs:
+            continue
+        rank = {name: i for i, name in enumerate(model_order)}
+        model_dirs.sort(key=lambda p: (rank.get(p.name, len(rank)), p.name))
+        labels = [label["name"] for label in split.get("schema", {}).get("labels", [])]
+        cells_by_model = {}
+        for model_dir in model_dirs:
+            cells = []
+            for cell_dir in sorted(model_dir.glob("seed-*"), key=_seed_of):
+                if not (cell_dir / "predictions.jsonl").is_file():
+                    continue
+                stored_path = cell_dir / "metrics.json"
+                stored = json.loads(stored_path.read_text(encoding="utf-8")) if stored_path.is_file() else {}
+                cells.append((_seed_of(cell_dir), read_records(cell_dir / "predictions.jsonl"), stored))
+            cells_by_model[model_dir.name] = cells
+            if not labels:
+                labels = next((c[2]["labels"] for c in cells if "labels" in c[2]), [])
+        if not labels:
+            labels = sorted(
+                {r.gold for cells in cells_by_model.values() for c in cells for r in c[1] if r.gold}
+            )
+        run["datasets"][dataset_dir.name] = {
+            "labels": labels,
+            "stats": split.get("stats", {}),
+            "split_json_sha256": _sha256(split_path),
+            "test_jsonl_sha256": _sha256(dataset_dir / "test.jsonl"),
+        }
+        for model, cells in cells_by_model.items():
+            rows.append(
+                _model_row(run_name, dataset_dir.name, model, labels, cells, bootstrap, wanted_slices, price)
+            )
+        browsers.append(
+            error_browser(run_name, dataset_dir.name, labels, cells_by_model, texts, max_examples)
+        )
+    return run, rows, browsers
+
+
+def _read_texts(path: Path) -> dict[str, str] | None:
+    if not path.is_file():
+        return None
+    texts = {}
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                data = json.loads(line)
+                texts[str(data["id"])] = data.get("text", "")
+    return texts
+
+
+def _model_row(run, dataset, model, labels, cells, bootstrap, wanted_slices, price) -> dict[str, Any]:
+    per_seed, costs, slice_blocks = [], [], defaultdict(lambda: defaultdict(list))
+    family = None
+    for seed, records, stored in cells:
+        per_seed.append(compute_metrics(records, labels, n_bootstrap=bootstrap, seed=seed))
+        costs.append(cell_costs(records, stored.get("costs"), hardware_price_per_hour=price))
+        family = family or stored.get("family")
+        keys = [k for k in wanted_slices if any(k in r.metadata for r in records)]
+        for key, blocks in slice_metrics([r for r in records if r.gold is not None], labels, keys).items():
+            for value, block in blocks.items():
+                slice_blocks[key][value].append(block)
+    agg = aggregate_seeds(per_seed)
+    ci = [m["ci"]["macro_f1"] for m in per_seed if m["ci"]["macro_f1"] is not None]
+    confusion = np.sum([m["confusion"]["matrix"] for m in per_seed], axis=0)
+    slices = {
+        key: {
+            value: {name: _mean([b[name] for b in blocks]) for name in blocks[0]} | {"n": blocks[0]["n"]}
+            for value, blocks in sorted(values.items())
+        }
+        for key, values in sorted(slice_blocks.items())
+    }
+    return {
+        "key": f"{run}/{dataset}/{model}",
+        "run": run,
+        "dataset": dataset,
+        "model": model,
+        "family": family,
+        "labels": labels,
+        "seeds": [seed for seed, _, _ in cells],
+        "n": per_seed[0]["n"],
+        "aggregate": agg,
+        "macro_f1_ci": [float(np.mean([c[0] for c in ci])), float(np.mean([c[1] for c in ci]))]
+        if ci
+        else None,
+        "costs": aggregate_costs(costs),
+        "confusion": {
+            "rows": labels,
+            "columns": per_seed[0]["confusion"]["columns"],
+            "matrix": confusion.astype(int).tolist(),
+        },
+        "slices": slices,
+        "per_seed": [
+            {k: m[k] for k in ("n", "accuracy", "macro_f1", "per_class", "status", "ci")} for m in per_seed
+        ],
+    }
+
+
+def slice_metrics(records, labels, keys) -> dict[str, dict[str, dict[str, float]]]:
+    """Headline metrics per metadata value (key -> value -> n, macro_f1, accuracy, non-ok rates),
+    from confusion counts with ``metrics.f1_from_counts`` (the same formulas as compute_metrics,
+    without its per-slice bootstrap and scikit-learn calls, which dominate a report's build time)."""
+    if not records or not keys:
+        return {}
+    k = len(labels)
+    columns = k + len(NON_OK_COLUMNS)
+    gold, pred = encode(records, labels)
+    codes = gold * columns + pred
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for key in keys:
+        values = np.array([_slice_value(r.metadata.get(key)) for r in records], dtype=object)
+        out[key] = {}
+        for value in sorted(set(values)):
+            mask = values == value
+            counts = np.bincount(codes[mask], minlength=k * columns).reshape(k, columns)
+            n = int(mask.sum())
+            stats = f1_from_counts(counts)
+            out[key][value] = {
+                "n": n,
+                "macro_f1": float(stats["macro_f1"]),
+                "accuracy": float(stats["accuracy"]),
+                **{f"{s}_rate": float(counts[:, k + j].sum() / n) for j, s in enumerate(NON_OK_COLUMNS)},
+            }
+    return out
+
+
+def _mean(values) -> float | None:
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present else None
+
+
+# ---------------------------------------------------------------- tables
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _money(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return "0" if value == 0 else f"{value:.3g}"
+
+
+def _ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    ms = 1000 * seconds
+    return f"{ms:,.0f}" if ms >= 100 else f"{ms:.3g}"
+
+
+def leaderboard(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The comparison table of one dataset: columns (key, title, better) and one row per model with
+    each cell's value, display text and ``best`` mark (the best value of its column, ties included)."""
+    labels: list[str] = []
+    for row in rows:
+        labels += [label for label in row["labels"] if label not in labels]
+    columns = [
+        {"key": "model", "title": "model", "better": None},
+        {"key": "seeds", "title": "seeds", "better": None},
+        {"key": "macro_f1", "title": "macro-F1", "better": "max"},
+        {"key": "macro_f1_ci", "title": "95% CI", "better": None},
+        {"key": "accuracy", "title": "accuracy", "better": "max"},
+        *[{"key": f"f1:{label}", "title": f"F1 {label}", "better": "max"} for label in labels],
+        *[{"key": f"{s}_rate", "title": s, "better": "min"} for s in NON_OK_COLUMNS],
+        {"key": "latency_p50_ms", "title": "latency p50 (ms)", "better": "min"},
+        {"key": "cost_per_1000", "title": "cost / 1k", "better": "min"},
+        {"key": "pareto", "title": "Pareto", "better": None},
+    ]
+    multi_run = len({row["run"] for row in rows}) > 1
+    table_rows = []
+    for row in rows:
+        agg, costs = row["aggregate"], row["costs"]
+        cells: dict[str, dict[str, Any]] = {}
+
+        def put(key, value, text, cells=cells):
+            cells[key] = {"value": value, "text": text, "best": False}
+
+        put("model", None, f"{row['run']} / {row['model']}" if multi_run else row["model"])
+        put("seeds", len(row["seeds"]), str(len(row["seeds"])))
+        mf = agg["macro_f1"]
+        put("macro_f1", mf["mean"], "-" if mf["mean"] is None else f"{mf['mean']:.3f} ± {mf['std']:.3f}")
+        ci = row["macro_f1_ci"]
+        put("macro_f1_ci", ci, f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-")
+        put("accuracy", agg["accuracy"]["mean"], _fmt(agg["accuracy"]["mean"]))
+        for label in labels:
+            value = agg["per_class_f1"].get(label, {}).get("mean")
+            put(f"f1:{label}", value, _fmt(value))
+        for status in NON_OK_COLUMNS:
+            value = agg["status_rates"][status]["mean"]
+            put(f"{status}_rate", value, "-" if value is None else f"{value:.1%}")
+        p50 = costs["latency_p50_s"]
+        put("latency_p50_ms", None if p50 is None else 1000 * p50, _ms(p50))
+        put("cost_per_1000", costs["cost_per_1000"], _money(costs["cost_per_1000"]))
+        put("pareto", row.get("pareto"), {True: "yes", False: "", None: "-"}[row.get("pareto")])
+        table_rows.append({"key": row["key"], "cells": cells})
+    for column in columns:
+        if column["better"] is None:
+            continue
+        values = [r["cells"][column["key"]]["value"] for r in table_rows]
+        present = [v for v in values if v is not None]
+        if len(present) < 1:
+            continue
+        best = max(present) if column["better"] == "max" else min(present)
+        for r in table_rows:
+            value = r["cells"][column["key"]]["value"]
+            r["cells"][column["key"]]["best"] = value is not None and abs(value - best) <= 1e-12
+    return {"labels": labels, "columns": columns, "rows": table_rows}
+
+
+def _mark_pareto(rows: list[dict[str, Any]]) -> None:
+    """``row["pareto"]``: True when no other model is at most as expensive (cost per 1k) and at
+    least as good (macro-F1) with one of the two strictly better; None without both numbers."""
+    points = {
+        row["key"]: (row["costs"]["cost_per_1000"], row["aggregate"]["macro_f1"]["mean"]) for row in rows
+    }
+    for row in rows:
+        cost, f1 = points[row["key"]]
+        if cost is None or f1 is None:
+            row["pareto"] = None
+            continue
+        row["pareto"] = not any(
+            c is not None and f is not None and c <= cost and f >= f1 and (c < cost or f > f1)
+            for key, (c, f) in points.items()
+            if key != row["key"]
+        )
+
+
+def _slice_tables(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    tables: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    multi_run = len({row["run"] for row in rows}) > 1
+    for row in rows:
+        for key, values in row["slices"].items():
+            for value, block in values.items():
+                tables[key].append(
+                    {
+                        "model": f"{row['run']} / {row['model']}" if multi_run else row["model"],
+                        "value": value,
+                        **block,
+                    }
+                )
+    return {
+        key: sorted(items, key=lambda x: (x["value"], x["model"])) for key, items in sorted(tables.items())
+    }
+
+
+def error_browser(run, dataset, labels, cells_by_model, texts, max_examples) -> dict[str, Any]:
+    """Per gold class, the test examples that the most predictions (models x seeds) got wrong, with
+    each model's first-seed prediction, status and raw output."""
+    wrong: dict[str, int] = defaultdict(int)
+    total: dict[str, int] = defaultdict(int)
+    gold: dict[str, str] = {}
+    first: dict[str, dict[str, Any]] = defaultdict(dict)
+    for model, cells in cells_by_model.items():
+        for index, (_seed, records, _stored) in enumerate(cells):
+            for r in records:
+                if r.gold is None:
+                    continue
+                gold[r.id] = r.gold
+                total[r.id] += 1
+                ok = r.status.value == "ok" and r.predicted == r.gold
+                wrong[r.id] += not ok
+                if index == 0:
+                    first[r.id][model] = {
+                        "predicted": r.predicted,
+                        "status": r.status.value,
+                        "raw_output": r.raw_output,
+                        "error": r.error,
+                    }
+    classes = []
+    for label in labels:
+        ids = [i for i, g in gold.items() if g == label and wrong[i] > 0]
+        ids.sort(key=lambda i: (-wrong[i] / total[i], i))
+        classes.append(
+            {
+                "label": label,
+                "n_wrong_examples": len(ids),
+                "examples": [
+                    {
+                        "id": i,
+                        "gold": label,
+                        "text": None if texts is None else texts.get(i),
+                        "wrong": wrong[i],
+                        "total": total[i],
+                        "predictions": first[i],
+                    }
+                    for i in ids[:max_examples]
+                ],
+            }
+        )
+    return {"run": run, "dataset": dataset, "has_texts": texts is not None, "classes": classes}
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _figures(datasets: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, list[dict[str, str]]]:
+    figures: dict[str, list[dict[str, str]]] = {}
+    for name, dataset in datasets.items():
+        ds_rows = [row for row in rows if row["dataset"] == name]
+        names = [r["cells"]["model"]["text"] for r in dataset["table"]["rows"]]
+        labels = dataset["table"]["labels"]
+        items = [
+            {
+                "title": "Macro-F1 per model (95% CI)",
+                "png": plots.macro_f1_bars(
+                    names,
+                    [r["aggregate"]["macro_f1"]["mean"] for r in ds_rows],
+                    [r["macro_f1_ci"] for r in ds_rows],
+                ),
+            },
+            {
+                "title": "F1 per class",
+                "png": plots.per_class_heatmap(
+                    names,
+                    labels,
+                    np.array(
+                        [
+                            [
+                                r["aggregate"]["per_class_f1"].get(lab, {}).get("mean")
+                                if r["aggregate"]["per_class_f1"].get(lab, {}).get("mean") is not None
+                                else np.nan
+                                for lab in labels
+                            ]
+                            for r in ds_rows
+                        ],
+                        dtype=float,
+                    ),
+                ),
+            },
+        ]
+        by_labels: dict[tuple, list] = defaultdict(list)  # confusion grids need the same label set
+        for display, row in zip(names, ds_rows, strict=True):
+            by_labels[tuple(row["labels"])].append((display, row))
+        for group in by_labels.values():
+            items.append(
+                {
+                    "title": "Confusion matrices (counts summed over seeds)",
+                    "png": plots.confusion_grid(
+                        [d for d, _ in group],
+                        group[0][1]["confusion"]["rows"],
+                        group[0][1]["confusion"]["columns"],
+                        [r["confusion"]["matrix"] for _, r in group],
+                    ),
+                }
+            )
+        priced = [(d, r) for d, r in zip(names, ds_rows, strict=True) if r.get("pareto") is not None]
+        if priced:
+            items.append(
+                {
+                    "title": "Cost per 1,000 classifications vs macro-F1 (Pareto front)",
+                    "png": plots.cost_scatter(
+                        [d for d, _ in priced],
+                        [r["costs"]["cost_per_1000"] for _, r in priced],
+                        [r["aggregate"]["macro_f1"]["mean"] for _, r in priced],
+                        [bool(r["pareto"]) for _, r in priced],
+                        currency=priced[0][1]["costs"]["currency"],
+                    ),
+                }
+            )
+        figures[name] = items
+    return figures
+
+
+def render_html(report: dict[str, Any], figures: dict[str, list[dict[str, str]]]) -> str:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        autoescape=jinja2.select_autoescape(["html", "jinja"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env.get_template("report.html.jinja").render(report=report, figures=figures)
+
+
+def _md_escape(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(header: list[str], body: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(_md_escape(h) for h in header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in body]
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "# socialens report",
+        "",
+        f"Generated {report['generated_at']}. Best value per column in **bold**.",
+    ]
+    lines += [
+        f"Cost per 1k: API models from their records' costs, local models at "
+        f"{report['hardware_price_per_hour']} USD/hour of hardware. Figures are in report.html.",
+        "",
+    ]
+    for name, dataset in report["datasets"].items():
+        table = dataset["table"]
+        lines += [f"## {name}", ""]
+        body = [
+            [
+                f"**{c['text']}**" if c["best"] else c["text"]
+                for c in (r["cells"][col["key"]] for col in table["columns"])
+            ]
+            for r in table["rows"]
+        ]
+        lines += _md_table([c["title"] for c in table["columns"]], body) + [""]
+        for key, items in dataset["slices"].items():
+            lines += [f"### By {key}", ""]
+            lines += _md_table(
+                [key, "model", "n", "macro-F1", "accuracy", *NON_OK_COLUMNS],
+                [
+                    [
+                        i["value"],
+                        i["model"],
+                        str(i["n"]),
+                        _fmt(i["macro_f1"]),
+                        _fmt(i["accuracy"]),
+                        *[_fmt(i[f"{s}_rate"]) for s in NON_OK_COLUMNS],
+                    ]
+                    for i in items
+                ],
+            ) + [""]
+        for browser in dataset["error_browser"]:
+            lines += [f"### Worst-confused examples ({browser['run']})", ""]
+            for cls in browser["classes"]:
+                lines += [
+                    f"#### gold = {cls['label']} ({cls['n_wrong_examples']} examples wrong at least once)",
+                    "",
+                ]
+                for ex in cls["examples"]:
+                    preds = "; ".join(
+                        f"{m}: {p['predicted'] if p['status'] == 'ok' else p['status']}"
+                        for m, p in ex["predictions"].items()
+                    )
+                    text = _md_escape(ex["text"])[:300] if ex["text"] is not None else "(text not available)"
+                    lines.append(f"- `{ex['id']}` wrong {ex['wrong']}/{ex['total']}: {preds}. {text}")
+                lines.append("")
+    lines += ["## Reproduce", ""]
+    env = report["environment"]
+    lines.append(
+        f"Python {env['python']} on {env['platform']}; "
+        + ", ".join(f"{k} {v or 'not installed'}" for k, v in env["packages"].items())
+    )
+    for run in report["runs"]:
+        lines += [
+            "",
+            f"### Run {run['name']} ({run['path']})",
+            "",
+            f"git commit: {run['git_commit'] or 'unknown'}",
+            "",
+        ]
+        for ds, info in run["datasets"].items():
+            lines.append(
+                f"- {ds}: test.jsonl sha256 {info['test_jsonl_sha256'] or '-'}, split.json sha256 "
+                f"{info['split_json_sha256'] or '-'}"
+            )
+        lines += ["", "```yaml", run["experiment_yaml"].rstrip(), "```"]
+    return "\n".join(lines) + "\n"

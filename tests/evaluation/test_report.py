@@ -1,0 +1,318 @@
+"""build_report from hand-made prediction records in a run-dir layout, with known answers."""
+
+import json
+import re
+import shutil
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from socialens.classifiers.base import PredictionRecord, Status, write_records
+from socialens.evaluation.report import build_report
+
+LABELS = ["pos", "neg"]
+GOLD = {"t1": "pos", "t2": "pos", "t3": "neg", "t4": "neg"}
+TOPIC = {"t1": "covid", "t2": "vaccine", "t3": "covid", "t4": "vaccine"}
+TEXTS = {
+    "t1": "The vaccine changes your DNA, everyone knows it.",
+    "t2": "They are hiding the truth <script>alert(1)</script>",
+    "t3": "Fact-checkers showed this claim is false.",
+    "t4": "Nice weather in Doha today.",
+}
+# (predicted or status, latency) per example; costs block per model
+MODELS = {
+    "tfidf": {
+        "family": "tfidf",
+        "preds": {"t1": "pos", "t2": "pos", "t3": "neg", "t4": "neg"},
+        "latency": 0.001,
+        "cost": 0.0,
+        "costs": {"train_time_s": 36.0, "predict_time_s": 0.36},
+        "seeds": [0, 1],
+    },
+    "llm": {
+        "family": "prompted",
+        "preds": {"t1": "pos", "t2": "refused", "t3": "neg", "t4": "pos"},
+        "latency": [0.5, 1.0, 1.5, 2.0],
+        "cost": 0.002,
+        "costs": {"train_time_s": 0.0, "predict_time_s": 5.0},
+        "seeds": [0],
+    },
+    "cheap-bad": {
+        "family": "tfidf",
+        "preds": {"t1": "neg", "t2": "neg", "t3": "neg", "t4": "neg"},
+        "latency": 0.002,
+        "cost": 0.0,
+        "costs": {"train_time_s": 1.0, "predict_time_s": 0.036},
+        "seeds": [0],
+    },
+}
+
+
+def make_run(root: Path, name: str = "demo-run", with_texts: bool = True) -> Path:
+    run_dir = root / name
+    ds = run_dir / "demo"
+    ds.mkdir(parents=True)
+    experiment = {"name": name, "bootstrap": 50, "slice_by": ["topic", "language"], "models": []}
+    for model in MODELS:
+        experiment["models"].append({"id": model, "family": MODELS[model]["family"]})
+    (run_dir / "experiment.yaml").write_text(yaml.safe_dump(experiment, sort_keys=False), encoding="utf-8")
+    schema = {"name": "universal", "labels": [{"name": n, "description": "", "aliases": []} for n in LABELS]}
+    (ds / "split.json").write_text(json.dumps({"schema": schema, "stats": {"n_test": 4}}), encoding="utf-8")
+    if with_texts:
+        lines = [
+            json.dumps({"id": i, "text": t, "label": GOLD[i], "metadata": {"topic": TOPIC[i]}})
+            for i, t in TEXTS.items()
+        ]
+        (ds / "test.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for model, spec in MODELS.items():
+        latencies = spec["latency"] if isinstance(spec["latency"], list) else [spec["latency"]] * 4
+        for seed in spec["seeds"]:
+            cell = ds / model / f"seed-{seed}"
+            cell.mkdir(parents=True)
+            records = []
+            for (i, pred), lat in zip(spec["preds"].items(), latencies, strict=True):
+                refused = pred == "refused"
+                records.append(
+                    PredictionRecord(
+                        id=i,
+                        gold=GOLD[i],
+                        predicted=None if refused else pred,
+                        status=Status.REFUSED if refused else Status.OK,
+                        raw_output=("I cannot help with that." if refused else f"Label: {pred}")
+                        if spec["family"] == "prompted"
+                        else None,
+                        latency_s=lat,
+                        cost=spec["cost"],
+                        metadata={"topic": TOPIC[i], "language": "en"},
+                    )
+                )
+            write_records(cell / "predictions.jsonl", records)
+            metrics = {"family": spec["family"], "seed": seed, "costs": {**spec["costs"], "n_test": 4}}
+            (cell / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    return run_dir
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    return make_run(tmp_path)
+
+
+@pytest.fixture
+def built(run_dir):
+    return build_report([run_dir]), run_dir
+
+
+def _row(report, model):
+    return next(r for r in report["datasets"]["demo"]["table"]["rows"] if r["key"].endswith("/" + model))
+
+
+def test_report_json_numbers(built):
+    report, run_dir = built
+    data = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+    assert data["datasets"].keys() == {"demo"}
+    rows = {r["model"]: r for r in data["rows"]}
+    assert rows["tfidf"]["aggregate"]["macro_f1"]["mean"] == pytest.approx(1.0)
+    assert rows["tfidf"]["seeds"] == [0, 1]
+    llm = rows["llm"]
+    # pos: tp 1, predicted 2 (t1, t4), support 2 -> F1 0.5; neg: tp 1, predicted 1, support 2 -> 2/3
+    assert llm["aggregate"]["per_class_f1"]["pos"]["mean"] == pytest.approx(0.5)
+    assert llm["aggregate"]["per_class_f1"]["neg"]["mean"] == pytest.approx(2 / 3)
+    assert llm["aggregate"]["macro_f1"]["mean"] == pytest.approx(7 / 12)
+    assert llm["aggregate"]["status_rates"]["refused"]["mean"] == pytest.approx(0.25)
+    assert llm["confusion"]["columns"] == ["pos", "neg", "refused", "invalid", "error"]
+    assert llm["confusion"]["matrix"] == [[1, 0, 1, 0, 0], [1, 1, 0, 0, 0]]
+    assert rows["tfidf"]["confusion"]["matrix"] == [[4, 0, 0, 0, 0], [0, 4, 0, 0, 0]]  # 2 seeds summed
+    assert rows["cheap-bad"]["aggregate"]["macro_f1"]["mean"] == pytest.approx(1 / 3)
+    # latency p50 and cost per 1k
+    assert llm["costs"]["latency_p50_s"] == pytest.approx(1.25)
+    assert llm["costs"]["cost_per_1000"] == pytest.approx(2.0)
+    assert rows["tfidf"]["costs"]["cost_per_1000"] == pytest.approx(0.0025)
+    assert rows["cheap-bad"]["costs"]["cost_per_1000"] == pytest.approx(0.00025)
+    # Pareto: tfidf (best F1) and cheap-bad (cheapest) are on the front, llm is dominated by tfidf
+    assert (rows["tfidf"]["pareto"], rows["llm"]["pareto"], rows["cheap-bad"]["pareto"]) == (
+        True,
+        False,
+        True,
+    )
+    # slices
+    topic = rows["llm"]["slices"]["topic"]
+    assert topic["covid"]["macro_f1"] == pytest.approx(1.0) and topic["covid"]["n"] == 2
+    assert topic["vaccine"]["refused_rate"] == pytest.approx(0.5)
+    assert set(data["datasets"]["demo"]["slices"]) == {"topic", "language"}
+
+
+def test_best_per_column_marks(built):
+    report, _ = built
+    best = {
+        model: {k for k, c in _row(report, model)["cells"].items() if c["best"]}
+        for model in ("tfidf", "llm", "cheap-bad")
+    }
+    assert {"macro_f1", "accuracy", "f1:pos", "f1:neg", "latency_p50_ms"} <= best["tfidf"]
+    assert "cost_per_1000" in best["cheap-bad"] and "cost_per_1000" not in best["tfidf"]
+    assert "refused_rate" in best["tfidf"] and "refused_rate" in best["cheap-bad"]  # a tie: both
+    assert "refused_rate" not in best["llm"] and "macro_f1" not in best["llm"]
+    assert _row(report, "tfidf")["cells"]["latency_p50_ms"]["value"] == pytest.approx(1.0)
+
+
+def test_error_browser_and_provenance(built):
+    report, run_dir = built
+    browser = report["datasets"]["demo"]["error_browser"][0]
+    pos = next(c for c in browser["classes"] if c["label"] == "pos")
+    # t2 is wrong in llm (refused) and cheap-bad of 4 predictions; t1 only in cheap-bad
+    assert [e["id"] for e in pos["examples"]] == ["t2", "t1"]
+    assert pos["examples"][0]["wrong"] == 2 and pos["examples"][0]["total"] == 4
+    assert pos["examples"][0]["predictions"]["llm"]["status"] == "refused"
+    assert pos["examples"][0]["text"] == TEXTS["t2"]
+    run = report["runs"][0]
+    assert run["experiment_yaml"].startswith("name: demo-run")
+    assert len(run["datasets"]["demo"]["test_jsonl_sha256"]) == 64
+    assert "scikit-learn" in report["environment"]["packages"]
+
+
+def test_markdown_and_html_content(built):
+    _, run_dir = built
+    md = (run_dir / "report.md").read_text(encoding="utf-8")
+    assert "| model | seeds | macro-F1 | 95% CI | accuracy | F1 pos | F1 neg |" in md
+    assert "| **tfidf** |" not in md and "**1.000 ± 0.000**" in md
+    assert "### By topic" in md and "I cannot" not in md
+    html = (run_dir / "report.html").read_text(encoding="utf-8")
+    images = re.findall(r'<img [^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert len(images) == 4  # bars, heat map, confusion grid, cost scatter
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html)
+    assert "http://" not in html and "https://" not in html
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html  # texts are escaped
+    assert 'class="best"' in html and "I cannot help with that." in html
+
+
+def test_missing_texts_shows_ids_only(tmp_path):
+    run_dir = make_run(tmp_path, with_texts=False)
+    report = build_report([run_dir], tmp_path / "out")
+    browser = report["datasets"]["demo"]["error_browser"][0]
+    assert browser["has_texts"] is False
+    assert all(e["text"] is None for c in browser["classes"] for e in c["examples"])
+    assert (tmp_path / "out" / "report.html").is_file()
+    assert report["runs"][0]["datasets"]["demo"]["test_jsonl_sha256"] is None
+
+
+def test_merged_runs_one_leaderboard(tmp_path):
+    a, b = make_run(tmp_path, "run-a"), make_run(tmp_path, "run-b")
+    report = build_report([a, b], tmp_path / "merged")
+    keys = [r["key"] for r in report["datasets"]["demo"]["table"]["rows"]]
+    assert keys == [f"run-{x}/demo/{m}" for x in "ab" for m in MODELS]
+    assert _row(report, "tfidf")["cells"]["model"]["text"] == "run-a / tfidf"
+    assert len(report["datasets"]["demo"]["error_browser"]) == 2
+
+
+def test_cli_report(run_dir, tmp_path):
+    from socialens.cli import app
+
+    result = CliRunner().invoke(app, ["report", str(run_dir), "--out", str(tmp_path / "cli-out")])
+    assert result.exit_code == 0, result.output
+    assert "report.html" in result.output
+    assert (tmp_path / "cli-out" / "report.json").is_file()
+    missing = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
+    assert missing.exit_code == 2
+
+
+# ---------------------------------------------------------------- a real headless browser
+
+
+def chromium_binary() -> str:
+    for candidate in (
+        "/usr/bin/chromium",
+        shutil.which("chromium") or "",
+        shutil.which("chromium-browser") or "",
+    ):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    pytest.skip(
+        "chromium is not installed (apt-get install -y chromium): the headless render check is skipped"
+    )
+
+
+def _chromium(binary: str, tmp: Path, *args: str) -> subprocess.CompletedProcess:
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--host-resolver-rules=MAP * ~NOTFOUND",  # any network request would fail loudly
+        "--enable-logging=stderr",
+        "--v=0",
+        f"--user-data-dir={tmp / 'profile'}",
+    ]
+    return subprocess.run([binary, *flags, *args], capture_output=True, text=True, timeout=120)
+
+
+def _png_size_and_ink(path: Path) -> tuple[int, int, float]:
+    """Width, height and the share of non-white pixels of an RGB(A) 8-bit PNG (stdlib only)."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat, header = 8, b"", None
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        chunk = data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", chunk)
+        elif kind == b"IDAT":
+            idat += chunk
+        pos += 12 + length
+    width, height, depth, color = header[:4]
+    assert depth == 8 and color in (2, 6), f"unexpected PNG format {depth=} {color=}"
+    channels = 3 if color == 2 else 4
+    raw = zlib.decompress(idat)
+    stride = width * channels
+    # count non-white bytes on unfiltered rows' raw data: filters keep zero residue for flat white
+    # runs only in some modes, so decode properly (Sub/Up/Average/Paeth)
+    prev = bytearray(stride)
+    ink = 0
+    for row in range(height):
+        start = row * (stride + 1)
+        ftype, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
+        for i in range(stride):
+            a = line[i - channels] if i >= channels else 0
+            b, c = prev[i], prev[i - channels] if i >= channels else 0
+            if ftype == 1:
+                line[i] = (line[i] + a) & 0xFF
+            elif ftype == 2:
+                line[i] = (line[i] + b) & 0xFF
+            elif ftype == 3:
+                line[i] = (line[i] + (a + b) // 2) & 0xFF
+            elif ftype == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
+        if row % 8 == 0:  # sample rows: enough to tell a blank page from a rendered one
+            ink += sum(1 for i in range(0, stride, channels) if min(line[i : i + 3]) < 200)
+        prev = line
+    return width, height, ink / (width * ((height + 7) // 8))
+
+
+@pytest.mark.slow
+def test_html_renders_in_headless_chromium(built, tmp_path):
+    binary = chromium_binary()
+    _, run_dir = built
+    url = (run_dir / "report.html").resolve().as_uri()
+    dom = _chromium(binary, tmp_path, "--dump-dom", url)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert 'class="leaderboard"' in dom.stdout and "<td" in dom.stdout
+    assert len(re.findall(r'<img [^>]*src="data:image/png;base64,', dom.stdout)) == 4
+    shot = tmp_path / "report.png"
+    render = _chromium(binary, tmp_path, f"--screenshot={shot}", "--window-size=1280,4000", url)
+    assert render.returncode == 0, render.stderr[-2000:]
+    for log in (dom.stderr, render.stderr):
+        assert "Failed to load resource" not in log
+        assert not re.search(r"net::ERR_|ERR_NAME_NOT_RESOLVED|Uncaught|CONSOLE\(\d+\)", log), log[-2000:]
+    width, height, ink = _png_size_and_ink(shot)
+    assert (width, height) == (1280, 4000)
+    assert ink > 0.02, f"screenshot is almost blank ({ink:.1%} non-white)"
