@@ -97,7 +97,7 @@ schema: {labels: [a, b]}
         ("name: x\nformat: csv\nfiles: {val: a}\nschema: {labels: [a]}\n", r"files: .*unknown split 'val'"),
         ("name: x\nformat: csv\nschema: {labels: [a]}\n", r"exactly one of 'files'"),
         ("name: x\nformat: csv\nfile: a\nschema: {labels: [a, A]}\n", r"ambiguous"),
-        ("name: [unclosed\n", r"dataset.yaml:\d+: invalid YAML"),
+        ("name: [unclosed\n", r"dataset.yaml:\d+: not valid YAML"),
     ],
 )
 def test_config_errors_name_file_and_field(tmp_path, text, expected):

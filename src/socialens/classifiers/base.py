@@ -55,6 +55,29 @@ class PredictionRecord:
         return cls(**kwargs)
 
 
+def probability_records(
+    examples: list[Example], names: list[str], probabilities, latencies: list[float]
+) -> list[PredictionRecord]:
+    """One ok record per example from a row of per-label probabilities (in ``names`` order);
+    the predicted label is the most probable one, the first on ties."""
+    records = []
+    for ex, row, latency in zip(examples, probabilities, latencies, strict=True):
+        row = [float(v) for v in row]
+        best = max(range(len(row)), key=row.__getitem__)
+        records.append(
+            PredictionRecord(
+                id=ex.id,
+                gold=ex.label,
+                predicted=names[best],
+                status=Status.OK,
+                scores=dict(zip(names, row, strict=True)),
+                latency_s=latency,
+                metadata=dict(ex.metadata),
+            )
+        )
+    return records
+
+
 def write_records(path: str | Path, records: Iterable[PredictionRecord]) -> None:
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")

@@ -18,8 +18,8 @@ from typing import Any, Literal
 from socialens.classifiers.base import (
     FamilyParams,
     PredictionRecord,
-    Status,
     infer_schema,
+    probability_records,
     read_model_info,
     register,
     write_model_info,
@@ -320,22 +320,7 @@ class EncoderClassifier:
     def predict(self, examples: list[Example]) -> list[PredictionRecord]:
         self._check_fitted()
         probs, latency = self._scores([ex.text for ex in examples])
-        names = self.schema.names
-        records = []
-        for ex, row, lat in zip(examples, probs, latency, strict=True):
-            best = max(range(len(row)), key=row.__getitem__)
-            records.append(
-                PredictionRecord(
-                    id=ex.id,
-                    gold=ex.label,
-                    predicted=names[best],
-                    status=Status.OK,
-                    scores={name: float(v) for name, v in zip(names, row, strict=True)},
-                    latency_s=lat,
-                    metadata=dict(ex.metadata),
-                )
-            )
-        return records
+        return probability_records(examples, self.schema.names, probs, latency)
 
     def save(self, directory: str | Path) -> None:
         self._check_fitted()

@@ -9,8 +9,8 @@ from typing import Literal
 from socialens.classifiers.base import (
     FamilyParams,
     PredictionRecord,
-    Status,
     infer_schema,
+    probability_records,
     read_model_info,
     register,
     write_model_info,
@@ -121,22 +121,7 @@ class TfidfClassifier:
         start = time.perf_counter()
         probs = self.predict_proba([ex.text for ex in examples])
         latency = (time.perf_counter() - start) / len(examples)
-        names = self.schema.names
-        records = []
-        for ex, row in zip(examples, probs, strict=True):
-            scores = {name: float(p) for name, p in zip(names, row, strict=True)}
-            records.append(
-                PredictionRecord(
-                    id=ex.id,
-                    gold=ex.label,
-                    predicted=names[int(row.argmax())],
-                    status=Status.OK,
-                    scores=scores,
-                    latency_s=latency,
-                    metadata=dict(ex.metadata),
-                )
-            )
-        return records
+        return probability_records(examples, self.schema.names, probs, [latency] * len(examples))
 
     def save(self, directory: str | Path) -> None:
         import joblib

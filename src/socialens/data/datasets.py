@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from socialens.config import read_yaml
 from socialens.data.readers import DEFAULT_MAX_CHARS, read_examples
 from socialens.data.schema import Example, Label, LabelSchema
 from socialens.errors import ConfigError, DataError
@@ -228,15 +228,7 @@ def load_dataset_config(
         path = Path(ref_text).expanduser()
         if not path.is_file():
             raise ConfigError(f"{path}: dataset config not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{where}: invalid YAML ({problem})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text; expected a YAML file") from None
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of dataset fields, got {type(data).__name__}")
     try:
