@@ -51,7 +51,7 @@ def load_split(entry, data_root: str | None) -> Split:
 
     config = load_dataset_config(entry.config, data_root=data_root)
     raw = load_dataset(config, data_root=data_root, drop_invalid=entry.drop_invalid)
-    split = prepare(raw, seed=entry.split_seed, cap=entry.cap)
+    split = prepare(raw, seed=entry.split_seed, cap=entry.cap, keep_given_test=entry.official_test)
     if entry.test_sample is not None and entry.test_sample < len(split.test):
         split.stats["test_before_sample"] = len(split.test)
         _, split.test = stratified_split(split.test, entry.test_sample, seed=entry.split_seed)

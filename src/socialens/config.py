@@ -23,6 +23,11 @@ class DatasetEntry(BaseModel):
         default=None, gt=0, description="evaluate on a stratified sample of this many test examples"
     )
     split_seed: int = 0
+    official_test: bool = Field(
+        default=False,
+        description="keep the dataset's own test split exactly as given (no duplicate, short-text or "
+        "train-overlap removal) to compare with published numbers",
+    )
     drop_invalid: bool = False
     official_metric: str | None = None
 

@@ -94,6 +94,20 @@ def test_duplicates_overlaps_and_short_texts_are_counted():
     assert stats["rows_after"] == {"train": 2, "dev": 1, "test": 1}
 
 
+def test_keep_given_test_leaves_the_official_test_split_untouched():
+    train = [Example("1", "another train text", "b"), Example("2", "a second train text", "a")]
+    test = [
+        Example("t1", "Another train text.", "b"),  # also in train
+        Example("t2", "dup test text", "a"),
+        Example("t3", "dup test text", "a"),  # duplicate within test
+        Example("t4", "no", "b"),  # short
+    ]
+    split = prepare(raw(train=train, dev=[Example("d", "dev text", "a")], test=test), keep_given_test=True)
+    assert ids(split.test) == ["t1", "t2", "t3", "t4"]
+    assert split.stats["test_kept_as_given"] is True
+    assert split.stats["test_in_train_kept"] == 1 and split.stats["test_in_train_dropped"] == 0
+
+
 def test_reader_drops_are_carried_into_stats():
     data = raw(all=make({"a": 20, "b": 10}))
     data.dropped = {"all": Counter({"unknown_label": 2})}

@@ -95,8 +95,13 @@ def prepare(
     min_chars: int = 3,
     dev_fraction: float = 0.2,
     split_ratios: tuple[float, float, float] = (0.7, 0.2, 0.1),
+    keep_given_test: bool = False,
 ) -> Split:
-    """Clean and split a raw dataset. The same inputs and seed always give the identical Split."""
+    """Clean and split a raw dataset. The same inputs and seed always give the identical Split.
+
+    ``keep_given_test`` leaves a dataset's own test split exactly as given (for comparison with
+    published numbers on an official test set): its short texts, duplicates and texts also in
+    train are counted but not dropped."""
     if abs(sum(split_ratios) - 1.0) > 1e-6 or any(r < 0 for r in split_ratios):
         raise ValueError(f"split_ratios must be three non-negative numbers summing to 1, got {split_ratios}")
     stats: dict[str, Any] = {
@@ -111,6 +116,11 @@ def prepare(
     # 1. short texts and duplicates, split by split (first occurrence wins)
     cleaned: dict[str, list[Example]] = {}
     for name, rows in raw.splits.items():
+        if keep_given_test and name == "test":
+            cleaned[name] = list(rows)
+            stats["short_dropped"][name] = 0
+            stats["duplicates_dropped"][name] = {"exact": 0, "normalised": 0}
+            continue
         kept = [ex for ex in rows if len(ex.text.strip()) >= min_chars]
         stats["short_dropped"][name] = len(rows) - len(kept)
         exact_seen: set[str] = set()
@@ -158,7 +168,12 @@ def prepare(
     # 3. test texts that also appear in train (exact or normalised) are dropped from test
     train_keys = {normalise_text(ex.text) for ex in train}
     test_before = len(test)
-    test = [ex for ex in test if normalise_text(ex.text) not in train_keys]
+    overlapping = sum(1 for ex in test if normalise_text(ex.text) in train_keys)
+    if keep_given_test and "test" in raw.splits:
+        stats["test_kept_as_given"] = True
+        stats["test_in_train_kept"] = overlapping
+    else:
+        test = [ex for ex in test if normalise_text(ex.text) not in train_keys]
     stats["test_in_train_dropped"] = test_before - len(test)
     stats["dev_in_train"] = sum(1 for ex in dev if normalise_text(ex.text) in train_keys)
 
