@@ -87,6 +87,25 @@ class LLMBackend(Protocol):
     def close(self) -> None: ...
 
 
+ANSWER_CUE = "Answer:"
+ANSWER_PREFIX_PLAIN = " "  # what separates a plain prompt's final "Answer:" from the answer
+
+
+def render_plain(messages: Messages) -> str:
+    """Plain-text prompt for a model without a chat template (as the llamacpp backend renders it):
+    the system and user texts, earlier assistant turns as ``Answer: ...``, and a final ``Answer:``,
+    separated by blank lines. The answer then follows after one space (``ANSWER_PREFIX_PLAIN``)."""
+    parts: list[str] = []
+    for message in messages:
+        role, content = message.get("role", "user"), message.get("content", "").strip()
+        if role == "assistant":
+            parts.append(f"{ANSWER_CUE} {content}")
+        elif content:
+            parts.append(content)
+    parts.append(ANSWER_CUE)
+    return "\n\n".join(parts)
+
+
 BACKENDS: dict[str, type] = {}
 
 

@@ -33,28 +33,18 @@ from pydantic import Field
 
 from socialens.classifiers.base import FamilyParams
 from socialens.errors import ConfigError
-from socialens.llm.base import Completion, GenerationParams, Messages, Scores, register_backend
+from socialens.llm.base import (
+    ANSWER_PREFIX_PLAIN,
+    Completion,
+    GenerationParams,
+    Messages,
+    Scores,
+    register_backend,
+    render_plain,
+)
 from socialens.models import BUILTIN_PREFIX, is_builtin, resolve_model
 
 log = logging.getLogger(__name__)
-
-ANSWER_CUE = "Answer:"
-ANSWER_PREFIX_PLAIN = " "  # what separates a plain prompt's final "Answer:" from the answer
-
-
-def render_plain(messages: Messages) -> str:
-    """Plain-text prompt for a model without a chat template (as the llamacpp backend renders it):
-    the system and user texts, earlier assistant turns as ``Answer: ...``, and a final ``Answer:``,
-    separated by blank lines. The answer then follows after one space (``ANSWER_PREFIX_PLAIN``)."""
-    parts: list[str] = []
-    for message in messages:
-        role, content = message.get("role", "user"), message.get("content", "").strip()
-        if role == "assistant":
-            parts.append(f"{ANSWER_CUE} {content}")
-        elif content:
-            parts.append(content)
-    parts.append(ANSWER_CUE)
-    return "\n\n".join(parts)
 
 
 def cache_root() -> Path:

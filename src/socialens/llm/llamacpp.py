@@ -28,11 +28,18 @@ import numpy as np
 
 from socialens.classifiers.base import FamilyParams
 from socialens.errors import ConfigError
-from socialens.llm.base import Completion, GenerationParams, Messages, Scores, register_backend
+from socialens.llm.base import (
+    ANSWER_PREFIX_PLAIN,
+    Completion,
+    GenerationParams,
+    Messages,
+    Scores,
+    register_backend,
+    render_plain,
+)
 from socialens.models import resolve_model
 
 INSTALL_HINT = "pip install 'socialens[llm]'"
-PLAIN_ANSWER_CUE = "Answer:"
 
 
 def gbnf_literal(text: str) -> str:
@@ -125,7 +132,7 @@ class LlamaCppBackend:
                 add_generation_prompt=True,
             )
         # A plain-text prompt ends with "Answer:"; the answer follows after a space.
-        self.answer_prefix = "" if self._formatter else " "
+        self.answer_prefix = "" if self._formatter else ANSWER_PREFIX_PLAIN
         self._grammars: dict[tuple[str, ...], Any] = {}
         # (tokens in the KV cache, log-probabilities of the next token after them) or None
         self._next_logprobs: tuple[tuple[int, ...], np.ndarray] | None = None
@@ -143,15 +150,7 @@ class LlamaCppBackend:
     def render(self, messages: Messages) -> str:
         if self._formatter is not None:
             return self._formatter(messages=messages).prompt
-        parts: list[str] = []
-        for message in messages:
-            role, content = message.get("role", "user"), message.get("content", "").strip()
-            if role == "assistant":
-                parts.append(f"{PLAIN_ANSWER_CUE} {content}")
-            elif content:
-                parts.append(content)
-        parts.append(PLAIN_ANSWER_CUE)
-        return "\n\n".join(parts)
+        return render_plain(messages)
 
     def tokenize(self, text: str) -> list[int]:
         """Tokens of rendered text, special tokens parsed; BOS added unless the text carries it."""

@@ -40,8 +40,15 @@ from pydantic import Field
 
 from socialens.classifiers.base import FamilyParams
 from socialens.errors import ConfigError
-from socialens.llm.base import Completion, GenerationParams, Messages, Scores, register_backend
-from socialens.llm.hf import ANSWER_PREFIX_PLAIN, render_plain
+from socialens.llm.base import (
+    ANSWER_PREFIX_PLAIN,
+    Completion,
+    GenerationParams,
+    Messages,
+    Scores,
+    register_backend,
+    render_plain,
+)
 
 log = logging.getLogger(__name__)
 
