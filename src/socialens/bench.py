@@ -318,6 +318,10 @@ def _fmt(mean: float | None, std: float | None = None) -> str:
     return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
 
 
+def _rate(per_second: float) -> str:
+    return f"{per_second:,.0f}" if per_second >= 10 else f"{per_second:.2f}"
+
+
 def summary_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Rows in the papers' style: one per model, macro-F1 mean ± std, per-class F1 columns."""
     labels: list[str] = []
@@ -359,7 +363,7 @@ def summary_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
                 ],
                 f"{1 - agg['status_rates']['ok']['mean']:.1%}",
                 f"{row['train_time_s']:.1f}",
-                f"{row['predict_examples_per_s']:.0f}" if row["predict_examples_per_s"] else "-",
+                _rate(row["predict_examples_per_s"]) if row["predict_examples_per_s"] else "-",
             ]
         )
     return header, body
@@ -384,15 +388,15 @@ def write_summary(run_dir: Path, rows: list[dict[str, Any]], cells: list[CellRes
 
 
 def print_summary(rows: list[dict[str, Any]], console: Console) -> None:
-    """One table per dataset; piped output gets a wide page instead of rich's 80-column default."""
-    header, body = summary_table(rows)
+    """One table per dataset, with that dataset's own label columns; piped output gets a wide page
+    instead of rich's 80-column default."""
     if not console.is_terminal:
         console = Console(file=console.file, width=200, quiet=console.quiet)
     for dataset in dict.fromkeys(row["dataset"] for row in rows):
+        header, body = summary_table([row for row in rows if row["dataset"] == dataset])
         table = Table(title=f"{dataset}: test-set scores, mean ± std over seeds")
         for name in header[1:]:
             table.add_column(name, justify="left" if name == "model" else "right")
         for cells in body:
-            if cells[0] == dataset:
-                table.add_row(*cells[1:])
+            table.add_row(*cells[1:])
         console.print(table)
