@@ -15,6 +15,7 @@ import pytest
 from socialens.errors import ConfigError
 from socialens.llm.base import BACKENDS, GenerationParams
 from socialens.llm.hf import HFBackend, _ChoiceTrie, cache_root, converted_gguf_dir, render_plain
+from socialens.runtime import torch_threads
 
 MODEL = "builtin:smollm2-135m-instruct"
 
@@ -125,7 +126,7 @@ def reference_logprob(backend, messages, continuation) -> tuple[float, int]:
     start = 0
     while start < min(len(full), len(prompt_ids)) and full[start] == prompt_ids[start]:
         start += 1
-    with torch.no_grad(), backend._threads():
+    with torch.no_grad(), torch_threads(backend.options.threads):
         logits = backend.model(torch.tensor([full])).logits[0]
     logprobs = torch.log_softmax(logits.double(), dim=-1)
     return sum(float(logprobs[pos - 1, full[pos]]) for pos in range(start, len(full))), len(full) - start

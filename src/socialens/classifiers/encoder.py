@@ -25,6 +25,7 @@ from socialens.classifiers.base import (
     write_model_info,
 )
 from socialens.data.schema import Example, LabelSchema
+from socialens.runtime import torch_threads
 
 # progress(stage, done, total): stage is "train" (optimizer steps) or "predict" (examples)
 ProgressHook = Callable[[str, int, int], None]
@@ -58,21 +59,6 @@ def macro_f1(gold: list[int], predicted: list[int]) -> float:
     from sklearn.metrics import f1_score
 
     return float(f1_score(gold, predicted, average="macro", zero_division=0))
-
-
-@contextlib.contextmanager
-def _torch_threads(num_threads: int | None) -> Iterator[None]:
-    import torch
-
-    if not num_threads:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @contextlib.contextmanager
@@ -195,7 +181,7 @@ class EncoderClassifier:
         names = self.schema.names
         path = resolve_model(p.model)
         with (
-            _torch_threads(p.num_threads),
+            torch_threads(p.num_threads),
             _quiet_transformers(p.verbose),
             tempfile.TemporaryDirectory() as tmp,
         ):
@@ -298,7 +284,7 @@ class EncoderClassifier:
         probs: list[list[float] | None] = [None] * n
         latency = [0.0] * n
         device = next(self.model_.parameters()).device
-        with _torch_threads(p.num_threads), torch.inference_mode():
+        with torch_threads(p.num_threads), torch.inference_mode():
             enc = self.tokenizer_(list(texts), truncation=True, max_length=p.max_length, padding=False)
             keys = list(enc.keys())
             order = sorted(range(n), key=lambda i: len(enc["input_ids"][i]))

@@ -18,7 +18,6 @@ continuation follows the prompt directly after a chat template and after one spa
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import logging
@@ -43,6 +42,7 @@ from socialens.llm.base import (
     render_plain,
 )
 from socialens.models import BUILTIN_PREFIX, is_builtin, resolve_model
+from socialens.runtime import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ class HFBackend:
         for i in range(0, len(prompts), size):
             batch = prompts[i : i + size]
             try:
-                with self._threads():
+                with torch_threads(self.options.threads):
                     results.extend(self._generate_batch(batch, params))
             except Exception as error:  # noqa: BLE001 - one bad batch must not lose the others
                 log.exception("hf generation failed for a batch of %d prompts", len(batch))
@@ -255,19 +255,6 @@ class HFBackend:
             )
         return completions
 
-    @contextlib.contextmanager
-    def _threads(self):
-        torch, wanted = self._torch, self.options.threads
-        if wanted is None or wanted == torch.get_num_threads():
-            yield
-            return
-        before = torch.get_num_threads()
-        torch.set_num_threads(wanted)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
-
     def _truncate(self, ids: list[int]) -> list[int]:
         limit = self.options.max_length
         if limit is not None and len(ids) > limit:
@@ -311,7 +298,7 @@ class HFBackend:
     def score(self, prompt: Messages, continuations: list[str]) -> Scores:
         start = time.perf_counter()
         try:
-            with self._threads():
+            with torch_threads(self.options.threads):
                 return self._score(prompt, continuations, start)
         except Exception as error:  # noqa: BLE001 - reported in the Scores, as the other backends do
             log.exception("hf scoring failed")
