@@ -80,6 +80,12 @@ class _Row:
     error: tuple[str, str] | None = None  # (reason, message)
 
 
+def _non_utf8_row(loc: str, encoding: str) -> _Row:
+    return _Row(
+        loc, error=("non_utf8", f"{loc}: bytes that are not valid {encoding}; expected {encoding} text")
+    )
+
+
 def _is_missing(value: Any) -> bool:
     if value is None:
         return True
@@ -197,15 +203,7 @@ def _delimited_source(
             names = [str(i) for i in range(len(fields))]
         loc = f"{path}:{start}"
         if lossy and any(_SURROGATE.search(value) for value in fields):
-            rows.append(
-                _Row(
-                    loc,
-                    error=(
-                        "non_utf8",
-                        f"{loc}: bytes that are not valid {encoding}; expected {encoding} text",
-                    ),
-                )
-            )
+            rows.append(_non_utf8_row(loc, encoding))
             continue
         records = [fields]
         if len(fields) != len(names) and glued_rows:
@@ -232,15 +230,7 @@ def _jsonl_source(path: Path, encoding: str, drop_invalid: bool) -> tuple[list[s
             continue
         loc = f"{path}:{number}"
         if lossy and _SURROGATE.search(line):
-            rows.append(
-                _Row(
-                    loc,
-                    error=(
-                        "non_utf8",
-                        f"{loc}: bytes that are not valid {encoding}; expected {encoding} text",
-                    ),
-                )
-            )
+            rows.append(_non_utf8_row(loc, encoding))
             continue
         try:
             record = json.loads(line)
@@ -360,9 +350,7 @@ def _tweeteval_source(folder: Path, prefix: str, drop_invalid: bool) -> tuple[li
     for number, line in enumerate(texts, 1):
         loc = f"{text_file}:{number}"
         if lossy and _SURROGATE.search(line):
-            rows.append(
-                _Row(loc, error=("non_utf8", f"{loc}: bytes that are not valid utf-8; expected utf-8 text"))
-            )
+            rows.append(_non_utf8_row(loc, "utf-8"))
             continue
         values: dict[str, Any] = {"text": line}
         if labels is not None:
