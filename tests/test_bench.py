@@ -38,6 +38,10 @@ def test_grid_writes_records_metrics_and_summary(tmp_path):
         assert all(r.status.value == "ok" for r in records)
         assert metrics["macro_f1"] > 0.8  # the fixture is keyword-separable
         assert set(metrics["slices"]["topic"]) <= {"climate", "vaccines"}
+        costs = metrics["costs"]
+        assert costs["train_energy_kwh"] > 0 and costs["predict_energy_kwh"] > 0
+        assert costs["predict_co2_kg"] > 0 and costs["energy_country"] == "USA"
+        assert "CPU" in costs["energy_method"] and costs["energy_error"] is None
     summary = json.loads((run_dir / "summary.json").read_text())
     row = summary["rows"][0]
     assert row["model"] == "tf" and row["n_seeds"] == 2

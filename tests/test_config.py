@@ -40,6 +40,8 @@ def test_valid_experiment_parses_family_params(tmp_path):
         (GOOD.replace("name: t1", "name: 'bad name/..'"), "field 'name'"),
         ("name: x\nmodels: []\n", "field 'datasets': required field is missing"),
         (GOOD.replace("id: enc", "id: tf"), "model id 'tf' appears twice"),
+        (GOOD + "energy: {country: ZZZ}\n", "field 'energy.country' = 'ZZZ': no grid carbon intensity"),
+        (GOOD + "energy: {watts: 3}\n", "field 'energy.watts' = 3: unknown field"),
     ],
 )
 def test_bad_field_is_named_with_value_and_file(tmp_path, text, expected):

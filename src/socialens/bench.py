@@ -17,9 +17,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from socialens.classifiers.base import PredictionRecord, Status, get_family, read_records, write_records
-from socialens.config import Experiment, ModelEntry, validate_model_params
+from socialens.config import EnergySettings, Experiment, ModelEntry, validate_model_params
 from socialens.data.schema import Split
 from socialens.errors import SocialensError
+from socialens.evaluation.energy import EnergyMeter
 from socialens.evaluation.metrics import aggregate_seeds, compute_metrics
 
 
@@ -84,22 +85,32 @@ def error_records(examples, message: str) -> list[PredictionRecord]:
 
 
 def run_cell(
-    split: Split, entry: ModelEntry, params, seed: int, cell_dir: Path, save_model: bool, progress=None
+    split: Split,
+    entry: ModelEntry,
+    params,
+    seed: int,
+    cell_dir: Path,
+    save_model: bool,
+    progress=None,
+    energy: EnergySettings | None = None,
 ) -> dict:
+    energy = energy or EnergySettings()
     family = get_family(entry.family)
     classifier = family(params=params, seed=seed)
     if hasattr(classifier, "progress"):
         classifier.progress = progress
-    start = time.perf_counter()
     context = {"task": split.task} if "task" in inspect.signature(classifier.fit).parameters else {}
-    classifier.fit(split.train, split.dev, schema=split.schema, **context)
-    train_time = time.perf_counter() - start
-    start = time.perf_counter()
-    try:
-        records = classifier.predict(split.test)
-    except Exception as exc:  # keep the cell's records complete even when prediction crashes
-        records = error_records(split.test, f"{type(exc).__name__}: {exc}")
-    predict_time = time.perf_counter() - start
+    with EnergyMeter(energy.country, energy.enabled) as train_meter:
+        start = time.perf_counter()
+        classifier.fit(split.train, split.dev, schema=split.schema, **context)
+        train_time = time.perf_counter() - start
+    with EnergyMeter(energy.country, energy.enabled) as predict_meter:
+        start = time.perf_counter()
+        try:
+            records = classifier.predict(split.test)
+        except Exception as exc:  # keep the cell's records complete even when prediction crashes
+            records = error_records(split.test, f"{type(exc).__name__}: {exc}")
+        predict_time = time.perf_counter() - start
     if len(records) != len(split.test):
         raise RuntimeError(f"{entry.id} returned {len(records)} records for {len(split.test)} test examples")
     cell_dir.mkdir(parents=True, exist_ok=True)
@@ -119,6 +130,21 @@ def run_cell(
         "cost": sum(r.cost for r in records),
         "cost_per_1000": 1000 * sum(r.cost for r in records) / max(1, len(records)),
         "mean_latency_s": sum(r.latency_s for r in records) / max(1, len(records)),
+        **energy_fields(train_meter, predict_meter),
+    }
+
+
+def energy_fields(train_meter: EnergyMeter, predict_meter: EnergyMeter) -> dict:
+    train, predict = train_meter.reading, predict_meter.reading
+    reading = predict or train
+    return {
+        "train_energy_kwh": train.energy_kwh if train else None,
+        "train_co2_kg": train.co2_kg if train else None,
+        "predict_energy_kwh": predict.energy_kwh if predict else None,
+        "predict_co2_kg": predict.co2_kg if predict else None,
+        "energy_method": reading.method if reading else None,
+        "energy_country": reading.country if reading else None,
+        "energy_error": predict_meter.error or train_meter.error,
     }
 
 
@@ -255,7 +281,9 @@ def _run_or_skip(
             return CellResult(split.name, entry.id, seed, "skipped", metrics=stored)
     try:
         try:
-            costs = run_cell(split, entry, params, seed, cell_dir, save_models, cell_progress)
+            costs = run_cell(
+                split, entry, params, seed, cell_dir, save_models, cell_progress, experiment.energy
+            )
         finally:
             if cell_progress is not None:
                 cell_progress.close()

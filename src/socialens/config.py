@@ -45,6 +45,29 @@ class ModelEntry(BaseModel):
         return dict(self.model_extra or {})
 
 
+class EnergySettings(BaseModel):
+    """codecarbon around every fit and predict (offline: no network); ``country`` (ISO 3166 alpha-3)
+    picks the grid carbon intensity that turns kWh into CO2."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    country: str = Field(default="USA", pattern=r"^[A-Z]{3}$")
+
+    @field_validator("country")
+    @classmethod
+    def _known_country(cls, value: str) -> str:
+        from socialens.evaluation.energy import known_countries
+
+        known = known_countries()
+        if known is not None and value not in known:
+            raise ValueError(
+                f"no grid carbon intensity for country '{value}' "
+                "(expected an ISO 3166 alpha-3 code such as USA, FRA, IND)"
+            )
+        return value
+
+
 class Experiment(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -57,6 +80,7 @@ class Experiment(BaseModel):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     bootstrap: int = Field(default=1000, ge=0)
     slice_by: list[str] = Field(default_factory=lambda: ["topic", "language"])
+    energy: EnergySettings = Field(default_factory=lambda: EnergySettings())
 
     @field_validator("datasets", mode="before")
     @classmethod
@@ -91,6 +115,8 @@ def format_validation_error(error: ValidationError, source: str, prefix: str = "
             message = "unknown field"
         elif item["type"] == "missing":
             message = "required field is missing"
+        elif item["type"] == "value_error":
+            message = message.removeprefix("Value error, ")
         lines.append(f"{source}: field '{loc or '<root>'}'{shown}: {message}")
     return "\n".join(lines)
 

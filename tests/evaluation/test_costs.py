@@ -32,7 +32,28 @@ def test_local_model_priced_by_hardware_time():
     assert out["latency_mean_s"] == pytest.approx(0.004)
     assert out["latency_p95_s"] == pytest.approx(0.00895)
     assert out["throughput_per_s"] == pytest.approx(4 / 0.36)
-    assert out["energy_kwh"] is None
+    assert out["predict_energy_kwh"] is None and out["energy_wh_per_1000"] is None
+
+
+def test_measured_energy_is_scaled_to_1000_classifications():
+    costs = {
+        "predict_time_s": 1.0,
+        "predict_energy_kwh": 2e-6,
+        "predict_co2_kg": 1e-6,
+        "train_energy_kwh": 5e-5,
+        "energy_method": "CPU estimated from TDP 8 W x load (cpu_load)",
+        "energy_country": "FRA",
+    }
+    out = cell_costs(_records([0.25] * 4), costs)
+    # 2e-6 kWh = 2e-3 Wh for 4 examples -> 0.5 Wh per 1,000; 1e-6 kg = 1e-3 g -> 0.25 g per 1,000
+    assert out["energy_wh_per_1000"] == pytest.approx(0.5)
+    assert out["co2_g_per_1000"] == pytest.approx(0.25)
+    assert out["train_energy_kwh"] == 5e-5
+    assert out["energy_method"].startswith("CPU estimated") and out["energy_country"] == "FRA"
+    other = cell_costs(_records([0.25] * 4), {**costs, "predict_energy_kwh": 4e-6})
+    agg = aggregate_costs([out, other])
+    assert agg["energy_wh_per_1000"] == pytest.approx(0.75)
+    assert agg["energy_country"] == "FRA"
 
 
 def test_custom_hardware_price():

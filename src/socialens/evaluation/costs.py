@@ -17,9 +17,9 @@ Money per 1,000 classifications:
 Latency statistics are over the records' ``latency_s``; families that predict in batches record
 the batch time divided by its size, so those are amortised latencies.
 
-Energy: not measured here. codecarbon (named in the design) would add ``energy_kwh`` /
-``co2_kg`` measured around ``fit`` and ``predict`` in ``bench.run_cell``; until that exists the
-``energy_kwh`` field is ``None``.
+Energy and CO2 are measured by codecarbon around ``fit`` and ``predict`` in ``bench.run_cell``
+(see ``evaluation/energy.py``; ``energy_method`` says whether a figure is a meter reading or a
+TDP x load estimate). Here they are only carried over and scaled to 1,000 classifications.
 """
 
 from __future__ import annotations
@@ -49,6 +49,12 @@ NUMERIC_FIELDS = [
     "inference_cost",
     "cost_per_1000",
     "train_cost",
+    "train_energy_kwh",
+    "train_co2_kg",
+    "predict_energy_kwh",
+    "predict_co2_kg",
+    "energy_wh_per_1000",
+    "co2_g_per_1000",
 ]
 
 
@@ -68,7 +74,8 @@ def cell_costs(
     Returns ``{"n", "pricing", "hardware_price_per_hour", "currency", "latency_mean_s",
     "latency_p50_s", "latency_p95_s", "throughput_per_s", "tokens_in", "tokens_out",
     "tokens_in_per_1000", "tokens_out_per_1000", "predict_time_s", "train_time_s",
-    "inference_cost", "cost_per_1000", "train_cost", "energy_kwh"}``; a figure that cannot be
+    "inference_cost", "cost_per_1000", "train_cost"}`` plus the energy fields (kWh and kg CO2 of
+    training and prediction, Wh and g CO2 per 1,000 classifications, method, country); a figure that cannot be
     computed (no records, no time) is None."""
     records = list(records)
     costs = costs or {}
@@ -112,9 +119,23 @@ def cell_costs(
         "inference_cost": inference_cost,
         "cost_per_1000": 1000 * inference_cost / n if inference_cost is not None and n else None,
         "train_cost": per_second * train_time if train_time is not None else None,
-        "energy_kwh": None,  # codecarbon is not wired in yet (see the module docstring)
+        **_energy(costs, n),
     }
     return result
+
+
+def _energy(costs: dict[str, Any], n: int) -> dict[str, Any]:
+    predict_kwh, predict_co2 = costs.get("predict_energy_kwh"), costs.get("predict_co2_kg")
+    return {
+        "train_energy_kwh": costs.get("train_energy_kwh"),
+        "train_co2_kg": costs.get("train_co2_kg"),
+        "predict_energy_kwh": predict_kwh,
+        "predict_co2_kg": predict_co2,
+        "energy_wh_per_1000": 1e6 * predict_kwh / n if predict_kwh is not None and n else None,
+        "co2_g_per_1000": 1e6 * predict_co2 / n if predict_co2 is not None and n else None,
+        "energy_method": costs.get("energy_method"),
+        "energy_country": costs.get("energy_country"),
+    }
 
 
 def aggregate_costs(cells: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -127,7 +148,8 @@ def aggregate_costs(cells: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "pricing": cells[0]["pricing"],
         "hardware_price_per_hour": cells[0]["hardware_price_per_hour"],
         "currency": cells[0].get("currency", CURRENCY),
-        "energy_kwh": None,
+        "energy_method": cells[0].get("energy_method"),
+        "energy_country": cells[0].get("energy_country"),
     }
     for name in NUMERIC_FIELDS:
         values = [c.get(name) for c in cells if c.get(name) is not None]

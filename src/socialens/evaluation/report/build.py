@@ -77,6 +77,7 @@ def build_report(
     report = {
         "generated_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "hardware_price_per_hour": hardware_price_per_hour,
+        "energy_note": energy_note(rows),
         "runs": runs,
         "environment": environment(),
         "datasets": datasets,
@@ -330,6 +331,8 @@ def leaderboard(rows: list[dict[str, Any]]) -> dict[str, Any]:
         *[{"key": f"{s}_rate", "title": s, "better": "min"} for s in NON_OK_COLUMNS],
         {"key": "latency_p50_ms", "title": "latency p50 (ms)", "better": "min"},
         {"key": "cost_per_1000", "title": "cost / 1k", "better": "min"},
+        {"key": "energy_wh_per_1000", "title": "energy / 1k (Wh)", "better": "min"},
+        {"key": "co2_g_per_1000", "title": "CO2 / 1k (g)", "better": "min"},
         {"key": "pareto", "title": "Pareto", "better": None},
     ]
     multi_run = len({row["run"] for row in rows}) > 1
@@ -357,6 +360,9 @@ def leaderboard(rows: list[dict[str, Any]]) -> dict[str, Any]:
         p50 = costs["latency_p50_s"]
         put("latency_p50_ms", None if p50 is None else 1000 * p50, _ms(p50))
         put("cost_per_1000", costs["cost_per_1000"], _money(costs["cost_per_1000"]))
+        for key in ("energy_wh_per_1000", "co2_g_per_1000"):
+            value = costs.get(key)
+            put(key, value, "-" if value is None else f"{value:.3g}")
         put("pareto", row.get("pareto"), {True: "yes", False: "", None: "-"}[row.get("pareto")])
         table_rows.append({"key": row["key"], "cells": cells})
     for column in columns:
@@ -539,6 +545,19 @@ def render_html(report: dict[str, Any], figures: dict[str, list[dict[str, str]]]
     return env.get_template("report.html.jinja").render(report=report, figures=figures)
 
 
+def energy_note(rows: list[dict[str, Any]]) -> str:
+    """How the energy columns were obtained, so an estimate is never read as a meter reading."""
+    methods = sorted({r["costs"].get("energy_method") for r in rows} - {None})
+    countries = sorted({r["costs"].get("energy_country") for r in rows} - {None})
+    if not methods:
+        return "Energy and CO2 were not measured for these runs."
+    return (
+        "Energy and CO2 of prediction per 1k classifications, measured with codecarbon (offline): "
+        + " | ".join(methods)
+        + f"; CO2 from the grid carbon intensity of {', '.join(countries)}."
+    )
+
+
 def _md_escape(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -557,6 +576,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += [
         f"Cost per 1k: API models from their records' costs, local models at "
         f"{report['hardware_price_per_hour']} USD/hour of hardware. Figures are in report.html.",
+        report["energy_note"],
         "",
     ]
     for name, dataset in report["datasets"].items():
