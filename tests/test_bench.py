@@ -99,3 +99,39 @@ def test_a_dataset_that_cannot_load_fails_its_cells_and_the_grid_goes_on(tmp_pat
     result = run_bench(experiment, console=Console(quiet=True))
     assert [c.status for c in result.cells] == ["failed", "done"]
     assert "missing.yaml" in result.cells[0].error
+
+
+def test_official_metric_is_scored_in_metrics_summary_and_report(tmp_path):
+    from socialens.evaluation.report import build_report
+
+    dataset = (FIXTURES / "tiny.yaml").read_text().replace("path: .", f"path: {FIXTURES}")
+    (tmp_path / "tiny.yaml").write_text(dataset)
+    (tmp_path / "exp.yaml").write_text(
+        f"name: t\noutput_dir: {tmp_path / 'runs'}\n"
+        f"datasets: [{{config: {tmp_path / 'tiny.yaml'}, official_metric: f1_belief}}]\n"
+        f"models:\n{TFIDF}seeds: [0]\nbootstrap: 0\n"
+    )
+    run_bench(load_experiment(tmp_path / "exp.yaml"), console=Console(quiet=True))
+    run_dir = tmp_path / "runs" / "t"
+    metrics = json.loads((run_dir / "tiny" / "tf" / "seed-0" / "metrics.json").read_text())
+    belief = metrics["per_class"]["belief"]["f1"]
+    assert metrics["official_metric"] == {"name": "f1_belief", "value": belief}
+    row = json.loads((run_dir / "summary.json").read_text())["rows"][0]
+    assert row["official_metric"]["value"] == pytest.approx(belief)
+    report = build_report([run_dir], tmp_path / "report")
+    table = report["datasets"]["tiny"]["table"]
+    assert "official: f1_belief" in [c["title"] for c in table["columns"]]
+    assert table["rows"][0]["cells"]["official"]["value"] == pytest.approx(belief)
+
+
+def test_a_bad_official_metric_override_names_the_field(tmp_path):
+    dataset = (FIXTURES / "tiny.yaml").read_text().replace("path: .", f"path: {FIXTURES}")
+    (tmp_path / "tiny.yaml").write_text(dataset)
+    (tmp_path / "exp.yaml").write_text(
+        f"name: t\noutput_dir: {tmp_path / 'runs'}\n"
+        f"datasets: [{{config: {tmp_path / 'tiny.yaml'}, official_metric: f1_Belief}}]\n"
+        f"models:\n{TFIDF}seeds: [0]\n"
+    )
+    result = run_bench(load_experiment(tmp_path / "exp.yaml"), console=Console(quiet=True))
+    assert [c.status for c in result.cells] == ["failed"]
+    assert "field 'official_metric': unknown metric 'f1_Belief'" in result.cells[0].error

@@ -19,9 +19,9 @@ from rich.table import Table
 from socialens.classifiers.base import PredictionRecord, Status, get_family, read_records, write_records
 from socialens.config import EnergySettings, Experiment, ModelEntry, validate_model_params
 from socialens.data.schema import Split
-from socialens.errors import SocialensError
+from socialens.errors import ConfigError, SocialensError
 from socialens.evaluation.energy import EnergyMeter
-from socialens.evaluation.metrics import aggregate_seeds, compute_metrics
+from socialens.evaluation.metrics import aggregate_seeds, check_metric_name, compute_metrics, official_metric
 
 
 @dataclass
@@ -53,6 +53,13 @@ def load_split(entry, data_root: str | None) -> Split:
     config = load_dataset_config(entry.config, data_root=data_root)
     raw = load_dataset(config, data_root=data_root, drop_invalid=entry.drop_invalid)
     split = prepare(raw, seed=entry.split_seed, cap=entry.cap, keep_given_test=entry.official_test)
+    official = entry.official_metric or config.official_metric
+    if official:
+        try:
+            check_metric_name(official, split.schema.names)
+        except ConfigError as exc:
+            raise ConfigError(f"{entry.config}: field 'official_metric': {exc}") from None
+        split.stats["official_metric"] = official
     if entry.test_sample is not None and entry.test_sample < len(split.test):
         split.stats["test_before_sample"] = len(split.test)
         _, split.test = stratified_split(split.test, entry.test_sample, seed=entry.split_seed)
@@ -150,13 +157,17 @@ def energy_fields(train_meter: EnergyMeter, predict_meter: EnergyMeter) -> dict:
 
 def score_cell(cell_dir: Path, split: Split, experiment: Experiment, seed: int) -> dict:
     records = read_records(cell_dir / "predictions.jsonl")
-    return compute_metrics(
+    metrics = compute_metrics(
         records,
         split.schema.names,
         n_bootstrap=experiment.bootstrap,
         seed=seed,
         slice_keys=[key for key in experiment.slice_by if any(key in r.metadata for r in records)],
     )
+    name = split.stats.get("official_metric")
+    if name:
+        metrics["official_metric"] = {"name": name, "value": official_metric(metrics, name)}
+    return metrics
 
 
 def run_bench(
@@ -330,13 +341,14 @@ def summarise(split: Split, entry: ModelEntry, per_seed: list[dict], dataset_ent
         return row
     row["status"] = "ok"
     row["aggregate"] = aggregate_seeds(per_seed)
-    row["macro_f1_ci"] = [
-        _mean([m["ci"]["macro_f1"][0] for m in per_seed]),
-        _mean([m["ci"]["macro_f1"][1] for m in per_seed]),
-    ]
+    cis = [m["ci"]["macro_f1"] for m in per_seed if m["ci"]["macro_f1"] is not None]  # none with bootstrap: 0
+    row["macro_f1_ci"] = [_mean([c[0] for c in cis]), _mean([c[1] for c in cis])] if cis else None
     row["train_time_s"] = _mean([m["costs"]["train_time_s"] for m in per_seed])
     row["predict_examples_per_s"] = _mean([m["costs"]["predict_examples_per_s"] for m in per_seed])
     row["n_test"] = per_seed[0]["n"]
+    name = split.stats.get("official_metric")
+    if name:
+        row["official_metric"] = {"name": name, "value": official_metric(row["aggregate"], name)}
     return row
 
 
@@ -376,14 +388,14 @@ def summary_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
             continue
         agg = row["aggregate"]
         per_class = agg.get("per_class_f1", {})
-        lo, hi = row["macro_f1_ci"]
+        ci = row["macro_f1_ci"]
         body.append(
             [
                 row["dataset"],
                 row["model"],
                 str(row["n_seeds"]),
                 _fmt(agg["macro_f1"]["mean"], agg["macro_f1"]["std"]),
-                f"[{lo:.3f}, {hi:.3f}]",
+                f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-",
                 _fmt(agg["accuracy"]["mean"], agg["accuracy"]["std"]),
                 *[
                     _fmt(per_class[label]["mean"], per_class[label]["std"]) if label in per_class else "-"

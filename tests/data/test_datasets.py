@@ -98,6 +98,10 @@ schema: {labels: [a, b]}
         ("name: x\nformat: csv\nschema: {labels: [a]}\n", r"exactly one of 'files'"),
         ("name: x\nformat: csv\nfile: a\nschema: {labels: [a, A]}\n", r"ambiguous"),
         ("name: [unclosed\n", r"dataset.yaml:\d+: not valid YAML"),
+        (
+            "name: x\nformat: csv\nfile: a\nofficial_metric: f1_yes\nschema: {labels: ['Yes', 'No']}\n",
+            r"official_metric: unknown metric 'f1_yes'.*with labels \['Yes', 'No'\]",
+        ),
     ],
 )
 def test_config_errors_name_file_and_field(tmp_path, text, expected):

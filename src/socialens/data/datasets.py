@@ -148,9 +148,16 @@ class DatasetConfig(_Model):
         if self.format == "hf" and not self.hub_id:
             raise ValueError("format 'hf' needs 'hub_id' (and files: split -> Hugging Face split name)")
         try:
-            self.label_schema.to_schema()
+            schema = self.label_schema.to_schema()
         except ValueError as exc:
             raise ValueError(f"schema: {exc}") from None
+        if self.official_metric:
+            from socialens.evaluation.metrics import check_metric_name
+
+            try:
+                check_metric_name(self.official_metric, schema.names)
+            except ConfigError as exc:
+                raise ValueError(f"official_metric: {exc}") from None
         return self
 
     def to_schema(self) -> LabelSchema:

@@ -324,6 +324,16 @@ def official_metric(metrics: dict[str, Any], name: str) -> float | None:
     )
 
 
+def check_metric_name(name: str, labels: Sequence[str]) -> None:
+    """Raise ConfigError unless ``official_metric`` can compute ``name`` for these labels."""
+    zeros = {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    official_metric(
+        {"labels": list(labels), "per_class": {label: zeros for label in labels}}
+        | dict.fromkeys(SCALAR_METRICS, 0.0),
+        name,
+    )
+
+
 def _split_labels(text: str, labels: Sequence[str]) -> list[str] | None:
     """Split ``a_b_c`` into a sequence of known labels joined by underscores (labels may contain
     underscores themselves); None when no split exists."""

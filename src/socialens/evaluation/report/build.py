@@ -32,6 +32,7 @@ from socialens.evaluation.metrics import (
     compute_metrics,
     encode,
     f1_from_counts,
+    official_metric,
 )
 from socialens.evaluation.report import plots
 
@@ -195,12 +196,30 @@ def _load_run(
         }
         for model, cells in cells_by_model.items():
             rows.append(
-                _model_row(run_name, dataset_dir.name, model, labels, cells, bootstrap, wanted_slices, price)
+                _model_row(
+                    run_name,
+                    dataset_dir.name,
+                    model,
+                    labels,
+                    cells,
+                    bootstrap,
+                    wanted_slices,
+                    price,
+                    official=split.get("stats", {}).get("official_metric"),
+                )
             )
         browsers.append(
             error_browser(run_name, dataset_dir.name, labels, cells_by_model, texts, max_examples)
         )
     return run, rows, browsers
+
+
+def _official(name: str | None, per_seed: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The dataset's official metric (the one its shared task ranked by), averaged over seeds."""
+    if not name:
+        return None
+    values = [v for v in (official_metric(m, name) for m in per_seed) if v is not None]
+    return {"name": name, "value": float(np.mean(values)) if values else None}
 
 
 def _read_texts(path: Path) -> dict[str, str] | None:
@@ -215,7 +234,9 @@ def _read_texts(path: Path) -> dict[str, str] | None:
     return texts
 
 
-def _model_row(run, dataset, model, labels, cells, bootstrap, wanted_slices, price) -> dict[str, Any]:
+def _model_row(
+    run, dataset, model, labels, cells, bootstrap, wanted_slices, price, official: str | None = None
+) -> dict[str, Any]:
     per_seed, costs, slice_blocks = [], [], defaultdict(lambda: defaultdict(list))
     family = None
     for seed, records, stored in cells:
@@ -259,6 +280,7 @@ def _model_row(run, dataset, model, labels, cells, bootstrap, wanted_slices, pri
         "per_seed": [
             {k: m[k] for k in ("n", "accuracy", "macro_f1", "per_class", "status", "ci")} for m in per_seed
         ],
+        "official_metric": _official(official, per_seed),
     }
 
 
@@ -326,6 +348,10 @@ def leaderboard(rows: list[dict[str, Any]]) -> dict[str, Any]:
         {"key": "seeds", "title": "seeds", "better": None},
         {"key": "macro_f1", "title": "macro-F1", "better": "max"},
         {"key": "macro_f1_ci", "title": "95% CI", "better": None},
+        *[
+            {"key": "official", "title": f"official: {name}", "better": "max"}
+            for name in dict.fromkeys(r["official_metric"]["name"] for r in rows if r.get("official_metric"))
+        ][:1],
         {"key": "accuracy", "title": "accuracy", "better": "max"},
         *[{"key": f"f1:{label}", "title": f"F1 {label}", "better": "max"} for label in labels],
         *[{"key": f"{s}_rate", "title": s, "better": "min"} for s in NON_OK_COLUMNS],
@@ -351,6 +377,8 @@ def leaderboard(rows: list[dict[str, Any]]) -> dict[str, Any]:
         ci = row["macro_f1_ci"]
         put("macro_f1_ci", ci, f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-")
         put("accuracy", agg["accuracy"]["mean"], _fmt(agg["accuracy"]["mean"]))
+        official = (row.get("official_metric") or {}).get("value")
+        put("official", official, _fmt(official))
         for label in labels:
             value = agg["per_class_f1"].get(label, {}).get("mean")
             put(f"f1:{label}", value, _fmt(value))
