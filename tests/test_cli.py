@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from socialens.cli import app
@@ -66,8 +67,8 @@ def test_split_train_predict_round_trip(tmp_path):
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 3
-    assert [r["predicted"] for r in records[:2]] == ["debunk", "belief"]
-    assert all(abs(sum(r["scores"].values()) - 1) < 1e-6 for r in records)
+    assert [r["label"] for r in records[:2]] == ["debunk", "belief"]
+    assert all(abs(sum(v for k, v in r.items() if k.startswith("p_")) - 1) < 1e-6 for r in records)
 
 
 def test_train_rejects_an_option_of_another_family(tmp_path):
@@ -76,3 +77,50 @@ def test_train_rejects_an_option_of_another_family(tmp_path):
     )
     assert result.exit_code == 2
     assert "--epochs does not apply to the 'tfidf' family" in result.output
+
+
+def _chat_jsonl(folder: Path, n: int = 4) -> Path:
+    from socialens.tuning.instructions import chat_messages
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [
+        {
+            "id": f"x{i}",
+            "dataset": "tiny",
+            "label": label,
+            "instruction_index": 0,
+            "messages": chat_messages("Label the comment: belief or debunk.", f"comment {i}", label),
+        }
+        for i, label in enumerate(["belief", "debunk"] * (n // 2))
+    ]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def test_instruct_train_qlora_without_a_gpu_is_one_line_error(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    result = invoke("instruct", "train", _chat_jsonl(tmp_path / "data"), "--out", tmp_path / "m", "--qlora")
+    assert result.exit_code == 2
+    assert "qlora=True needs the bitsandbytes package and a CUDA GPU" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_instruct_train_writes_a_loadable_adapter(tmp_path):
+    from socialens.classifiers.base import load_classifier
+
+    out = tmp_path / "lens"
+    result = invoke(
+        "instruct", "train", _chat_jsonl(tmp_path / "data"), "--out", out, "--lora-r", "4",
+        "--batch-size", "4", "--epochs", "1", "--max-length", "128", "--threads", "1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "1 steps in" in result.output
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert json.loads((out / "train_report.json").read_text())["examples"] == 4
+    model = load_classifier(out)
+    assert model.schema.names == ["belief", "debunk"]
+    assert model.instructions == ["Label the comment: belief or debunk."]

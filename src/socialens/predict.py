@@ -1,58 +1,285 @@
-"""Batch prediction of a file with a trained model; every input example yields one output record."""
+"""Streaming, resumable batch prediction of a file with a trained model.
+
+The input is read in chunks (socialens.data.stream) and every input row yields exactly one output
+row: ok (or refused) with its label and probabilities, ``invalid`` when the row cannot be an
+example (empty text, malformed line, unknown gold label...), ``error`` when the model failed on
+that row. Memory stays flat whatever the file size.
+
+After each chunk is written and fsynced, ``<out>.progress.json`` records the input position and
+the output mark. A run killed at any point and restarted with the same arguments truncates the
+output to the last commit and carries on from there, so the final file is byte-identical to an
+uninterrupted run. The sidecar also records a fingerprint of the input, the model and the options:
+a restart with anything different is refused (``force=True`` starts over).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from socialens.classifiers.base import PredictionRecord
+from socialens.classifiers.base import PredictionRecord, Status
 from socialens.data.schema import Example
+from socialens.data.stream import Position, Rejected, RowStream
 from socialens.errors import DataError
+from socialens.predict_output import check_output_path, open_sink, output_columns, output_row
 
-OUTPUT_FORMATS = (".jsonl", ".csv", ".parquet")
-
-
-def flat_row(record: PredictionRecord, labels: list[str]) -> dict:
-    row = {"id": record.id, "label": record.predicted, "status": record.status.value}
-    if record.gold is not None:
-        row["gold"] = record.gold
-    for name in labels:
-        row[f"p_{name}"] = (record.scores or {}).get(name)
-    return row
+PROGRESS_SUFFIX = ".progress.json"
+_HASH_WHOLE_BELOW = 16 * 2**20  # model files larger than this are fingerprinted by size and mtime
+_INPUT_SAMPLE = 2**20
 
 
-def predict_file(
+@dataclass
+class PredictSummary:
+    rows: int = 0
+    statuses: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+    resumed_from: int = 0  # input rows already done by an earlier, interrupted run
+
+    @property
+    def rows_per_s(self) -> float:
+        done = self.rows - self.resumed_from
+        return done / self.seconds if self.seconds > 0 else 0.0
+
+
+def progress_path(out: Path) -> Path:
+    return out.with_name(out.name + PROGRESS_SUFFIX)
+
+
+def _file_digest(path: Path, whole: bool) -> str:
+    digest = hashlib.sha256()
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        if whole or size <= 2 * _INPUT_SAMPLE:
+            for block in iter(lambda: handle.read(2**20), b""):
+                digest.update(block)
+        else:  # a large input: its size plus first and last MiB catch a replaced or edited file
+            digest.update(handle.read(_INPUT_SAMPLE))
+            handle.seek(size - _INPUT_SAMPLE)
+            digest.update(handle.read(_INPUT_SAMPLE))
+    return f"{size}:{digest.hexdigest()}"
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(model_dir).rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(str(path.relative_to(model_dir)).encode())
+        if stat.st_size <= _HASH_WHOLE_BELOW:
+            digest.update(_file_digest(path, whole=True).encode())
+        else:
+            digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def run_fingerprint(stream: RowStream, model_dir: Path, options: dict[str, Any]) -> dict[str, Any]:
+    """What must not change between a killed run and its resume."""
+    return {
+        "input": str(stream.path.resolve()),
+        "input_digest": _file_digest(stream.path, whole=False),
+        "model": str(Path(model_dir).resolve()),
+        "model_digest": model_fingerprint(Path(model_dir)),
+        "options": {
+            "text": stream.text_columns,
+            "id": stream.id,
+            "label": stream.label,
+            "metadata": stream.metadata_map,
+            "format": stream.format,
+            **options,
+        },
+    }
+
+
+def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+
+
+def _load_checkpoint(sidecar: Path, fingerprint: dict[str, Any], force: bool) -> dict[str, Any] | None:
+    if force or not sidecar.is_file():
+        return None
+    try:
+        saved = json.loads(sidecar.read_text(encoding="utf-8"))
+        previous, position, mark = saved["fingerprint"], Position.from_dict(saved["position"]), saved["mark"]
+    except (ValueError, KeyError, TypeError):
+        raise DataError(
+            f"{sidecar}: unreadable progress file; expected the JSON a killed `socialens predict` leaves "
+            "(pass --force to start over)"
+        ) from None
+    if previous != fingerprint:
+        changed = [key for key in fingerprint if previous.get(key) != fingerprint[key]]
+        changed += [
+            f"options.{k}"
+            for k in fingerprint["options"]
+            if previous.get("options", {}).get(k) != fingerprint["options"][k]
+        ]
+        what = ", ".join(k for k in changed if k != "options") or "arguments"
+        raise DataError(
+            f"{sidecar}: an unfinished run with a different {what} wrote this output; rerun with the same "
+            "arguments to resume it, or pass --force to start over"
+        )
+    return {"position": position, "mark": int(mark), "statuses": Counter(saved.get("statuses", {}))}
+
+
+def _error_record(example: Example, exc: BaseException) -> PredictionRecord:
+    message = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+    return PredictionRecord(example.id, example.label, None, Status.ERROR, error=message)
+
+
+def _predict_batch(classifier, examples: list[Example]) -> list[PredictionRecord]:
+    records = classifier.predict(examples)
+    if len(records) != len(examples) or any(r.id != ex.id for r, ex in zip(records, examples, strict=True)):
+        raise RuntimeError(f"the model returned {len(records)} records for {len(examples)} examples")
+    return records
+
+
+def predict_examples(classifier, examples: list[Example], batch_size: int) -> list[PredictionRecord]:
+    """One record per example. A batch whose prediction raises is retried row by row, so only the
+    rows the model really fails on become ``error`` records (each with its exception)."""
+    records: list[PredictionRecord] = []
+    for start in range(0, len(examples), batch_size):
+        batch = examples[start : start + batch_size]
+        try:
+            records.extend(_predict_batch(classifier, batch))
+        except Exception:  # noqa: BLE001 - isolated per row below
+            for example in batch:
+                try:
+                    records.extend(_predict_batch(classifier, [example]))
+                except Exception as exc:  # noqa: BLE001 - the row's record carries the error
+                    records.append(_error_record(example, exc))
+    return records
+
+
+def predict_items(
+    classifier, items: list[Example | Rejected], batch_size: int
+) -> list[tuple[PredictionRecord, dict[str, Any]]]:
+    """(record, metadata) for every chunk item, in input order; rejected rows become ``invalid``."""
+    examples = [item for item in items if isinstance(item, Example)]
+    predicted = iter(predict_examples(classifier, examples, batch_size))
+    out = []
+    for item in items:
+        if isinstance(item, Rejected):
+            record = PredictionRecord(item.id, None, None, Status.INVALID, error=item.message)
+            out.append((record, item.metadata))
+        else:
+            out.append((next(predicted), item.metadata))
+    return out
+
+
+def _progress(console: Console | None) -> Progress:
+    return Progress(
+        TextColumn("predict"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TextColumn("{task.fields[rows]:,} rows, {task.fields[rate]:,.0f} rows/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console or Console(stderr=True),
+        transient=True,
+    )
+
+
+ChunkSource = Callable[[Position], Iterator[tuple[list[dict[str, Any]], Position]]]
+
+
+def local_chunks(
+    classifier, stream: RowStream, chunk_rows: int, batch_size: int, with_gold: bool
+) -> ChunkSource:
+    """Output rows chunk by chunk from any input position, predicted in this process."""
+    labels = classifier.schema.names
+
+    def chunks(position: Position) -> Iterator[tuple[list[dict[str, Any]], Position]]:
+        for chunk in stream.chunks(chunk_rows, start=position):
+            pairs = predict_items(classifier, chunk.items, batch_size)
+            yield [output_row(record, labels, with_gold, meta) for record, meta in pairs], chunk.end
+
+    return chunks
+
+
+def write_resumable(
+    stream: RowStream,
+    out: Path,
+    columns: list[str],
+    chunks: ChunkSource,
+    fingerprint: dict[str, Any],
+    *,
+    force: bool = False,
+    console: Console | None = None,
+) -> PredictSummary:
+    """Write the output rows ``chunks`` yields into ``out``, committing after each chunk, resuming
+    from ``out``'s progress sidecar when an earlier run with the same fingerprint was killed."""
+    check_output_path(out)
+    sidecar = progress_path(out)
+    checkpoint = _load_checkpoint(sidecar, fingerprint, force)
+    position = checkpoint["position"] if checkpoint else stream.data_start
+    summary = PredictSummary(rows=position.rows, resumed_from=position.rows)
+    if checkpoint:
+        summary.statuses = checkpoint["statuses"]
+    sink = open_sink(out, columns, checkpoint["mark"] if checkpoint else None)
+    if checkpoint is None:
+        _write_json_atomically(
+            sidecar, {"fingerprint": fingerprint, "position": position.to_dict(), "mark": 0, "statuses": {}}
+        )
+    start = time.perf_counter()
+    try:
+        with _progress(console) as progress:
+            task = progress.add_task(
+                "predict",
+                total=stream.size,
+                completed=stream.progress_of(position),
+                rows=position.rows,
+                rate=0,
+            )
+            for rows, end in chunks(position):
+                sink.write(rows)
+                mark = sink.commit()
+                summary.rows = end.rows
+                summary.statuses.update(row["status"] for row in rows)
+                state = {"position": end.to_dict(), "mark": mark, "statuses": dict(summary.statuses)}
+                _write_json_atomically(sidecar, {"fingerprint": fingerprint, **state})
+                elapsed = time.perf_counter() - start
+                rate = (summary.rows - summary.resumed_from) / max(elapsed, 1e-9)
+                progress.update(task, completed=stream.progress_of(end), rows=summary.rows, rate=rate)
+        sink.finish()
+    finally:
+        sink.close()
+    sidecar.unlink(missing_ok=True)
+    sink.cleanup()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def predict_stream(
     classifier,
-    examples: list[Example],
+    stream: RowStream,
     out: str | Path,
     *,
+    model_dir: str | Path,
+    chunk_rows: int = 4096,
     batch_size: int = 256,
+    force: bool = False,
     console: Console | None = None,
-) -> list[PredictionRecord]:
+) -> PredictSummary:
+    """Predict every row of ``stream`` into ``out`` (.jsonl, .csv or .parquet), resumably."""
     out = Path(out)
-    if out.suffix not in OUTPUT_FORMATS:
-        raise DataError(
-            f"{out}: unsupported output format '{out.suffix}'; expected one of {', '.join(OUTPUT_FORMATS)}"
-        )
-    records: list[PredictionRecord] = []
-    columns = (TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console or Console(stderr=True), transient=True) as progress:
-        task = progress.add_task("predict", total=len(examples))
-        for start in range(0, len(examples), batch_size):
-            batch = examples[start : start + batch_size]
-            records.extend(classifier.predict(batch))
-            progress.advance(task, len(batch))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".jsonl":
-        with out.open("w", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
-    else:
-        import pandas as pd
-
-        frame = pd.DataFrame([flat_row(r, classifier.schema.names) for r in records])
-        frame.to_csv(out, index=False) if out.suffix == ".csv" else frame.to_parquet(out, index=False)
-    return records
+    check_output_path(out)
+    with_gold = stream.label is not None
+    columns = output_columns(classifier.schema.names, with_gold, list(stream.metadata_map))
+    fingerprint = run_fingerprint(
+        stream, Path(model_dir), {"chunk_rows": chunk_rows, "batch_size": batch_size, "out": out.suffix}
+    )
+    chunks = local_chunks(classifier, stream, chunk_rows, batch_size, with_gold)
+    return write_resumable(stream, out, columns, chunks, fingerprint, force=force, console=console)

@@ -47,6 +47,7 @@ REASONS = (
     "empty_id",
     "duplicate_id",
     "text_too_long",
+    "empty_text",
 )
 
 
@@ -485,7 +486,6 @@ def _to_examples(
             raise DataError(f"{source}: missing column '{column}'; found columns: {found}")
     if label and label not in columns:
         label = None
-    expected = ", ".join(schema.names) if schema else "a non-empty label"
 
     def reject(reason: str, message: str) -> None:
         if not drop_invalid:
@@ -498,58 +498,32 @@ def _to_examples(
     seen_ids: dict[str, str] = {}
     raw_labels: list[str] = []
     for number, row in enumerate(rows, 1):
-        if row.error is not None:
-            reject(*row.error)
+        checked = check_row(
+            row,
+            number,
+            text_columns=text_columns,
+            label=label,
+            id_column=id_column,
+            metadata=metadata,
+            schema=schema,
+            max_chars=max_chars,
+            require_labels=require_labels,
+            id_prefix=id_prefix,
+            constant_metadata=constant_metadata,
+        )
+        if isinstance(checked, tuple):
+            reject(*checked)
             continue
-        values = row.values or {}
-        loc = row.loc
-        parts = [_as_text(values.get(column)) for column in text_columns]
-        text = "\n\n".join(part for part in parts if part)
-        if len(text) > max_chars:
-            reject(
-                "text_too_long",
-                f"{loc}: text of {len(text):,} characters in column '{'+'.join(text_columns)}'; "
-                f"expected at most {max_chars:,} (raise the max_chars option)",
-            )
-            continue
-        gold: str | None = None
-        if label:
-            raw = values.get(label)
-            if _is_missing(raw):
-                if require_labels:
-                    reject("empty_label", f"{loc}: empty label in column '{label}'; expected {expected}")
-                    continue
-            elif schema is not None:
-                gold = schema.normalise(raw)
-                if gold is None:
-                    reject(
-                        "unknown_label",
-                        f"{loc}: unknown label '{str(raw).strip()}' in column '{label}'; expected one of {expected}",
-                    )
-                    continue
-            else:
-                gold = str(raw).strip()
-        if id_column:
-            example_id = _as_text(values.get(id_column))
-            if not example_id:
-                reject("empty_id", f"{loc}: empty id in column '{id_column}'; expected a unique non-empty id")
-                continue
-        else:
-            example_id = f"{id_prefix}-{number}"
-        if example_id in seen_ids:
+        if checked.id in seen_ids:
             reject(
                 "duplicate_id",
-                f"{loc}: duplicate id '{example_id}' in column '{id_column}' (first at {seen_ids[example_id]}); expected unique ids",
+                f"{row.loc}: duplicate id '{checked.id}' in column '{id_column}' (first at {seen_ids[checked.id]}); expected unique ids",
             )
             continue
-        seen_ids[example_id] = loc
-        meta = dict(constant_metadata)
-        for name, column in metadata.items():
-            value = values.get(column)
-            meta[name] = None if _is_missing(value) else (value.strip() if isinstance(value, str) else value)
-        result.examples.append(Example(id=example_id, text=text, label=gold, metadata=meta))
-        if gold is not None:
-            raw_labels.append(gold)
+        seen_ids[checked.id] = row.loc
+        result.examples.append(checked)
+        if checked.label is not None:
+            raw_labels.append(checked.label)
     if not result.examples:
         why = f"all {result.n_dropped} rows were invalid" if result.n_dropped else "no data rows"
         raise DataError(f"{source}: empty dataset ({why}); expected at least one example")
@@ -560,3 +534,67 @@ def _to_examples(
                 example.label = schema.normalise(example.label)
     result.schema = schema
     return result
+
+
+def check_row(
+    row: _Row,
+    number: int,
+    *,
+    text_columns: list[str],
+    label: str | None,
+    id_column: str | None,
+    metadata: Mapping[str, str],
+    schema: LabelSchema | None,
+    max_chars: int,
+    require_labels: bool,
+    id_prefix: str,
+    constant_metadata: Mapping[str, Any],
+    require_text: bool = False,
+) -> Example | tuple[str, str]:
+    """One raw row (the ``number``-th data row) -> an Example, or (reason, one-line message).
+
+    Shared by the whole-file readers and the chunked ones (socialens.data.stream), so a row is
+    judged the same way whether a file is read at once or streamed; duplicate ids are the caller's
+    concern because only it sees every row. Without a schema the gold label is kept as written."""
+    if row.error is not None:
+        return row.error
+    values = row.values or {}
+    loc = row.loc
+    parts = [_as_text(values.get(column)) for column in text_columns]
+    text = "\n\n".join(part for part in parts if part)
+    columns = "+".join(text_columns)
+    if require_text and not text:
+        return "empty_text", f"{loc}: empty text in column '{columns}'; expected non-empty text"
+    if len(text) > max_chars:
+        return (
+            "text_too_long",
+            f"{loc}: text of {len(text):,} characters in column '{columns}'; "
+            f"expected at most {max_chars:,} (raise the max_chars option)",
+        )
+    gold: str | None = None
+    if label:
+        expected = ", ".join(schema.names) if schema else "a non-empty label"
+        raw = values.get(label)
+        if _is_missing(raw):
+            if require_labels:
+                return "empty_label", f"{loc}: empty label in column '{label}'; expected {expected}"
+        elif schema is not None:
+            gold = schema.normalise(raw)
+            if gold is None:
+                return (
+                    "unknown_label",
+                    f"{loc}: unknown label '{str(raw).strip()}' in column '{label}'; expected one of {expected}",
+                )
+        else:
+            gold = str(raw).strip()
+    if id_column:
+        example_id = _as_text(values.get(id_column))
+        if not example_id:
+            return "empty_id", f"{loc}: empty id in column '{id_column}'; expected a unique non-empty id"
+    else:
+        example_id = f"{id_prefix}-{number}"
+    meta = dict(constant_metadata)
+    for name, column in metadata.items():
+        value = values.get(column)
+        meta[name] = None if _is_missing(value) else (value.strip() if isinstance(value, str) else value)
+    return Example(id=example_id, text=text, label=gold, metadata=meta)

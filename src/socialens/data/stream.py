@@ -1,0 +1,344 @@
+"""Chunked readers for files of any size: CSV/TSV, JSONL and Parquet -> chunks of checked rows.
+
+Each row goes through the same check as the whole-file readers (:func:`readers.check_row`), but a
+bad row does not stop the stream: it comes out as a :class:`Rejected` item in its place, so a
+caller that must answer every input row (batch prediction) can. Every chunk ends at a
+:class:`Position` (data rows consumed, byte offset and line of the next row) from which reading
+can restart without re-parsing what came before, which is what makes a killed prediction run
+resumable and lets Ray workers each read their own shard of a file.
+
+Text files are read as bytes split on b"\\n", so the encoding must keep b"\\n" a newline
+(UTF-8, Latin-1, cp1252: the ones the files we meet use).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from socialens.data.readers import (
+    _QUOTING,
+    _SURROGATE,
+    DEFAULT_MAX_CHARS,
+    _as_text,
+    _is_missing,
+    _non_utf8_row,
+    _Row,
+    check_row,
+    detect_format,
+)
+from socialens.data.schema import Example, LabelSchema
+from socialens.errors import DataError
+
+STREAM_FORMATS = ("csv", "tsv", "jsonl", "parquet")
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where the next data row starts: rows consumed so far, its byte offset (text formats) and
+    its 1-based physical line (for messages). For Parquet, offset is unused (rows is enough)."""
+
+    rows: int = 0
+    offset: int = 0
+    line: int = 1
+
+    def to_dict(self) -> dict[str, int]:
+        return {"rows": self.rows, "offset": self.offset, "line": self.line}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Position:
+        return cls(rows=int(data["rows"]), offset=int(data["offset"]), line=int(data["line"]))
+
+
+@dataclass
+class Rejected:
+    """A row that cannot be an Example; it keeps its place in the stream."""
+
+    id: str
+    reason: str
+    message: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Chunk:
+    items: list[Example | Rejected]
+    end: Position
+
+
+class _Counter:
+    """Byte offset and line number of what the line iterator has handed out so far."""
+
+    def __init__(self, start: Position) -> None:
+        self.offset = start.offset
+        self.line = start.line
+
+
+@dataclass
+class RowStream:
+    """One input file opened for chunked reading with a column mapping.
+
+    ``id=None`` uses a column named ``id`` when the file has one, else row numbers (``row-<n>``).
+    ``metadata`` maps output name -> column. Missing columns raise DataError at open time."""
+
+    path: Path
+    text: str | Sequence[str] = "text"
+    label: str | None = None
+    id: str | None = None  # noqa: A003 - mirrors the column mapping keys
+    metadata: Mapping[str, str] | None = None
+    schema: LabelSchema | None = None
+    format: str | None = None  # noqa: A003
+    delimiter: str | None = None
+    quoting: str = "minimal"
+    encoding: str = "utf-8"
+    max_chars: int = DEFAULT_MAX_CHARS
+    columns: list[str] = field(init=False, default_factory=list)
+    data_start: Position = field(init=False, default_factory=Position)
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        if not self.path.is_file():
+            raise DataError(
+                f"{self.path}: file not found" + (" (it is a folder)" if self.path.is_dir() else "")
+            )
+        self.format = (self.format or detect_format(self.path)).lower()
+        if self.format not in STREAM_FORMATS:
+            raise DataError(
+                f"{self.path}: format '{self.format}' cannot be streamed; expected one of {', '.join(STREAM_FORMATS)}"
+            )
+        if self.quoting not in _QUOTING:
+            raise DataError(f"{self.path}: unknown quoting '{self.quoting}'; expected one of minimal, none")
+        self._codec = (
+            "utf-8" if self.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else self.encoding
+        )
+        self.columns, self.data_start = self._open_columns()
+        if self.id is None and "id" in self.columns:
+            self.id = "id"
+        found = ", ".join(self.columns) or "none"
+        for column in [*self.text_columns, *filter(None, [self.id, self.label]), *self.metadata_map.values()]:
+            if column not in self.columns:
+                raise DataError(f"{self.path}: missing column '{column}'; found columns: {found}")
+
+    @property
+    def text_columns(self) -> list[str]:
+        return [self.text] if isinstance(self.text, str) else list(self.text)
+
+    @property
+    def metadata_map(self) -> dict[str, str]:
+        return dict(self.metadata or {})
+
+    @property
+    def size(self) -> int:
+        """Progress total: bytes for text formats, rows for Parquet."""
+        if self.format == "parquet":
+            return self._parquet().metadata.num_rows
+        return self.path.stat().st_size
+
+    def progress_of(self, position: Position) -> int:
+        return position.rows if self.format == "parquet" else position.offset
+
+    # -- columns --------------------------------------------------------------------------------
+    def _open_columns(self) -> tuple[list[str], Position]:
+        if self.format == "parquet":
+            return [str(name) for name in self._parquet().schema_arrow.names], Position()
+        if self.format == "jsonl":  # the first object's keys stand for the columns
+            for row, _ in self._jsonl_rows(Position()):
+                if row.values is not None:
+                    return list(row.values), Position()
+            return [], Position()
+        counter = _Counter(Position())
+        with self.path.open("rb") as handle:
+            reader = self._csv_reader(self._decoded_lines(handle, counter))
+            for fields in reader:
+                if fields and not (len(fields) == 1 and not fields[0].strip()):
+                    return [name.strip() for name in fields], Position(0, counter.offset, counter.line)
+        return [], Position(0, counter.offset, counter.line)
+
+    def _parquet(self):
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.ParquetFile(self.path)
+        except Exception as exc:  # pyarrow raises several types for a corrupt file
+            raise DataError(
+                f"{self.path}: cannot read as Parquet ({type(exc).__name__}: {exc}); expected a Parquet file"
+            ) from None
+
+    # -- raw rows -------------------------------------------------------------------------------
+    def _decoded_lines(self, handle, counter: _Counter) -> Iterator[str]:
+        handle.seek(counter.offset)
+        for raw in handle:
+            if counter.offset == 0 and raw.startswith(b"\xef\xbb\xbf") and self._codec == "utf-8":
+                raw_text = raw[3:].decode(self._codec, errors="surrogateescape")
+            else:
+                raw_text = raw.decode(self._codec, errors="surrogateescape")
+            counter.offset += len(raw)
+            counter.line += 1
+            yield raw_text
+
+    def _csv_reader(self, lines: Iterator[str]):
+        csv.field_size_limit(2**31 - 1)  # long texts are checked against max_chars instead
+        delimiter = self.delimiter or ("\t" if self.format == "tsv" else ",")
+        return csv.reader(lines, delimiter=delimiter, quoting=_QUOTING[self.quoting])
+
+    def _csv_rows(self, start: Position) -> Iterator[tuple[_Row, Position]]:
+        counter = _Counter(start)
+        rows = start.rows
+        sep = "tab" if (self.delimiter or ("\t" if self.format == "tsv" else ",")) == "\t" else "','"
+        with self.path.open("rb") as handle:
+            reader = self._csv_reader(self._decoded_lines(handle, counter))
+            while True:
+                loc = f"{self.path}:{counter.line}"
+                try:
+                    fields = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    rows += 1
+                    message = f"{loc}: malformed row ({exc}); expected {sep}-separated fields"
+                    yield (
+                        _Row(loc, error=("malformed_row", message)),
+                        Position(rows, counter.offset, counter.line),
+                    )
+                    continue
+                if not fields or (len(fields) == 1 and not fields[0].strip()):
+                    continue  # a blank line is not a row
+                rows += 1
+                end = Position(rows, counter.offset, counter.line)
+                if any(_SURROGATE.search(value) for value in fields):
+                    yield _non_utf8_row(loc, self.encoding), end
+                elif len(fields) != len(self.columns):
+                    message = (
+                        f"{loc}: malformed row: {len(fields)} fields, expected {len(self.columns)} "
+                        f"({sep}-separated: {', '.join(self.columns)})"
+                    )
+                    yield _Row(loc, error=("malformed_row", message)), end
+                else:
+                    yield _Row(loc, dict(zip(self.columns, fields, strict=True))), end
+
+    def _jsonl_rows(self, start: Position) -> Iterator[tuple[_Row, Position]]:
+        counter = _Counter(start)
+        rows = start.rows
+        with self.path.open("rb") as handle:
+            for line in self._decoded_lines(handle, counter):
+                if not line.strip():
+                    continue
+                rows += 1
+                end = Position(rows, counter.offset, counter.line)
+                loc = f"{self.path}:{counter.line - 1}"
+                if _SURROGATE.search(line):
+                    yield _non_utf8_row(loc, self.encoding), end
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    message = (
+                        f"{loc}: malformed row: invalid JSON ({exc.msg}); expected one JSON object per line"
+                    )
+                    yield _Row(loc, error=("malformed_row", message)), end
+                    continue
+                if not isinstance(record, dict):
+                    message = f"{loc}: malformed row: a JSON {type(record).__name__}; expected one JSON object per line"
+                    yield _Row(loc, error=("malformed_row", message)), end
+                    continue
+                yield _Row(loc, record), end
+
+    def _parquet_rows(self, start: Position, batch_rows: int) -> Iterator[tuple[_Row, Position]]:
+        parquet = self._parquet()
+        first_group, skip = 0, start.rows
+        while (
+            first_group < parquet.num_row_groups and skip >= parquet.metadata.row_group(first_group).num_rows
+        ):
+            skip -= parquet.metadata.row_group(first_group).num_rows
+            first_group += 1
+        groups = list(range(first_group, parquet.num_row_groups))
+        rows = start.rows - skip
+        if not groups:
+            return
+        for batch in parquet.iter_batches(batch_size=batch_rows, row_groups=groups):
+            for values in batch.to_pylist():
+                rows += 1
+                if rows <= start.rows:
+                    continue
+                yield _Row(f"{self.path}, row {rows}", values), Position(rows, 0, 1)
+
+    def rows(self, start: Position | None = None, batch_rows: int = 4096) -> Iterator[tuple[_Row, Position]]:
+        """Raw rows from ``start`` (default: the first data row), each with the position after it."""
+        start = start or self.data_start
+        if self.format == "parquet":
+            return self._parquet_rows(start, batch_rows)
+        if self.format == "jsonl":
+            return self._jsonl_rows(start)
+        return self._csv_rows(start)
+
+    # -- checked chunks -------------------------------------------------------------------------
+    def check(self, row: _Row, number: int) -> Example | Rejected:
+        checked = check_row(
+            row,
+            number,
+            text_columns=self.text_columns,
+            label=self.label,
+            id_column=self.id,
+            metadata=self.metadata_map,
+            schema=self.schema,
+            max_chars=self.max_chars,
+            require_labels=False,  # an unlabelled row is still predicted; only a wrong label is not
+            id_prefix="row",
+            constant_metadata={},
+            require_text=True,
+        )
+        if isinstance(checked, Example):
+            return checked
+        values = row.values or {}
+        row_id = (_as_text(values.get(self.id)) if self.id else "") or f"row-{number}"
+        metadata = {}
+        for name, column in self.metadata_map.items():  # as check_row would have kept them
+            value = values.get(column)
+            metadata[name] = (
+                None if _is_missing(value) else (value.strip() if isinstance(value, str) else value)
+            )
+        return Rejected(row_id, checked[0], checked[1], metadata)
+
+    def chunks(
+        self, chunk_rows: int, start: Position | None = None, stop_rows: int | None = None
+    ) -> Iterator[Chunk]:
+        """Chunks of ``chunk_rows`` checked rows from ``start``; ``stop_rows`` ends the stream once
+        that many data rows (counted from the file's start) have been read."""
+        if chunk_rows < 1:
+            raise DataError(f"chunk size {chunk_rows}: expected at least 1 row per chunk")
+        items: list[Example | Rejected] = []
+        end = start or self.data_start
+        if stop_rows is not None and end.rows >= stop_rows:
+            return
+        for row, end in self.rows(start, batch_rows=chunk_rows):
+            items.append(self.check(row, end.rows))
+            if len(items) == chunk_rows or (stop_rows is not None and end.rows >= stop_rows):
+                yield Chunk(items, end)
+                items = []
+                if stop_rows is not None and end.rows >= stop_rows:
+                    return
+        if items:
+            yield Chunk(items, end)
+
+    def boundaries(self, every: int, start: Position | None = None) -> list[Position]:
+        """Positions from ``start`` every ``every`` data rows, ending with the end of the file: the
+        shards a parallel engine hands out (found by reading raw rows, without checking them)."""
+        start = start or self.data_start
+        found = [start]
+        if self.format == "parquet":
+            total = self._parquet().metadata.num_rows
+            found += [Position(rows, 0, 1) for rows in range(start.rows + every, total, every)]
+            if total > start.rows:
+                found.append(Position(total, 0, 1))
+            return found
+        end = start
+        for _, end in self.rows(start):
+            if (end.rows - start.rows) % every == 0:
+                found.append(end)
+        if end != found[-1]:
+            found.append(end)
+        return found

@@ -1,0 +1,127 @@
+"""Chunked readers: the same checks as the whole-file readers, restartable at any chunk end."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from socialens.data.readers import read_examples
+from socialens.data.schema import Example, LabelSchema
+from socialens.data.stream import Position, Rejected, RowStream
+from socialens.errors import DataError
+
+TINY = Path(__file__).resolve().parents[1] / "fixtures" / "bench" / "tiny.csv"
+SCHEMA = LabelSchema.from_names(["belief", "debunk", "other"])
+
+
+def items(stream: RowStream, chunk_rows: int = 3, start: Position | None = None) -> list:
+    return [item for chunk in stream.chunks(chunk_rows, start=start) for item in chunk.items]
+
+
+def test_csv_stream_matches_the_whole_file_reader_and_uses_the_id_column():
+    whole = read_examples(TINY, label="label", id="id", metadata={"topic": "topic"}, schema=SCHEMA)
+    stream = RowStream(TINY, label="label", metadata={"topic": "topic"}, schema=SCHEMA)
+    assert stream.id == "id"  # picked up without --id
+    streamed = items(stream, chunk_rows=7)
+    assert streamed == whole.examples
+    assert len(streamed) == 90
+
+
+def test_without_an_id_column_ids_are_row_numbers(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_text("text\nfirst\nsecond\n")
+    assert [ex.id for ex in items(RowStream(path))] == ["row-1", "row-2"]
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 5, 100])
+def test_restarting_at_any_chunk_end_reads_the_rest_exactly(tmp_path, chunk_rows):
+    path = tmp_path / "in.csv"
+    # quoted newlines, a blank line, a BOM: byte offsets must still land on row starts
+    path.write_bytes(
+        b'\xef\xbb\xbfid,text\na,"one\nline two"\n\nb,plain\nc,"x, ""quoted"""\nd,\xc3\xa9t\xc3\xa9\ne,last\n'
+    )
+    stream = RowStream(path)
+    full = items(stream, chunk_rows)
+    assert [ex.id for ex in full] == ["a", "b", "c", "d", "e"]
+    assert full[0].text == "one\nline two" and full[2].text == 'x, "quoted"' and full[3].text == "été"
+    for chunk in stream.chunks(chunk_rows):
+        rest = items(RowStream(path), chunk_rows, start=chunk.end)
+        assert full[chunk.end.rows :] == rest
+
+
+def test_bad_rows_become_rejected_items_in_place(tmp_path):
+    path = tmp_path / "in.jsonl"
+    lines = [
+        json.dumps({"id": "1", "text": "fine", "label": "belief"}),
+        "{not json",
+        json.dumps({"id": "3", "text": "   ", "label": "belief"}),
+        json.dumps({"id": "4", "text": "ok", "label": "maybe"}),
+        json.dumps(["a list"]),
+        "",
+        json.dumps({"id": "", "text": "no id"}),
+        json.dumps({"id": "7", "text": "unlabelled"}),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    got = items(RowStream(path, label="label", schema=SCHEMA))
+    assert len(got) == 7  # the blank line is not a row
+    assert isinstance(got[0], Example) and got[0].label == "belief"
+    reasons = [(g.id, g.reason) for g in got if isinstance(g, Rejected)]
+    assert reasons == [
+        ("row-2", "malformed_row"),
+        ("3", "empty_text"),
+        ("4", "unknown_label"),
+        ("row-5", "malformed_row"),
+        ("row-6", "empty_id"),
+    ]
+    assert got[1].message.startswith(f"{path}:2: malformed row: invalid JSON")
+    assert f"{path}:3: empty text in column 'text'" in got[2].message
+    assert "unknown label 'maybe'" in got[3].message and "belief, debunk, other" in got[3].message
+    assert isinstance(got[-1], Example) and got[-1].label is None  # unlabelled rows are still examples
+
+
+def test_non_utf8_and_malformed_csv_rows(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_bytes(b"id,text\n1,good\n2,bad \xff byte\n3,too,many\n4,fine\n")
+    got = items(RowStream(path))
+    assert [type(g).__name__ for g in got] == ["Example", "Rejected", "Rejected", "Example"]
+    assert got[1].reason == "non_utf8" and f"{path}:3" in got[1].message
+    assert got[2].reason == "malformed_row" and "3 fields, expected 2" in got[2].message
+
+
+def test_parquet_in_row_groups_restarts_mid_group(tmp_path):
+    path = tmp_path / "in.parquet"
+    frame = pd.DataFrame({"id": [f"x{i}" for i in range(25)], "text": [f"text {i}" for i in range(25)]})
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=10)
+    stream = RowStream(path)
+    full = items(stream, 4)
+    assert [ex.id for ex in full] == list(frame["id"])
+    assert items(stream, 4, start=Position(13)) == full[13:]
+    assert [p.rows for p in stream.boundaries(8)] == [0, 8, 16, 24, 25]
+    assert stream.size == 25
+
+
+def test_boundaries_of_a_text_file_are_restart_points(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps({"text": f"t{i}"}) + "\n" for i in range(10)))
+    stream = RowStream(path)
+    bounds = stream.boundaries(4)
+    assert [b.rows for b in bounds] == [0, 4, 8, 10]
+    shards = [
+        [ex.text for c in stream.chunks(b.rows - a.rows, start=a, stop_rows=b.rows) for ex in c.items]
+        for a, b in zip(bounds, bounds[1:], strict=False)
+    ]
+    assert shards == [["t0", "t1", "t2", "t3"], ["t4", "t5", "t6", "t7"], ["t8", "t9"]]
+
+
+def test_missing_column_and_missing_file_are_one_line_errors(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_text("body,label\nhello,belief\n")
+    with pytest.raises(DataError, match=r"in.csv: missing column 'text'; found columns: body, label"):
+        RowStream(path)
+    with pytest.raises(DataError, match="nope.jsonl: file not found"):
+        RowStream(tmp_path / "nope.jsonl")
+    with pytest.raises(DataError, match="chunk size 0"):
+        list(RowStream(path, text="body").chunks(0))
