@@ -1,0 +1,1 @@
+"""Serving a trained model: the HTTP classification service (and ONNX inference)."""

@@ -1,0 +1,286 @@
+"""The FastAPI application: classify, model info, health; auth, limits, JSON errors and access logs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException
+
+from socialens.classifiers.base import MODEL_INFO_FILE, Classifier, load_classifier
+from socialens.data.schema import Example
+from socialens.serving.batcher import BatcherClosed, MicroBatcher, default_inference_threads
+from socialens.serving.schemas import (
+    BatchingStats,
+    ClassifyRequest,
+    ClassifyResponse,
+    ErrorResponse,
+    Health,
+    ModelInfo,
+    ModelRef,
+    Prediction,
+    ServingLimits,
+)
+
+ACCESS_LOGGER = "socialens.access"
+
+
+@dataclass
+class ServiceSettings:
+    max_batch: int = 64
+    max_wait_ms: float = 5.0
+    max_texts: int = 256
+    max_chars: int = 10_000
+    threads: int | None = None  # torch threads for inference; None: all cores but one
+    token: str | None = None  # the bearer token; None leaves the API open
+
+
+@dataclass
+class ServedModel:
+    classifier: Classifier
+    ref: ModelRef
+    info: dict[str, Any]
+    evaluation: dict[str, Any] | None = None
+
+
+def load_served_model(model_dir: str | Path) -> ServedModel:
+    """Load a saved model directory and what /v1/model reports about it."""
+    model_dir = Path(model_dir)
+    classifier = load_classifier(model_dir)
+    raw_info = (model_dir / MODEL_INFO_FILE).read_bytes()
+    info = json.loads(raw_info)
+    ref = ModelRef(
+        id=model_dir.resolve().name,
+        version=hashlib.sha256(raw_info).hexdigest()[:12],
+        family=info["family"],
+    )
+    # bench saves a cell's model as <cell>/model beside the cell's test metrics
+    metrics_path = model_dir / ".." / "metrics.json"
+    evaluation = None
+    if model_dir.resolve().name == "model" and metrics_path.is_file():
+        evaluation = json.loads(metrics_path.read_text(encoding="utf-8"))
+    return ServedModel(classifier=classifier, ref=ref, info=info, evaluation=evaluation)
+
+
+def _error(
+    status: int, message: str, detail: list | None = None, headers: dict | None = None
+) -> JSONResponse:
+    body = ErrorResponse(error=message, detail=detail).model_dump(exclude_none=True)
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+def _field_path(loc: tuple | list) -> str:
+    """('body', 'texts', 3) -> 'texts[3]'."""
+    path = ""
+    for part in loc[1:] if loc and loc[0] == "body" else loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "body"
+
+
+def _validation_message(errors: list[dict]) -> str:
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        reason = (first.get("ctx") or {}).get("error", "")
+        return f"body: malformed JSON ({reason})" if reason else "body: malformed JSON"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{_field_path(first.get('loc', ()))}: {first.get('msg', 'invalid value')}{more}"
+
+
+class AccessLog:
+    """ASGI middleware writing one JSON line per HTTP request; never the texts themselves."""
+
+    def __init__(self, app, logger: logging.Logger) -> None:
+        self.app = app
+        self.logger = logger
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = {"code": 500}  # stays 500 if the app fails before sending a response
+
+        async def send_with_status(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        except asyncio.CancelledError:
+            status["code"] = 499  # the client went away first (nginx's convention)
+            raise
+        finally:
+            entry = {
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status["code"],
+                "n_texts": scope.get("state", {}).get("n_texts"),
+                "latency_ms": round((time.perf_counter() - start) * 1000, 2),
+            }
+            self.logger.info(json.dumps(entry))
+
+
+BEARER = HTTPBearer(auto_error=False, description="Bearer token (the service's --token-env variable).")
+
+
+def token_checker(token: str):
+    """A dependency raising 401 unless the request carries ``Authorization: Bearer <token>``."""
+    expected = token.encode()
+
+    async def require_token(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+    ) -> None:
+        given = (credentials.credentials if credentials else "").encode()
+        if not hmac.compare_digest(given, expected):
+            raise HTTPException(401, "missing or wrong bearer token (Authorization: Bearer <token>)")
+
+    return require_token
+
+
+def _openapi_with_limits(app: FastAPI, settings: ServiceSettings):
+    """The generated spec, plus this instance's request limits, so that clients (and schemathesis)
+    see them."""
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            spec = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            texts = spec["components"]["schemas"]["ClassifyRequest"]["properties"]["texts"]
+            texts["maxItems"] = settings.max_texts
+            texts["items"]["maxLength"] = settings.max_chars
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    return openapi
+
+
+def create_app(
+    served: ServedModel, settings: ServiceSettings | None = None, access_logger: logging.Logger | None = None
+) -> FastAPI:
+    settings = settings or ServiceSettings()
+    batcher = MicroBatcher(
+        served.classifier.predict,
+        max_batch=settings.max_batch,
+        max_wait_s=settings.max_wait_ms / 1000,
+        inference_threads=settings.threads or default_inference_threads(),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await batcher.start()
+        try:
+            yield
+        finally:  # in-flight requests have finished by now (uvicorn waits); drain whatever is queued
+            await batcher.close()
+
+    from socialens import __version__
+
+    app = FastAPI(
+        title="socialens classification service",
+        version=__version__,
+        description=f"Serves the {served.ref.family} model '{served.ref.id}' (version {served.ref.version}).",
+        lifespan=lifespan,
+    )
+    app.state.batcher = batcher
+    app.add_middleware(AccessLog, logger=access_logger or logging.getLogger(ACCESS_LOGGER))
+
+    protected = [Depends(token_checker(settings.token))] if settings.token else []
+    auth_errors = {401: {"model": ErrorResponse, "description": "Missing or wrong bearer token."}}
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
+        for error in errors:
+            error.pop("input", None)  # never echo the texts back
+        return _error(422, _validation_message(errors), errors)
+
+    @app.exception_handler(HTTPException)
+    async def on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else exc.headers
+        return _error(exc.status_code, str(exc.detail), headers=headers)
+
+    @app.exception_handler(BatcherClosed)
+    async def on_closed(request: Request, exc: BatcherClosed) -> JSONResponse:
+        return _error(503, str(exc))
+
+    @app.get("/healthz", response_model=Health, tags=["service"])
+    async def healthz() -> Health:
+        """Liveness; open even when the API needs a token."""
+        return Health(status="ok", model=served.ref)
+
+    @app.get(
+        "/v1/model", response_model=ModelInfo, dependencies=protected, responses=auth_errors, tags=["model"]
+    )
+    async def model_info() -> ModelInfo:
+        """The served model: labels, schema, training parameters and metrics, limits, batching counters."""
+        info = served.info
+        return ModelInfo(
+            model=served.ref,
+            labels=[label["name"] for label in info["schema"]["labels"]],
+            schema=info["schema"],
+            params=info.get("params", {}),
+            training=info.get("training", {}),
+            evaluation=served.evaluation,
+            versions=info.get("versions", {}),
+            limits=ServingLimits(
+                max_batch=settings.max_batch,
+                max_wait_ms=settings.max_wait_ms,
+                max_texts=settings.max_texts,
+                max_chars=settings.max_chars,
+                inference_threads=batcher.inference_threads,
+            ),
+            batching=BatchingStats(**batcher.stats.to_dict()),
+        )
+
+    @app.post(
+        "/v1/classify",
+        response_model=ClassifyResponse,
+        dependencies=protected,
+        tags=["model"],
+        responses={
+            **auth_errors,
+            413: {"model": ErrorResponse, "description": "More texts than --max-texts."},
+            422: {"model": ErrorResponse, "description": "Malformed JSON, wrong types, or a text too long."},
+            503: {"model": ErrorResponse, "description": "The service is shutting down."},
+        },
+    )
+    async def classify(body: ClassifyRequest, request: Request) -> ClassifyResponse:
+        """Classify texts: one result per text (status ok, refused, invalid or error), in order."""
+        texts = body.texts
+        request.state.n_texts = len(texts)
+        if len(texts) > settings.max_texts:
+            raise HTTPException(
+                413, f"texts: {len(texts)} texts in one request; the limit is {settings.max_texts}"
+            )
+        for index, text in enumerate(texts):
+            if len(text) > settings.max_chars:
+                raise HTTPException(
+                    422, f"texts[{index}]: {len(text)} characters; the limit is {settings.max_chars}"
+                )
+        if body.ids is not None and len(body.ids) != len(texts):
+            raise HTTPException(
+                422, f"ids: {len(body.ids)} ids for {len(texts)} texts; expected one per text"
+            )
+        ids = body.ids if body.ids is not None else [str(i) for i in range(len(texts))]
+        examples = [Example(id=i, text=t) for i, t in zip(ids, texts, strict=True)]
+        records = await batcher.submit(examples)
+        return ClassifyResponse(model=served.ref, results=[Prediction.from_record(r) for r in records])
+
+    app.openapi = _openapi_with_limits(app, settings)
+    return app

@@ -1,0 +1,96 @@
+"""Request and response models of the HTTP API; FastAPI builds the OpenAPI spec from them."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from socialens.classifiers.base import PredictionRecord
+
+
+class ClassifyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    texts: list[str] = Field(
+        description="Texts to classify. The service's --max-texts and --max-chars limits apply."
+    )
+    ids: list[str] | None = Field(
+        default=None,
+        description="Optional caller ids, one per text, echoed in the results (default: the text's index).",
+    )
+
+
+class ModelRef(BaseModel):
+    id: str = Field(description="The model directory's name.")
+    version: str = Field(description="Short content hash of the model's socialens_model.json.")
+    family: str
+
+
+class Prediction(BaseModel):
+    id: str
+    label: str | None = Field(description="The predicted label; null unless status is ok.")
+    probabilities: dict[str, float] | None = Field(
+        description="Per-label probabilities or scores, when the model family has them."
+    )
+    status: Literal["ok", "refused", "invalid", "error"]
+    error: str | None = None
+
+    @classmethod
+    def from_record(cls, record: PredictionRecord) -> Prediction:
+        return cls(
+            id=record.id,
+            label=record.predicted,
+            probabilities=record.scores,
+            status=record.status.value,
+            error=record.error,
+        )
+
+
+class ClassifyResponse(BaseModel):
+    model: ModelRef
+    results: list[Prediction] = Field(description="One result per input text, in input order.")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    model: ModelRef
+
+
+class ServingLimits(BaseModel):
+    max_batch: int
+    max_wait_ms: float
+    max_texts: int
+    max_chars: int
+    inference_threads: int = Field(description="Torch threads of the one inference thread.")
+
+
+class BatchingStats(BaseModel):
+    requests: int
+    texts: int
+    batches: int
+    merged_batches: int = Field(description="Batches holding texts of two or more requests.")
+    max_requests_in_batch: int
+    max_texts_in_batch: int
+    predict_failures: int
+
+
+class ModelInfo(BaseModel):
+    model: ModelRef
+    labels: list[str]
+    schema_: dict[str, Any] = Field(alias="schema", description="The label schema the model was trained on.")
+    params: dict[str, Any]
+    training: dict[str, Any] = Field(description="What training recorded (time, dev scores by epoch).")
+    evaluation: dict[str, Any] | None = Field(
+        default=None, description="Test metrics, when the model was saved by bench (its cell's metrics.json)."
+    )
+    versions: dict[str, str]
+    limits: ServingLimits
+    batching: BatchingStats
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="One line naming the field (and index) and what was expected.")
+    detail: list[dict[str, Any]] | None = None

@@ -1,0 +1,115 @@
+"""`socialens serve` as a real process: start-up errors, SIGTERM finishing an in-flight request."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from socialens.cli import app
+from socialens.errors import ConfigError
+from socialens.serving.app import ServiceSettings
+from socialens.serving.server import check_settings, read_token
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_read_token_from_the_named_variable(monkeypatch):
+    assert read_token(None) is None
+    monkeypatch.setenv("SOCIALENS_TEST_TOKEN", "abc")
+    assert read_token("SOCIALENS_TEST_TOKEN") == "abc"
+    monkeypatch.delenv("SOCIALENS_TEST_TOKEN")
+    with pytest.raises(ConfigError, match="SOCIALENS_TEST_TOKEN is not set or empty"):
+        read_token("SOCIALENS_TEST_TOKEN")
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (ServiceSettings(max_batch=0), "--max-batch: expected at least 1, got 0"),
+        (ServiceSettings(max_texts=-2), "--max-texts: expected at least 1, got -2"),
+        (ServiceSettings(max_wait_ms=-1), "--max-wait-ms: expected 0 or more, got -1"),
+        (ServiceSettings(threads=0), "--threads: expected at least 1, got 0"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        check_settings(settings)
+
+
+def test_cli_serve_start_up_errors_are_one_line(tmp_path, tfidf_model_dir, monkeypatch):
+    runner = CliRunner()
+    result = runner.invoke(app, ["serve", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "not a socialens model directory" in result.output
+    monkeypatch.delenv("NO_SUCH_TOKEN_VAR", raising=False)
+    result = runner.invoke(app, ["serve", str(tfidf_model_dir), "--token-env", "NO_SUCH_TOKEN_VAR"])
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 1 and "NO_SUCH_TOKEN_VAR" in result.output
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_the_in_flight_request_then_exits(tfidf_model_dir):
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SERVE_TEST_TOKEN": "tok"}
+    command = [sys.executable, "-m", "socialens.cli", "serve", str(tfidf_model_dir), "--port", str(port)]
+    # a long batching wait keeps the request inside the server while the signal arrives
+    command += ["--max-wait-ms", "1500", "--token-env", "SERVE_TEST_TOKEN"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.1)
+
+        outcome = {}
+
+        def in_flight():
+            outcome["response"] = httpx.post(
+                f"{url}/v1/classify",
+                json={"texts": ["This has been debunked by every fact-checker"]},
+                headers={"Authorization": "Bearer tok"},
+                timeout=30,
+            )
+
+        client = threading.Thread(target=in_flight)
+        client.start()
+        time.sleep(0.5)
+        sent = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        client.join(timeout=30)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+    response = outcome["response"]
+    assert response.status_code == 200, response.text
+    assert [r["label"] for r in response.json()["results"]] == ["debunk"]
+    # uvicorn re-raises the captured signal once its graceful shutdown is complete
+    assert process.returncode in (0, -signal.SIGTERM), stderr
+    assert time.monotonic() - sent < 20
+    access = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert [(e["path"], e["status"], e["n_texts"]) for e in access][-1] == ("/v1/classify", 200, 1)
+    assert "Application shutdown complete" in stderr and "Finished server process" in stderr
+    assert "debunked" not in stderr + stdout
