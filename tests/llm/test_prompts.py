@@ -145,3 +145,22 @@ def test_template_errors_name_the_file(demo, tmp_path):
     with pytest.raises(ConfigError, match="style"):
         PromptBuilder(schema, "xml")
     assert "text" in TEMPLATE_VARIABLES and "examples" in TEMPLATE_VARIABLES
+
+
+def test_instruction_style_is_the_tuning_chat_record(demo):
+    from socialens.llm.prompts import default_instruction
+    from socialens.tuning.instructions import chat_messages
+
+    schema, task = demo
+    builder = PromptBuilder(schema, "instruction", task=task)
+    assert builder.messages(QUERY) == chat_messages(default_instruction(schema, task), QUERY.text)
+    assert builder.choices() == ["Label: belief", "Label: debunk", "Label: other"]
+    assert parse_label("Label: debunk", schema).label == "debunk"
+    given = PromptBuilder(
+        schema, "instruction", instruction="Is it belief, debunk or other?", system_prompt=""
+    )
+    assert given.messages(QUERY) == chat_messages("Is it belief, debunk or other?", QUERY.text, system=None)
+    shot_turns = given.messages(QUERY, SHOTS[:1])
+    assert shot_turns[1] == {"role": "assistant", "content": "Label: debunk"}
+    with pytest.raises(ConfigError, match="instruction"):
+        PromptBuilder(schema, "instruction", user_template=Path("x.jinja"))

@@ -138,7 +138,7 @@ def get_family(family: str) -> type:
 
 def _import_builtin_families() -> None:
     # Importing the modules runs their @register decorators; heavy imports stay inside methods.
-    from socialens.classifiers import encoder, prompted, tfidf  # noqa: F401
+    from socialens.classifiers import encoder, instruct, llm_head, prompted, tfidf  # noqa: F401
 
 
 MODEL_INFO_FILE = "socialens_model.json"
@@ -188,6 +188,16 @@ def write_model_info(
 
 def read_model_info(directory: str | Path) -> dict[str, Any]:
     return json.loads((Path(directory) / MODEL_INFO_FILE).read_text(encoding="utf-8"))
+
+
+def update_model_info(directory: str | Path, **fields: Any) -> dict[str, Any]:
+    """Add or replace top-level fields of a saved model's info (e.g. ``onnx`` after an export)."""
+    info = {**read_model_info(directory), **fields}
+    path = Path(directory) / MODEL_INFO_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(path)
+    return info
 
 
 def infer_schema(examples: list[Example]) -> LabelSchema:

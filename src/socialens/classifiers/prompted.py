@@ -54,7 +54,11 @@ class Price(BaseModel):
 class PromptedParams(FamilyParams):
     backend: str = "llamacpp"
     model: str = "builtin:smollm2-135m-instruct"
-    prompt: str = Field(default="serial", description="serial | json | path to a user-template .jinja file")
+    prompt: str = Field(
+        default="serial", description="serial | json | instruction | path to a user-template .jinja file"
+    )
+    # The instruction of the ``instruction`` prompt (LlamaLens chat records); None: one built from the schema.
+    instruction: str | None = None
     system_prompt: str | None = None
     wording: Literal["universal", "topic"] = "universal"
     shots: int = Field(default=0, ge=0)
@@ -152,7 +156,9 @@ class PromptedClassifier:
 
         if self._builder is None:
             style = (
-                self.params.prompt if self.params.prompt in ("serial", "json") else Path(self.params.prompt)
+                self.params.prompt
+                if self.params.prompt in ("serial", "json", "instruction")
+                else Path(self.params.prompt)
             )
             self._builder = PromptBuilder(
                 self.schema,
@@ -160,6 +166,7 @@ class PromptedClassifier:
                 task=self.task or None,
                 system_prompt=self.params.system_prompt,
                 wording=self.params.wording,
+                instruction=self.params.instruction,
             )
         return self._builder
 

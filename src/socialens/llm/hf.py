@@ -90,6 +90,16 @@ def converted_gguf_dir(gguf_path: str | Path, name: str | None = None) -> Path:
     return target
 
 
+def model_folder(model: str) -> str:
+    """What ``from_pretrained`` loads for a model reference: a GGUF file (``builtin:`` ones
+    included) becomes its cached safetensors conversion; anything else resolves as usual."""
+    resolved = resolve_model(model)
+    if Path(resolved).is_file() and resolved.endswith(".gguf"):
+        name = model[len(BUILTIN_PREFIX) :] if is_builtin(model) else None
+        return str(converted_gguf_dir(resolved, name))
+    return resolved
+
+
 class _ChoiceTrie:
     """Token sequences of the allowed answers: which tokens may follow a generated prefix."""
 
@@ -129,12 +139,8 @@ class HFBackend:
         except ImportError:
             raise ConfigError("the hf backend needs torch and transformers: pip install socialens") from None
         self._torch = torch
-        resolved = resolve_model(model)
-        folder = resolved
-        if Path(resolved).is_file() and resolved.endswith(".gguf"):
-            name = model[len(BUILTIN_PREFIX) :] if is_builtin(model) else None
-            folder = str(converted_gguf_dir(resolved, name))
-        self.model_id = resolved
+        self.model_id = resolve_model(model)
+        folder = model_folder(model)
         dtype = getattr(torch, self.options.dtype)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)

@@ -18,6 +18,12 @@ whose topic has none. Any other value names a fixed entry of ``schema.wordings``
 example. Whatever the wording, the answer set is the canonical label names (the wording only
 describes them), so constrained decoding, scoring and ``parsing.parse_label`` are unchanged.
 
+Instruction style (``instruction``): the LlamaLens chat record of ``tuning/instructions.py``, the
+exact prompt an instruction-tuned model was trained on: ``chat_messages(instruction, text)`` with
+the answer ``"Label: <label>"``. ``instruction`` defaults to :func:`default_instruction` (built
+from the label schema, naming every label); the system message defaults to the tuning one. The
+same prompt then serves an untuned model and a LoRA-tuned one, so they are compared on equal terms.
+
 Custom templates: ``user_template`` (or ``style`` given as a path to a ``.jinja`` file, which
 then answers in the ``serial`` format) replaces the built-in user template; ``system_prompt``
 given as a ``Path`` is a template file too (a plain string is used verbatim). Templates are
@@ -60,7 +66,7 @@ from socialens.data.schema import Example, LabelSchema
 from socialens.errors import ConfigError
 from socialens.llm.base import Messages
 
-STYLES = ("serial", "json")
+STYLES = ("serial", "json", "instruction")
 TEMPLATE_VARIABLES = (
     "text",
     "id",
@@ -129,6 +135,17 @@ class _Template:
             raise ConfigError(f"{self.origin}: prompt template error: {exc}") from None
 
 
+def default_instruction(schema: LabelSchema, task: str | None = None) -> str:
+    """An instruction naming every label (with its description when it has one), for datasets
+    that bring no instruction set of their own."""
+    lines = [task.strip()] if task else []
+    lines.append("Classify the text into exactly one of these labels:")
+    for label in schema.labels:
+        lines.append(f"- {label.name}: {label.description}" if label.description else f"- {label.name}")
+    lines.append(f"Answer with one of: {', '.join(schema.names)}.")
+    return "\n".join(lines)
+
+
 def _is_template_path(value: Any) -> bool:
     return isinstance(value, Path) or (
         isinstance(value, str) and value.endswith((".jinja", ".j2", ".jinja2"))
@@ -151,6 +168,7 @@ class PromptBuilder:
         system_prompt: str | Path | None = None,
         wording: str = "universal",
         user_template: str | Path | None = None,
+        instruction: str | None = None,
     ):
         if _is_template_path(style):
             if user_template is not None:
@@ -168,6 +186,10 @@ class PromptBuilder:
         self.style = style
         self.task = task or None
         self.wording = wording
+        self.instruction = instruction or default_instruction(schema, task or None)
+        if style == "instruction":
+            self._init_instruction_style(system_prompt, user_template)
+            return
         self.user = (
             _Template.from_file(user_template, "user prompt")
             if user_template is not None
@@ -181,6 +203,15 @@ class PromptBuilder:
             self.system = system_prompt or None  # "" -> no system message
         self.inline_shots = "examples" in self.user.variables
 
+    def _init_instruction_style(self, system_prompt: str | Path | None, user_template) -> None:
+        from socialens.tuning.instructions import DEFAULT_SYSTEM
+
+        if user_template is not None or isinstance(system_prompt, Path):
+            raise ConfigError("prompt style 'instruction' takes an instruction, not template files")
+        self.user = None
+        self.system = DEFAULT_SYSTEM if system_prompt is None else (system_prompt or None)
+        self.inline_shots = False
+
     # -- answers
 
     def answer(self, label: str) -> str:
@@ -189,6 +220,10 @@ class PromptBuilder:
             raise ValueError(f"'{label}' is not a label of schema '{self.schema.name}': {self.schema.names}")
         if self.style == "json":
             return json.dumps({"label": label}, ensure_ascii=False)
+        if self.style == "instruction":
+            from socialens.tuning.instructions import ANSWER_PREFIX
+
+            return ANSWER_PREFIX + label
         return label
 
     def choices(self) -> list[str]:
@@ -247,6 +282,10 @@ class PromptBuilder:
         return self.answer(label)
 
     def user_message(self, example: Example, shots: list[Example] = ()) -> str:
+        if self.user is None:  # instruction style
+            from socialens.tuning.instructions import chat_messages
+
+            return chat_messages(self.instruction, example.text, system=None)[0]["content"]
         return self.user.render(self.variables(example, shots))
 
     def messages(self, example: Example, shots: list[Example] = ()) -> Messages:

@@ -1,0 +1,308 @@
+"""Family ``instruct``: an instruct LLM tuned with LoRA on the experiment's dataset (the LlamaLens
+recipe), then evaluated through the prompted-LLM machinery.
+
+``fit`` turns each training example into a chat record (``tuning.instructions.chat_messages``)
+with an instruction drawn at random from the dataset's set (``instructions``: a list, or a
+.txt/.json/.yaml file; by default one instruction built from the label schema, naming every
+label), trains a LoRA adapter (``tuning.lora.train_lora``), and hands prediction to a
+``PromptedClassifier`` on the hf backend with the adapter on top, prompted with the FIRST
+instruction (``prompt: instruction``). An untuned baseline is the same prompted classifier
+without the adapter::
+
+    - {id: smollm2-untuned, family: prompted, backend: hf, prompt: instruction}
+    - {id: smollm2-lora, family: instruct, lora: {epochs: 2, max_length: 256}}
+
+so both read the same prompt and are decoded, parsed and refusal-counted the same way.
+
+``model`` is the base LLM, or a folder already trained (by ``socialens instruct train`` or saved
+by this family): then ``fit`` only records the schema and prediction uses that adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from socialens.classifiers.base import (
+    FamilyParams,
+    PredictionRecord,
+    infer_schema,
+    read_model_info,
+    register,
+    write_model_info,
+)
+from socialens.data.schema import Example, LabelSchema
+from socialens.errors import ConfigError
+from socialens.tuning.lora import LoraParams, ProgressHook
+
+ADAPTER_DIR = "adapter"
+
+
+class InstructParams(FamilyParams):
+    model: str = "builtin:smollm2-135m-instruct"
+    instructions: str | list[str] | None = None
+    system_prompt: str | None = None  # None: the tuning default (tuning.instructions.DEFAULT_SYSTEM)
+    lora: LoraParams = Field(default_factory=LoraParams)
+    decoding: Literal["generate", "constrained", "scored"] = "generate"
+    max_tokens: int = Field(20, gt=0)
+    max_text_chars: int | None = Field(1000, gt=0)
+    parse_threshold: float = Field(0.8, ge=0, le=1)
+    eval_batch_size: int = Field(8, ge=1)
+    threads: int | None = Field(None, ge=1)
+    # Off by default: a retrained adapter can reuse a folder path, and a cached answer would be stale.
+    cache: bool = False
+
+
+def load_instructions(value: str | list[str] | None) -> list[str] | None:
+    """Instructions from a list, or from a .txt (one per line), .json or .yaml file (a list, or a
+    mapping with an ``instructions`` list)."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        found = [s.strip() for s in value if isinstance(s, str) and s.strip()]
+        if not found:
+            raise ConfigError("instructions: expected a non-empty list of strings")
+        return found
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"{path}: instructions file not found (expected .txt, .json or .yaml)")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix in (".json", ".yaml", ".yml"):
+        from socialens.config import read_yaml
+
+        data = json.loads(text) if path.suffix == ".json" else read_yaml(path)
+        if isinstance(data, dict):
+            data = data.get("instructions")
+        if not isinstance(data, list) or not all(isinstance(s, str) for s in data) or not data:
+            raise ConfigError(f"{path}: expected a list of instruction strings (or {{instructions: [...]}})")
+        return [s.strip() for s in data if s.strip()]
+    found = [line.strip() for line in text.splitlines() if line.strip()]
+    if not found:
+        raise ConfigError(f"{path}: no instructions (expected one per line)")
+    return found
+
+
+def trained_folder(model: str) -> Path | None:
+    """The folder holding a trained adapter when ``model`` is one (else None: a base model)."""
+    path = Path(model).expanduser()
+    if (path / ADAPTER_DIR / "adapter_config.json").is_file():
+        return path
+    return None
+
+
+def _trained_base(folder: Path) -> str:
+    for name, key in (("lora_params.json", "base"), ("socialens_model.json", "base")):
+        info_path = folder / name
+        if info_path.is_file():
+            base = json.loads(info_path.read_text(encoding="utf-8")).get(key)
+            if base:
+                return base
+    raise ConfigError(f"{folder}: trained folder names no base model (expected lora_params.json)")
+
+
+def chat_records(
+    examples: list[Example], instructions: list[str], seed: int, system: str | None, max_chars: int | None
+) -> list[dict[str, Any]]:
+    """One training record per labelled example, each with an instruction drawn at random."""
+    from socialens.tuning.instructions import DEFAULT_SYSTEM, chat_messages
+
+    rng = random.Random(seed)
+    records = []
+    for ex in examples:
+        if ex.label is None:
+            continue
+        index = rng.randrange(len(instructions))
+        text = ex.text if max_chars is None else ex.text[:max_chars]
+        records.append(
+            {
+                "id": ex.id,
+                "label": ex.label,
+                "instruction_index": index,
+                "messages": chat_messages(
+                    instructions[index], text, ex.label, system=DEFAULT_SYSTEM if system is None else system
+                ),
+            }
+        )
+    return records
+
+
+@register("instruct")
+class InstructClassifier:
+    Params = InstructParams
+
+    def __init__(
+        self, params: InstructParams | None = None, seed: int = 0, progress: ProgressHook | None = None
+    ):
+        self.params = params or InstructParams()
+        self.seed = seed
+        self.progress = progress
+        self.schema: LabelSchema | None = None
+        self.task = ""
+        self.instructions: list[str] = []
+        self.base = self.params.model
+        self.adapter_dir: Path | None = None
+        self.training_: dict[str, Any] = {}
+        self._workdir: tempfile.TemporaryDirectory | None = None
+        self._evaluator = None
+
+    def fit(
+        self,
+        train: list[Example],
+        dev: list[Example] | None = None,
+        *,
+        schema: LabelSchema | None = None,
+        task: str = "",
+    ) -> InstructClassifier:
+        from socialens.llm.prompts import default_instruction
+        from socialens.tuning.lora import train_lora
+
+        self.schema = schema or infer_schema(train)
+        self.task = task
+        self.instructions = load_instructions(self.params.instructions) or [
+            default_instruction(self.schema, task or None)
+        ]
+        self._evaluator = None
+        trained = trained_folder(self.params.model)
+        if trained is not None:
+            self.base, self.adapter_dir = _trained_base(trained), trained / ADAPTER_DIR
+            return self
+        unknown = sorted({ex.label for ex in train if ex.label is not None} - set(self.schema.names))
+        if unknown:
+            raise ValueError(f"training labels {unknown} are not in the schema {self.schema.names}")
+        records = chat_records(
+            train, self.instructions, self.seed, self.params.system_prompt, self.params.max_text_chars
+        )
+        self._workdir = tempfile.TemporaryDirectory(prefix="socialens-instruct-")
+        lora = self.params.lora.model_copy(update={"seed": self.seed})
+        report = train_lora(records, self.params.model, self._workdir.name, lora, progress=self.progress)
+        self.base = self.params.model
+        self.adapter_dir = Path(report.adapter_dir)
+        self.training_ = report.to_dict()
+        return self
+
+    def _check_fitted(self) -> None:
+        if self.schema is None or self.adapter_dir is None:
+            raise RuntimeError("InstructClassifier is not fitted: call fit() or load() first")
+
+    @property
+    def evaluator(self):
+        """The prompted classifier that asks the tuned model, exactly as an untuned one is asked."""
+        from socialens.classifiers.prompted import PromptedClassifier, PromptedParams
+
+        self._check_fitted()
+        if self._evaluator is None:
+            p = self.params
+            params = PromptedParams(
+                backend="hf",
+                model=self.base,
+                prompt="instruction",
+                instruction=self.instructions[0],
+                system_prompt=p.system_prompt,
+                decoding=p.decoding,
+                max_tokens=p.max_tokens,
+                max_text_chars=p.max_text_chars,
+                parse_threshold=p.parse_threshold,
+                adapter=str(self.adapter_dir),
+                batch_size=p.eval_batch_size,
+                cache=p.cache,
+                backend_options={"threads": p.threads} if p.threads else {},
+            )
+            self._evaluator = PromptedClassifier(params, seed=self.seed, progress=self.progress)
+            self._evaluator.fit([], schema=self.schema, task=self.task)
+        return self._evaluator
+
+    def predict(self, examples: list[Example]) -> list[PredictionRecord]:
+        evaluator = self.evaluator
+        evaluator.progress = self.progress
+        return evaluator.predict(examples)
+
+    def save(self, directory: str | Path) -> None:
+        self._check_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / ADAPTER_DIR
+        if target.resolve() != self.adapter_dir.resolve():
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(self.adapter_dir, target)
+        write_model_info(
+            directory,
+            self.family,
+            self.schema,
+            self.params,
+            extra={
+                "seed": self.seed,
+                "task": self.task,
+                "base": self.base,
+                "instructions": self.instructions,
+                "training": self.training_,
+            },
+        )
+
+    @classmethod
+    def load(cls, directory: str | Path, progress: ProgressHook | None = None) -> InstructClassifier:
+        directory = Path(directory)
+        info = read_model_info(directory)
+        try:
+            params = InstructParams.model_validate(info["params"])
+        except Exception as exc:
+            raise ConfigError(f"{directory}: bad instruct-model parameters ({exc})") from None
+        if not (directory / ADAPTER_DIR / "adapter_config.json").is_file():
+            raise ConfigError(f"{directory}: missing {ADAPTER_DIR}/adapter_config.json (the LoRA adapter)")
+        obj = cls(params, seed=info.get("seed", 0), progress=progress)
+        obj.schema = LabelSchema.from_dict(info["schema"])
+        obj.task = info.get("task", "")
+        obj.instructions = list(info.get("instructions") or [])
+        if not obj.instructions:
+            raise ConfigError(f"{directory}: socialens_model.json has no instructions")
+        obj.base = info.get("base") or params.model
+        obj.adapter_dir = directory / ADAPTER_DIR
+        obj.training_ = info.get("training", {})
+        return obj
+
+
+def write_trained_model_info(
+    out_dir: str | Path, records: list[dict[str, Any]], base: str, params: LoraParams
+) -> bool:
+    """Make a folder from ``socialens instruct train`` loadable as an ``instruct`` model (predict,
+    serve) when its records come from one dataset: labels from the records, the instruction
+    from an ``instruction_index`` 0 record. Returns whether it did."""
+    datasets = {r.get("dataset") for r in records}
+    labels = sorted({r.get("label") for r in records if isinstance(r.get("label"), str)})
+    if len(datasets) != 1 or not labels:
+        return False
+    first = next((r for r in records if r.get("instruction_index", 0) == 0), records[0])
+    user = next((m["content"] for m in first["messages"] if m.get("role") == "user"), "")
+    instruction = user.split("\n\nText: ", 1)[0]
+    system = next((m["content"] for m in first["messages"] if m.get("role") == "system"), "")
+    out_dir = Path(out_dir)
+    report_path = out_dir / "train_report.json"
+    training = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else {}
+    write_model_info(
+        out_dir,
+        "instruct",
+        LabelSchema.from_names(labels),
+        InstructParams(model=base, system_prompt=system, lora=params),
+        extra={
+            "seed": params.seed,
+            "task": "",
+            "base": base,
+            "instructions": [instruction],
+            "training": training,
+        },
+    )
+    return True
+
+
+__all__ = [
+    "InstructClassifier",
+    "InstructParams",
+    "chat_records",
+    "load_instructions",
+    "write_trained_model_info",
+]

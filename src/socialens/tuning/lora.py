@@ -1,0 +1,454 @@
+"""LoRA (and QLoRA) instruction tuning of a causal LM on chat records, the LlamaLens recipe.
+
+Defaults follow LlamaLens: LoRA r 16, alpha 32, dropout 0.05 on the attention projections
+(q/k/v/o; ``mlp=True`` adds gate/up/down), AdamW at 2e-4 with a linear schedule, batch 16,
+2 epochs. The loss covers the assistant's answer only: each record is rendered with the model's
+chat template twice, once up to the assistant turn (``add_generation_prompt=True``) and once in
+full; the prompt's tokens must be a prefix of the full conversation's, and they get the label
+-100, so only "Label: <label><end of turn>" is learned.
+
+Output folder (``out_dir``)::
+
+    adapter/            adapter_model.safetensors + adapter_config.json (+ the tokenizer)
+    merged/             with ``merge=True``: the base with the adapter merged in, a plain HF folder
+    checkpoints/        Trainer checkpoints every ``save_steps``; ``resume=True`` continues the last
+    lora_params.json    the parameters and the base model reference
+    train_report.json   time, examples/s, peak memory, losses
+
+Built-in base models are GGUF files; they are trained from their cached safetensors conversion
+(``socialens.llm.hf.model_folder``), the same weights the hf backend evaluates.
+
+QLoRA (``qlora=True``) loads the base in 4-bit NF4 through bitsandbytes, which needs a CUDA GPU.
+
+Several GPUs: the transformers Trainer underneath runs data-parallel when started by a launcher,
+so the same command scales out with no code change (``batch_size`` is per device)::
+
+    accelerate launch --num_processes 4 "$(which socialens)" instruct train data/lens \\
+        --base path/to/llama --out models/lens
+    torchrun --nproc_per_node 4 "$(which socialens)" instruct train data/lens --out models/lens
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from socialens.classifiers.base import FamilyParams
+from socialens.errors import ConfigError, DataError
+from socialens.runtime import torch_threads
+
+log = logging.getLogger(__name__)
+
+# progress(stage, done, total): stage "train" counts optimizer steps
+ProgressHook = Callable[[str, int, int], None]
+
+ATTENTION_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
+MLP_MODULES = ["gate_proj", "up_proj", "down_proj"]
+IGNORE_INDEX = -100
+
+
+class LoraParams(FamilyParams):
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: list(ATTENTION_MODULES))
+    mlp: bool = False  # also adapt the MLP projections
+    learning_rate: float = Field(2e-4, gt=0)
+    lr_scheduler: Literal["linear", "cosine", "constant"] = "linear"
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    epochs: float = Field(2, gt=0)
+    max_steps: int | None = Field(None, gt=0, description="stop after this many optimizer steps")
+    batch_size: int = Field(16, ge=1)
+    gradient_accumulation: int = Field(1, ge=1)
+    max_length: int = Field(512, ge=8, description="longer records lose the start of their prompt")
+    seed: int = 0
+    qlora: bool = False
+    merge: bool = False
+    save_steps: int = Field(50, ge=1)
+    group_by_length: bool = True
+    gradient_checkpointing: bool = False
+    num_threads: int | None = Field(None, ge=1)
+
+    def modules(self) -> list[str]:
+        return list(dict.fromkeys(self.target_modules + (MLP_MODULES if self.mlp else [])))
+
+
+@dataclass
+class TrainReport:
+    examples: int
+    steps: int
+    epochs: float
+    train_time_s: float
+    examples_per_s: float | None
+    peak_rss_mb: float
+    peak_gpu_mb: float | None
+    losses: list[dict[str, float]] = field(default_factory=list)  # {"step", "loss"} per logged step
+    loss_before: float | None = None  # answer-token loss on the first batch, before and after training
+    loss_after: float | None = None
+    truncated: int = 0  # records whose prompt lost its start to max_length
+    resumed_from: str | None = None
+    adapter_dir: str = ""
+    merged_dir: str | None = None
+    base: str = ""
+    trainable_parameters: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- data ------------------------------------------------------------------------------------------
+
+
+def read_chat_records(path: str | Path) -> list[dict[str, Any]]:
+    """Training records from a JSONL file; a bad line is a DataError naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: training file not found (expected JSONL chat records)")
+    records = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+            problem = _record_problem(record)
+            if problem:
+                raise DataError(f"{path}:{number}: {problem}")
+            records.append(record)
+    if not records:
+        raise DataError(f"{path}: no training records")
+    return records
+
+
+def _record_problem(record: Any) -> str | None:
+    if not isinstance(record, dict):
+        return "expected a JSON object with a 'messages' list"
+    messages = record.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "field 'messages': expected a non-empty list of {role, content}"
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
+            return f"field 'messages[{i}]': expected {{role, content}} with string content"
+    if messages[-1].get("role") != "assistant":
+        return "field 'messages': the last message must be the assistant's answer"
+    return None
+
+
+def encode_chat(
+    tokenizer, messages: list[dict[str, str]], max_length: int
+) -> tuple[dict[str, list[int]], bool]:
+    """Token ids of a whole conversation and labels that keep only the final assistant answer
+    (everything before it is -100); also whether the prompt had to be cut to ``max_length``."""
+    prompt_text = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+    full_text = tokenizer.apply_chat_template(messages, tokenize=False)
+    if not full_text.startswith(prompt_text):
+        raise ConfigError(
+            "the chat template renders the prompt differently with and without the answer; "
+            "cannot mask the prompt tokens"
+        )
+    # As the hf backend does: a chat template writes its own special tokens.
+    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+    full_ids = tokenizer(full_text, add_special_tokens=False)["input_ids"]
+    if full_ids[: len(prompt_ids)] != prompt_ids:
+        raise ConfigError("the prompt's tokens are not a prefix of the conversation's; cannot mask them")
+    labels = [IGNORE_INDEX] * len(prompt_ids) + full_ids[len(prompt_ids) :]
+    truncated = len(full_ids) > max_length
+    if truncated:  # keep the answer and the end of the prompt, as generation keeps the prompt's end
+        full_ids, labels = full_ids[-max_length:], labels[-max_length:]
+    return {"input_ids": full_ids, "attention_mask": [1] * len(full_ids), "labels": labels}, truncated
+
+
+# -- the model ------------------------------------------------------------------------------------
+
+
+def check_qlora_available() -> None:
+    import torch
+
+    try:
+        import bitsandbytes  # noqa: F401
+
+        has_bnb = True
+    except ImportError:
+        has_bnb = False
+    has_gpu = torch.cuda.is_available()
+    if not (has_bnb and has_gpu):
+        found = (
+            f"bitsandbytes {'installed' if has_bnb else 'missing'}, CUDA GPU {'found' if has_gpu else 'none'}"
+        )
+        raise ConfigError(
+            f"qlora=True needs the bitsandbytes package and a CUDA GPU ({found}); use qlora=False"
+        )
+
+
+def _load_base(base: str, params: LoraParams):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from socialens.llm.hf import model_folder
+
+    folder = model_folder(base)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if not getattr(tokenizer, "chat_template", None):
+        raise ConfigError(f"{base}: the model has no chat template; instruction tuning needs one")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    kwargs: dict[str, Any] = {}
+    if params.qlora:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
+    if params.qlora:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, params.gradient_checkpointing)
+    return model, tokenizer
+
+
+def _with_lora(model, params: LoraParams):
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=params.r,
+        lora_alpha=params.alpha,
+        lora_dropout=params.dropout,
+        target_modules=params.modules(),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def answer_loss(model, tokenizer, rows: list[dict[str, list[int]]]) -> float:
+    """Mean loss over the answer tokens of ``rows`` (one padded batch, no gradient)."""
+    import torch
+    from transformers import DataCollatorForSeq2Seq
+
+    batch = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX)([dict(r) for r in rows])
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
+    model.train(was_training)
+    return float(loss)
+
+
+class _PeakMemory:
+    """Peak resident memory of this process while the block runs (sampled, plus ru_maxrss when
+    the block raised it), and peak CUDA memory when a GPU is used."""
+
+    def __init__(self, interval_s: float = 0.2):
+        self.interval_s = interval_s
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def _rss() -> int:
+        try:
+            import psutil
+
+            return psutil.Process().memory_info().rss
+        except ImportError:
+            import resource
+
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.peak_bytes = max(self.peak_bytes, self._rss())
+
+    def __enter__(self) -> _PeakMemory:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        self.peak_bytes = self._rss()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_bytes = max(self.peak_bytes, self._rss())
+
+    @property
+    def peak_gpu_mb(self) -> float | None:
+        import torch
+
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None
+
+
+def _callbacks(progress: ProgressHook | None):
+    from transformers import TrainerCallback
+
+    class _Progress(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            progress("train", state.global_step, state.max_steps)
+
+    return [_Progress()] if progress is not None else []
+
+
+def last_checkpoint(out_dir: str | Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = Path(out_dir) / "checkpoints"
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+# -- training -------------------------------------------------------------------------------------
+
+
+def train_lora(
+    records: Iterable[dict[str, Any]],
+    base: str,
+    out_dir: str | Path,
+    params: LoraParams | None = None,
+    progress: ProgressHook | None = None,
+    *,
+    resume: bool = False,
+) -> TrainReport:
+    """Fine-tune a LoRA adapter of ``base`` on chat records (``{"messages": [...]}`` each, the last
+    one the assistant's answer) and save it under ``out_dir`` (see the module docstring)."""
+    import torch
+    from transformers import DataCollatorForSeq2Seq, PrinterCallback, Trainer, TrainingArguments, set_seed
+
+    from socialens.classifiers.encoder import _quiet_transformers
+
+    params = params or LoraParams()
+    if params.qlora:
+        check_qlora_available()
+    records = list(records)
+    for i, record in enumerate(records):
+        problem = _record_problem(record)
+        if problem:
+            raise DataError(
+                f"training record {i} ({record.get('id', '?') if isinstance(record, dict) else '?'}): {problem}"
+            )
+    if not records:
+        raise DataError("no training records")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    resume_from = last_checkpoint(out_dir) if resume else None
+    if resume and resume_from is None:
+        log.info("no checkpoint under %s/checkpoints: training from the start", out_dir)
+    with torch_threads(params.num_threads), _quiet_transformers(False), _PeakMemory() as memory:
+        set_seed(params.seed)
+        model, tokenizer = _load_base(base, params)
+        encoded = [encode_chat(tokenizer, r["messages"], params.max_length) for r in records]
+        rows = [row for row, _ in encoded]
+        truncated = sum(cut for _, cut in encoded)
+        model = _with_lora(model, params)
+        if params.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+            model.enable_input_require_grads()
+        probe = rows[: min(len(rows), params.batch_size, 8)]
+        loss_before = answer_loss(model, tokenizer, probe)
+        args = TrainingArguments(
+            output_dir=str(out_dir / "checkpoints"),
+            num_train_epochs=params.epochs,
+            max_steps=params.max_steps or -1,
+            per_device_train_batch_size=params.batch_size,
+            gradient_accumulation_steps=params.gradient_accumulation,
+            learning_rate=params.learning_rate,
+            lr_scheduler_type=params.lr_scheduler,
+            warmup_steps=params.warmup_ratio,
+            optim="adamw_torch",
+            weight_decay=0.0,
+            save_strategy="steps",
+            save_steps=params.save_steps,
+            save_total_limit=2,
+            logging_strategy="steps",
+            logging_steps=1,
+            report_to=[],
+            disable_tqdm=True,
+            seed=params.seed,
+            data_seed=params.seed,
+            train_sampling_strategy="group_by_length" if params.group_by_length else "random",
+            bf16=params.qlora,
+            dataloader_pin_memory=torch.cuda.is_available(),
+        )
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=rows,
+            data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX),
+            processing_class=tokenizer,
+            callbacks=_callbacks(progress),
+        )
+        trainer.remove_callback(PrinterCallback)
+        start = time.perf_counter()
+        trainer.train(resume_from_checkpoint=resume_from)
+        seconds = time.perf_counter() - start
+        loss_after = answer_loss(model, tokenizer, probe)
+        adapter_dir = out_dir / "adapter"
+        model.save_pretrained(adapter_dir)
+        tokenizer.save_pretrained(adapter_dir)
+        merged_dir = None
+        if params.merge:
+            merged_dir = out_dir / "merged"
+            model.merge_and_unload().save_pretrained(merged_dir)
+            tokenizer.save_pretrained(merged_dir)
+    state = trainer.state
+    start_step = int(Path(resume_from).name.split("-")[-1]) if resume_from else 0
+    trained_steps = state.global_step - start_step
+    examples_seen = trained_steps * params.batch_size * params.gradient_accumulation
+    report = TrainReport(
+        examples=len(records),
+        steps=state.global_step,
+        epochs=round(float(state.epoch or 0.0), 3),
+        train_time_s=round(seconds, 3),
+        examples_per_s=round(min(examples_seen, len(records) * params.epochs) / seconds, 3)
+        if seconds > 0
+        else None,
+        peak_rss_mb=round(memory.peak_bytes / 2**20, 1),
+        peak_gpu_mb=memory.peak_gpu_mb,
+        losses=[
+            {"step": entry["step"], "loss": round(entry["loss"], 4)}
+            for entry in state.log_history
+            if "loss" in entry
+        ],
+        loss_before=round(loss_before, 4),
+        loss_after=round(loss_after, 4),
+        truncated=truncated,
+        resumed_from=resume_from,
+        adapter_dir=str(adapter_dir),
+        merged_dir=str(merged_dir) if merged_dir else None,
+        base=base,
+        trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
+    )
+    (out_dir / "lora_params.json").write_text(
+        json.dumps({"base": base, **params.model_dump(mode="json")}, indent=2), encoding="utf-8"
+    )
+    (out_dir / "train_report.json").write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+    return report
+
+
+__all__ = [
+    "LoraParams",
+    "TrainReport",
+    "answer_loss",
+    "check_qlora_available",
+    "encode_chat",
+    "last_checkpoint",
+    "read_chat_records",
+    "train_lora",
+]
