@@ -22,7 +22,6 @@ mean of the per-dataset macro-F1 scores.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import tempfile
@@ -68,24 +67,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-@contextlib.contextmanager
-def file_order_sampler():
-    """Make the Trainer read the training records in file order, unless train_lora can be asked to."""
-    from torch.utils.data import SequentialSampler
-    from transformers import Trainer
-
-    original = Trainer._get_train_sampler
-
-    def sequential(self, train_dataset=None):
-        return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
-
-    Trainer._get_train_sampler = sequential
-    try:
-        yield
-    finally:
-        Trainer._get_train_sampler = original
-
-
 def lora_params(args: argparse.Namespace):
     from socialens.tuning.lora import LoraParams
 
@@ -95,12 +76,10 @@ def lora_params(args: argparse.Namespace):
         learning_rate=args.learning_rate,
         max_length=args.max_length,
         seed=args.seed,
-        group_by_length=False,
+        sampling="sequential",  # the order the shuffle strategy wrote is the order trained on
         num_threads=args.threads,
         save_steps=10_000,
     )
-    if "sampling" in LoraParams.model_fields:  # train_lora keeps file order itself
-        values["sampling"] = "sequential"
     return LoraParams(**values)
 
 
@@ -198,11 +177,7 @@ def main(argv: list[str] | None = None) -> None:
                 progress.update(bar, completed=done, total=total)
 
             console.log(f"training on the {shuffle} order ({len(records)} records)")
-            guard = (
-                contextlib.nullcontext() if "sampling" in type(params).model_fields else file_order_sampler()
-            )
-            with guard:
-                report = train_lora(records, BASE, work / shuffle / "lora", params, progress=on_progress)
+            report = train_lora(records, BASE, work / shuffle / "lora", params, progress=on_progress)
             losses = [entry["loss"] for entry in report.losses]
             tail = losses[-max(1, len(losses) // 5) :]
             results[shuffle] = {

@@ -73,7 +73,10 @@ class LoraParams(FamilyParams):
     qlora: bool = False
     merge: bool = False
     save_steps: int = Field(50, ge=1)
-    group_by_length: bool = True
+    # random: reshuffle every epoch; group_by_length: similar lengths batched together (less padding);
+    # sequential: the records' own order, which is how a mix built with a shuffle strategy
+    # (alphabetical / within_language / by_task / random) reaches training unchanged.
+    sampling: Literal["random", "group_by_length", "sequential"] = "group_by_length"
     gradient_checkpointing: bool = False
     num_threads: int | None = Field(None, ge=1)
 
@@ -382,7 +385,7 @@ def train_lora(
             disable_tqdm=True,
             seed=params.seed,
             data_seed=params.seed,
-            train_sampling_strategy="group_by_length" if params.group_by_length else "random",
+            train_sampling_strategy=params.sampling,
             bf16=params.qlora,
             dataloader_pin_memory=torch.cuda.is_available(),
         )
