@@ -20,6 +20,12 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Check and split labelled data files.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+export_app = typer.Typer(help="Export a trained model for fast inference (ONNX int8).", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+instruct_app = typer.Typer(
+    help="Instruction-tuning data (the LlamaLens recipe) and tuning.", no_args_is_help=True
+)
+app.add_typer(instruct_app, name="instruct")
 console = Console()
 
 
@@ -220,6 +226,72 @@ def _load_training_data(data, text, label, labels, metadata, seed, cap, data_roo
     return _load_split(data, text, label, labels, metadata, seed, cap, data_root, False)
 
 
+def _record_training_data(out, data, seed, cap, data_root, text, label, labels) -> None:
+    """Remember where the split came from, so `export onnx` can re-derive its dev set."""
+    from socialens.classifiers.base import update_model_info
+
+    def absolute(value):
+        return str(Path(value).resolve()) if value and Path(value).exists() else value
+
+    source = {"data": absolute(data), "seed": seed, "cap": cap, "data_root": absolute(data_root)}
+    update_model_info(out, training_data={**source, "text": text, "label": label, "labels": labels})
+
+
+def _recorded_dev_set(model_dir: Path):
+    """(examples, description) of the dev split (else test) the model was trained from, or None."""
+    from socialens.classifiers.base import read_model_info
+
+    recorded = read_model_info(model_dir).get("training_data")
+    if not recorded:
+        return None
+    split = _load_training_data(
+        recorded["data"],
+        recorded.get("text", "text"),
+        recorded.get("label", "label"),
+        recorded.get("labels"),
+        None,
+        recorded.get("seed", 0),
+        recorded.get("cap"),
+        recorded.get("data_root"),
+    )
+    part = "dev" if split.dev else "test"
+    examples = split.dev or split.test
+    return (examples, f"{part} split of {recorded['data']}") if examples else None
+
+
+@export_app.command("onnx")
+def export_onnx_command(
+    model_dir: Annotated[Path, typer.Argument(help="an encoder model directory written by train or bench")],
+    dev: Annotated[
+        Path | None, typer.Option(help="labelled file to check agreement on (default: the recorded dev split)")
+    ] = None,
+    text: Annotated[str, typer.Option(help="text column of --dev")] = "text",
+    id: Annotated[str | None, typer.Option(help="id column of --dev (default: row numbers)")] = None,
+    label: Annotated[str, typer.Option(help="gold label column of --dev (optional in the file)")] = "label",
+) -> None:
+    """Export an encoder to ONNX + int8, check it against torch, and make load() use it."""
+    from socialens.classifiers.base import read_model_info
+    from socialens.data.readers import read_examples
+    from socialens.data.schema import LabelSchema
+    from socialens.serving.onnx_export import check_model_dir, export_onnx
+
+    try:
+        check_model_dir(model_dir)
+        schema = LabelSchema.from_dict(read_model_info(model_dir)["schema"])
+        if dev is not None:
+            examples = read_examples(
+                dev, text=text, label=label, id=id, schema=schema, require_labels=False
+            ).examples
+            found = (examples, str(dev))
+        else:
+            found = _recorded_dev_set(model_dir)
+        report = export_onnx(model_dir, found[0] if found else None, dev_source=found[1] if found else "")
+    except SocialensError as exc:
+        _fail(exc)
+    for line in report.lines():
+        console.print(line, highlight=False, soft_wrap=True)
+
+
 @app.command()
 def train(
     family: Annotated[str, typer.Argument(help="model family: encoder or tfidf")],
@@ -251,6 +323,7 @@ def train(
         console.print(f"training {family} on {len(split.train)} examples (dev {len(split.dev)})")
         classifier.fit(split.train, split.dev, schema=split.schema)
         classifier.save(out)
+        _record_training_data(out, data, seed, cap, data_root, text, label, labels)
     except SocialensError as exc:
         _fail(exc)
     if split.test:
@@ -269,28 +342,98 @@ def predict(
     input: Annotated[Path, typer.Argument(help="CSV, TSV, JSONL or Parquet file to label")],
     out: Annotated[Path, typer.Option(help="output file: .jsonl, .csv or .parquet")],
     text: Annotated[str, typer.Option(help="text column")] = "text",
-    id: Annotated[str | None, typer.Option(help="id column (default: row numbers)")] = None,
+    id: Annotated[
+        str | None, typer.Option(help="id column (default: a column named id, else row numbers)")
+    ] = None,
     label: Annotated[str | None, typer.Option(help="gold label column, to also print scores")] = None,
+    metadata: Annotated[
+        list[str] | None, typer.Option(help="input column copied to the output (repeatable)")
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="examples per prediction batch")] = 256,
+    chunk_size: Annotated[int, typer.Option(help="rows read, written and committed at a time")] = 4096,
+    force: Annotated[
+        bool, typer.Option(help="start over instead of resuming an interrupted run into --out")
+    ] = False,
+    engine: Annotated[
+        str, typer.Option(help="local, or ray (Ray Data; RAY_ADDRESS or a local Ray)")
+    ] = "local",
+    ray_actors: Annotated[int, typer.Option(help="model actors with --engine ray")] = 2,
 ) -> None:
-    """Label a file with a trained model; every input row yields exactly one output record."""
+    """Label a file of any size, streaming; every input row yields exactly one output row.
+    An interrupted run restarted with the same arguments resumes where it stopped."""
     from socialens.classifiers.base import load_classifier
-    from socialens.data.readers import read_examples
+    from socialens.data.stream import RowStream
     from socialens.evaluation.metrics import compute_metrics
-    from socialens.predict import predict_file
+    from socialens.predict import predict_stream
+    from socialens.predict_output import read_output_records
 
     try:
+        if engine not in ("local", "ray"):
+            raise SocialensError(f"--engine {engine}: expected local or ray")
         classifier = load_classifier(model_dir)
-        examples = read_examples(
-            input, text=text, label=label, id=id, schema=classifier.schema, require_labels=label is not None
-        ).examples
-        records = predict_file(classifier, examples, out, batch_size=batch_size, console=console)
+        stream = RowStream(
+            input, text=text, label=label, id=id, metadata=_meta(metadata), schema=classifier.schema
+        )
+        options = dict(model_dir=model_dir, chunk_rows=chunk_size, batch_size=batch_size, force=force)
+        if engine == "ray":
+            from socialens.predict_ray import predict_stream_ray
+
+            summary = predict_stream_ray(
+                stream, out, labels=classifier.schema.names, actors=ray_actors, console=console, **options
+            )
+        else:
+            summary = predict_stream(classifier, stream, out, console=console, **options)
     except SocialensError as exc:
         _fail(exc)
-    console.print(f"wrote {len(records)} predictions to {out}")
+    resumed = f" (resumed after row {summary.resumed_from:,})" if summary.resumed_from else ""
+    counts = ", ".join(f"{n:,} {status}" for status, n in sorted(summary.statuses.items()))
+    console.print(
+        f"wrote {summary.rows:,} predictions to {out}{resumed}: {counts}; {summary.rows_per_s:,.0f} rows/s",
+        highlight=False,
+        soft_wrap=True,
+    )
     if label is not None:
-        metrics = compute_metrics(records, classifier.schema.names, n_bootstrap=1000)
-        console.print(f"macro-F1 {metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f}")
+        records = [r for r in read_output_records(out) if r.gold is not None]
+        if records:
+            metrics = compute_metrics(records, classifier.schema.names, n_bootstrap=1000)
+            console.print(f"macro-F1 {metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f}")
+
+
+@app.command()
+def serve(
+    model_dir: Annotated[Path, typer.Argument(help="a model directory written by train or bench")],
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8080,
+    token_env: Annotated[
+        str | None, typer.Option(help="environment variable holding the bearer token (default: no auth)")
+    ] = None,
+    max_batch: Annotated[int, typer.Option(help="most texts in one model call")] = 64,
+    max_wait_ms: Annotated[float, typer.Option(help="longest wait for more texts to fill a batch")] = 5.0,
+    max_texts: Annotated[int, typer.Option(help="most texts per request (more: 413)")] = 256,
+    max_chars: Annotated[int, typer.Option(help="most characters per text (more: 422)")] = 10_000,
+    threads: Annotated[
+        int | None, typer.Option(help="torch threads for inference (default: all cores but one)")
+    ] = None,
+) -> None:
+    """Serve a trained model over HTTP: POST /v1/classify, GET /v1/model, /healthz, docs at /docs."""
+    from socialens.serving.app import ServiceSettings
+    from socialens.serving.server import build_server, read_token
+
+    try:
+        settings = ServiceSettings(
+            max_batch=max_batch,
+            max_wait_ms=max_wait_ms,
+            max_texts=max_texts,
+            max_chars=max_chars,
+            threads=threads,
+            token=read_token(token_env),
+        )
+        server = build_server(model_dir, host, port, settings)
+    except SocialensError as exc:
+        _fail(exc)
+    auth = f"bearer token from ${token_env}" if token_env else "no auth"
+    console.print(f"serving {model_dir} on http://{host}:{port} ({auth}); docs at /docs", highlight=False)
+    server.run()
 
 
 @app.command()
@@ -300,6 +443,144 @@ def models() -> None:
 
     for name, info in BUILTIN_MODELS.items():
         console.print(f"builtin:{name}  {info.description}")
+
+
+@instruct_app.command("build")
+def instruct_build(
+    config: Annotated[Path, typer.Argument(help="instruction mix YAML (datasets, cap, seed, shuffle)")],
+    out: Annotated[Path, typer.Option(help="output folder for train/dev/test.jsonl and stats.json")],
+    shuffle: Annotated[
+        str | None, typer.Option(help="alphabetical | within_language | by_task | random (default: the mix's)")
+    ] = None,
+    cap: Annotated[int | None, typer.Option(help="stratified cap per dataset's train split")] = None,
+    seed: Annotated[int | None, typer.Option(help="sampling and shuffling seed (default: the mix's)")] = None,
+    data_root: Annotated[str | None, typer.Option(help="data root for dataset YAMLs")] = None,
+) -> None:
+    """Mix datasets into chat-format JSONL, one sampled instruction per example, in one training order."""
+    from socialens.tuning.mix import build_mix, load_mix, print_stats
+
+    try:
+        stats = build_mix(
+            load_mix(config), out, shuffle=shuffle, cap=cap, seed=seed, data_root=data_root, console=console
+        )
+    except SocialensError as exc:
+        _fail(exc)
+    print_stats(stats, console)
+    console.print(f"wrote {', '.join(stats['files'].values())} and {out / 'stats.json'}", highlight=False)
+
+
+@instruct_app.command("generate")
+def instruct_generate(
+    dataset: Annotated[str, typer.Argument(help="dataset YAML or builtin:<name>")],
+    out: Annotated[Path, typer.Option(help="instruction YAML to write (review it before use)")],
+    task: Annotated[str, typer.Option(help="short task key, e.g. hate_speech (groups datasets by task)")],
+    backend: Annotated[str, typer.Option(help="LLM backend: llamacpp | hf | openai")] = "llamacpp",
+    model: Annotated[str, typer.Option(help="model for the backend")] = "builtin:smollm2-135m-instruct",
+    n: Annotated[int, typer.Option(help="instructions to request")] = 20,
+    max_tokens: Annotated[int, typer.Option(help="tokens per generated instruction")] = 120,
+    seed: Annotated[int, typer.Option(help="sampling seed of the first request")] = 0,
+) -> None:
+    """Generate paraphrased instructions from a dataset's metadata; keep those naming every label."""
+    from rich.progress import Progress
+
+    from socialens.data.datasets import load_dataset_config
+    from socialens.llm.base import get_backend
+    from socialens.tuning.instructions import generate_instruction_set, write_instruction_set
+
+    try:
+        dataset_config = load_dataset_config(dataset)
+        schema = dataset_config.to_schema()
+        llm = get_backend(backend)(model)
+        with Progress(console=console) as progress:
+            bar = progress.add_task(f"generating for {dataset_config.name}", total=n)
+            instruction_set, report = generate_instruction_set(
+                llm,
+                dataset=dataset_config.name,
+                language=dataset_config.language,
+                task=task,
+                task_definition=dataset_config.task,
+                labels=schema.names,
+                descriptions=[label.description for label in schema.labels],
+                n=n,
+                max_tokens=max_tokens,
+                seed=seed,
+                on_step=lambda: progress.advance(bar),
+            )
+        write_instruction_set(instruction_set, out, header=f"generation: {report.to_dict()}")
+    except SocialensError as exc:
+        _fail(exc)
+    dropped = ", ".join(f"{count} {reason}" for reason, count in sorted(report.dropped.items())) or "none"
+    console.print(f"kept {report.kept} of {report.requested} (dropped: {dropped}) -> {out}", highlight=False)
+
+
+@instruct_app.command("train")
+def instruct_train(
+    data_dir: Annotated[Path, typer.Argument(help="folder with train.jsonl chat records (instruct build)")],
+    out: Annotated[Path, typer.Option(help="output folder: adapter/, checkpoints/, train_report.json")],
+    base: Annotated[str, typer.Option(help="base instruct LLM (builtin:<name>, folder or hub id)")] = (
+        "builtin:smollm2-135m-instruct"
+    ),
+    lora_r: Annotated[int, typer.Option(help="LoRA rank")] = 16,
+    epochs: Annotated[float, typer.Option(help="training epochs")] = 2,
+    lr: Annotated[float, typer.Option(help="learning rate (AdamW, linear schedule)")] = 2e-4,
+    batch_size: Annotated[int, typer.Option(help="examples per step (per device)")] = 16,
+    max_length: Annotated[int, typer.Option(help="tokens per record (the prompt's start is cut)")] = 512,
+    max_examples: Annotated[int | None, typer.Option(help="train on the first N records only")] = None,
+    resume: Annotated[bool, typer.Option(help="continue from the last checkpoint in OUT")] = False,
+    merge: Annotated[bool, typer.Option(help="also write OUT/merged: the base with the adapter in")] = False,
+    qlora: Annotated[bool, typer.Option(help="4-bit base (needs bitsandbytes and a CUDA GPU)")] = False,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+    sampling: Annotated[
+        str,
+        typer.Option(
+            help="sequential: train in the file's order (the shuffle strategy chosen at build time); "
+            "random or group_by_length: let the trainer reorder"
+        ),
+    ] = "sequential",
+) -> None:
+    """LoRA-tune an instruct LLM on chat records (LlamaLens: r 16, alpha 32, lr 2e-4, 2 epochs, batch 16)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from socialens.classifiers.instruct import write_trained_model_info
+    from socialens.tuning.lora import LoraParams, read_chat_records, train_lora
+
+    try:
+        records = read_chat_records(data_dir / "train.jsonl")[:max_examples]
+        params = LoraParams(
+            r=lora_r,
+            alpha=2 * lora_r,
+            epochs=epochs,
+            learning_rate=lr,
+            batch_size=batch_size,
+            max_length=max_length,
+            merge=merge,
+            qlora=qlora,
+            num_threads=threads,
+            sampling=sampling,
+        )
+        console.print(f"LoRA-tuning {base} on {len(records)} records from {data_dir}", highlight=False)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console) as progress:
+            bar = progress.add_task("training steps", total=None)
+            report = train_lora(
+                records,
+                base,
+                out,
+                params,
+                progress=lambda stage, done, total: progress.update(bar, completed=done, total=total),
+                resume=resume,
+            )
+        loadable = write_trained_model_info(out, records, base, params)
+    except (SocialensError, ValueError) as exc:
+        _fail(exc)
+    console.print(
+        f"{report.steps} steps in {report.train_time_s:.0f} s ({report.examples_per_s} examples/s), "
+        f"peak RSS {report.peak_rss_mb:.0f} MiB; answer loss {report.loss_before} -> {report.loss_after}",
+        highlight=False,
+    )
+    console.print(f"adapter: {report.adapter_dir}", highlight=False)
+    if loadable:
+        console.print(f"a single-dataset model: `socialens predict {out} FILE` uses it", highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry

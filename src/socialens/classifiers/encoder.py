@@ -8,12 +8,15 @@ pads each batch only to its longest member, and restores the input order afterwa
 from __future__ import annotations
 
 import contextlib
+import shutil
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
+
+import numpy as np
 
 from socialens.classifiers.base import (
     FamilyParams,
@@ -26,9 +29,12 @@ from socialens.classifiers.base import (
 )
 from socialens.data.schema import Example, LabelSchema
 from socialens.runtime import torch_threads
+from socialens.serving.onnx_session import INT8_ENGINE, ONNX_DIR
 
 # progress(stage, done, total): stage is "train" (optimizer steps) or "predict" (examples)
 ProgressHook = Callable[[str, int, int], None]
+# "auto": the int8 ONNX model when the directory has one (socialens export onnx), else torch
+Engine = Literal["auto", "torch", "onnx"]
 
 
 class EncoderParams(FamilyParams):
@@ -131,7 +137,12 @@ class EncoderClassifier:
         self.schema: LabelSchema | None = None
         self.model_ = None
         self.tokenizer_ = None
+        self.onnx_ = None  # an OnnxEncoderSession when loaded with the ONNX engine
         self.training_: dict[str, Any] = {}
+
+    @property
+    def engine(self) -> str:
+        return INT8_ENGINE if self.onnx_ is not None else "torch"
 
     # -- helpers --------------------------------------------------------------------------------
     def _encode(self, examples: list[Example], with_labels: bool) -> list[dict[str, Any]]:
@@ -152,7 +163,7 @@ class EncoderClassifier:
         return found
 
     def _check_fitted(self) -> None:
-        if self.model_ is None or self.tokenizer_ is None or self.schema is None:
+        if (self.model_ is None and self.onnx_ is None) or self.tokenizer_ is None or self.schema is None:
             raise RuntimeError("EncoderClassifier is not fitted: call fit() or load() first")
 
     # -- protocol -------------------------------------------------------------------------------
@@ -274,44 +285,66 @@ class EncoderClassifier:
     def _scores(self, texts: list[str]) -> tuple[list[list[float]], list[float]]:
         """Softmax probabilities (schema order) for ``texts`` in input order, and per-text latency
         (its batch's time divided by the batch size)."""
+        self._check_fitted()
+        if self.onnx_ is not None:
+            return self._batched_scores(texts, self.onnx_.probabilities, "np")
         import torch
 
-        self._check_fitted()
+        device = next(self.model_.parameters()).device
+
+        def forward(batch) -> np.ndarray:
+            logits = self.model_(**{k: v.to(device) for k, v in batch.items()}).logits
+            return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
+        with torch_threads(self.params.num_threads), torch.inference_mode():
+            return self._batched_scores(texts, forward, "pt")
+
+    def _batched_scores(
+        self, texts: list[str], forward: Callable[[Any], np.ndarray], tensors: str
+    ) -> tuple[list[list[float]], list[float]]:
+        """Tokenize once, run ``forward`` (padded batch -> probabilities) over length-sorted batches,
+        each padded only to its longest member, and restore the input order."""
         n = len(texts)
         if n == 0:
             return [], []
         p = self.params
         probs: list[list[float] | None] = [None] * n
         latency = [0.0] * n
-        device = next(self.model_.parameters()).device
-        with torch_threads(p.num_threads), torch.inference_mode():
-            enc = self.tokenizer_(list(texts), truncation=True, max_length=p.max_length, padding=False)
-            keys = list(enc.keys())
-            order = sorted(range(n), key=lambda i: len(enc["input_ids"][i]))
-            for start in range(0, n, p.eval_batch_size):
-                t0 = time.perf_counter()
-                idx = order[start : start + p.eval_batch_size]
-                batch = self.tokenizer_.pad([{k: enc[k][i] for k in keys} for i in idx], return_tensors="pt")
-                batch = {k: v.to(device) for k, v in batch.items()}
-                logits = self.model_(**batch).logits
-                rows = torch.softmax(logits.float(), dim=-1).cpu().tolist()
-                per = (time.perf_counter() - t0) / len(idx)
-                for i, row in zip(idx, rows, strict=True):
-                    probs[i] = row
-                    latency[i] = per
-                if self.progress is not None:
-                    self.progress("predict", min(start + len(idx), n), n)
+        enc = self.tokenizer_(list(texts), truncation=True, max_length=p.max_length, padding=False)
+        keys = list(enc.keys())
+        order = sorted(range(n), key=lambda i: len(enc["input_ids"][i]))
+        for start in range(0, n, p.eval_batch_size):
+            t0 = time.perf_counter()
+            idx = order[start : start + p.eval_batch_size]
+            batch = self.tokenizer_.pad([{k: enc[k][i] for k in keys} for i in idx], return_tensors=tensors)
+            rows = forward(dict(batch)).tolist()
+            per = (time.perf_counter() - t0) / len(idx)
+            for i, row in zip(idx, rows, strict=True):
+                probs[i] = row
+                latency[i] = per
+            if self.progress is not None:
+                self.progress("predict", min(start + len(idx), n), n)
         return probs, latency  # type: ignore[return-value]
 
     def predict(self, examples: list[Example]) -> list[PredictionRecord]:
         self._check_fitted()
         probs, latency = self._scores([ex.text for ex in examples])
-        return probability_records(examples, self.schema.names, probs, latency)
+        records = probability_records(examples, self.schema.names, probs, latency)
+        if self.onnx_ is not None:  # torch is the default engine: its records stay untagged
+            for record in records:
+                record.metadata["engine"] = self.engine
+        return records
 
     def save(self, directory: str | Path) -> None:
         self._check_fitted()
+        if self.model_ is None:
+            raise RuntimeError(
+                "this encoder was loaded with the ONNX engine; load it with engine='torch' to save"
+            )
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        # an ONNX export of earlier weights in this folder would be picked up by load(): drop it
+        shutil.rmtree(directory / ONNX_DIR, ignore_errors=True)
         with _quiet_transformers(self.params.verbose):
             self.model_.save_pretrained(directory)
             self.tokenizer_.save_pretrained(directory)
@@ -324,22 +357,43 @@ class EncoderClassifier:
         )
 
     @classmethod
-    def load(cls, directory: str | Path, progress: ProgressHook | None = None) -> EncoderClassifier:
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    def load(
+        cls, directory: str | Path, progress: ProgressHook | None = None, engine: Engine = "auto"
+    ) -> EncoderClassifier:
+        """Load a saved encoder. With engine "auto" it predicts through onnxruntime when the
+        directory holds ``onnx/model_int8.onnx`` and through torch otherwise."""
+        from transformers import AutoTokenizer
+
+        from socialens.errors import ConfigError
+        from socialens.serving.onnx_session import OnnxEncoderSession, int8_model_path
 
         directory = Path(directory)
         info = read_model_info(directory)
         obj = cls(EncoderParams.model_validate(info["params"]), seed=info.get("seed", 0), progress=progress)
         obj.schema = LabelSchema.from_dict(info["schema"])
         obj.training_ = info.get("training", {})
+        onnx_path = int8_model_path(directory)
+        if engine == "onnx" and not onnx_path.is_file():
+            raise ConfigError(
+                f"{directory}: no {onnx_path.name}; run `socialens export onnx {directory}` first"
+            )
         with _quiet_transformers(obj.params.verbose):
             obj.tokenizer_ = AutoTokenizer.from_pretrained(directory)
-            obj.model_ = AutoModelForSequenceClassification.from_pretrained(directory)
-        if torch.cuda.is_available():
-            obj.model_.to("cuda")
-        obj.model_.eval()
+            if engine != "torch" and onnx_path.is_file():
+                obj.onnx_ = OnnxEncoderSession(onnx_path, num_threads=obj.params.num_threads)
+            else:
+                obj.model_ = _load_torch_model(directory)
         return obj
+
+
+def _load_torch_model(directory: Path):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(directory)
+    if torch.cuda.is_available():
+        model.to("cuda")
+    return model.eval()
 
 
 def _compute_metrics(eval_pred) -> dict[str, float]:

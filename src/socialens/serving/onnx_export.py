@@ -1,0 +1,237 @@
+"""Export a fine-tuned encoder to ONNX, quantise it to int8, and measure how far it drifts from torch.
+
+``export_onnx(model_dir)`` writes ``<model_dir>/onnx/model.onnx`` (fp32, dynamic batch and sequence
+axes) and ``<model_dir>/onnx/model_int8.onnx`` (onnxruntime dynamic int8 quantisation of the
+weights), then, given dev examples, predicts them through torch and through the int8 model and
+records the agreement in the model's socialens_model.json. From then on EncoderClassifier.load
+predicts through the int8 model unless asked for engine="torch".
+
+torch 2.13's default exporter (dynamo) needs onnxscript; the TorchScript exporter (dynamo=False)
+needs nothing more and handles BERT-style encoders, so it is used here. Its trace is checked
+against torch on the dev examples rather than trusted.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from socialens.classifiers.base import MODEL_INFO_FILE, PredictionRecord, read_model_info, update_model_info
+from socialens.data.schema import Example
+from socialens.errors import ConfigError
+from socialens.serving.onnx_session import FP32_FILE, INT8_FILE, ONNX_DIR
+
+OPSET = 17
+# two texts of different lengths, so the traced graph sees real padding and a batch above one
+TRACE_TEXTS = ["an example sentence to trace the encoder with", "a short one"]
+
+
+@dataclass
+class Agreement:
+    """How the int8 ONNX model compares with torch on the same examples."""
+
+    source: str
+    n_examples: int
+    label_agreement: float
+    max_abs_prob_diff: float
+    n_labelled: int = 0
+    macro_f1_torch: float | None = None
+    macro_f1_onnx: float | None = None
+
+
+@dataclass
+class ExportReport:
+    model_dir: str
+    fp32_path: str
+    int8_path: str
+    fp32_bytes: int
+    int8_bytes: int
+    export_s: float
+    quantize_s: float
+    opset: int = OPSET
+    agreement: Agreement | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        """The human-readable summary the CLI prints."""
+        out = [
+            f"fp32 {self.fp32_path} ({self.fp32_bytes / 1e6:.1f} MB, exported in {self.export_s:.1f} s)",
+            f"int8 {self.int8_path} ({self.int8_bytes / 1e6:.1f} MB, "
+            f"{self.int8_bytes / self.fp32_bytes:.0%} of fp32, quantised in {self.quantize_s:.1f} s)",
+        ]
+        a = self.agreement
+        if a is None:
+            out += self.notes or ["agreement with torch was not checked"]
+            return out
+        out.append(
+            f"agreement with torch on {a.n_examples} examples ({a.source}): labels {a.label_agreement:.2%}, "
+            f"max |probability difference| {a.max_abs_prob_diff:.4f}"
+        )
+        if a.n_labelled:
+            out.append(
+                f"macro-F1 on {a.n_labelled} labelled examples: torch {a.macro_f1_torch:.4f}, "
+                f"onnx int8 {a.macro_f1_onnx:.4f} ({100 * (a.macro_f1_onnx - a.macro_f1_torch):+.2f} points)"
+            )
+        return out + self.notes
+
+
+def check_model_dir(model_dir: str | Path) -> dict[str, Any]:
+    """The model info of an encoder model directory, or a one-line ConfigError saying what is wrong."""
+    model_dir = Path(model_dir)
+    if not (model_dir / MODEL_INFO_FILE).is_file():
+        raise ConfigError(f"{model_dir}: not a socialens model directory (missing {MODEL_INFO_FILE})")
+    info = read_model_info(model_dir)
+    if info.get("family") != "encoder":
+        raise ConfigError(
+            f"{model_dir}: ONNX export needs an 'encoder' model, this one is '{info.get('family')}'"
+        )
+    if not any((model_dir / name).is_file() for name in ("model.safetensors", "pytorch_model.bin")):
+        raise ConfigError(f"{model_dir}: no model.safetensors; expected the weights saved by train or bench")
+    return info
+
+
+def _trace_to_onnx(classifier, path: Path) -> None:
+    import torch
+
+    tokenizer, model = classifier.tokenizer_, classifier.model_.cpu().eval()
+    batch = tokenizer(TRACE_TEXTS, padding=True, return_tensors="pt")
+    names = [name for name in tokenizer.model_input_names if name in batch]
+
+    class LogitsOnly(torch.nn.Module):
+        """Positional inputs in ``names`` order: the TorchScript exporter binds inputs by position,
+        and the model's forward() orders them differently from the tokenizer."""
+
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors):
+            return self.model(**dict(zip(names, tensors, strict=True))).logits
+
+    axes = {name: {0: "batch", 1: "sequence"} for name in names}
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        # the exporter's deprecation notice and tracer warnings about python-bool branches on
+        # shapes: the graph is verified numerically against torch instead
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            LogitsOnly().eval(),
+            tuple(batch[name] for name in names),
+            str(path),
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes={**axes, "logits": {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
+            do_constant_folding=True,
+        )
+
+
+def _quantize(fp32: Path, int8: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    # its "consider pre-processing" advice goes to the root logger; that pre-processing's symbolic
+    # shape inference fails on this graph, and the result is checked against torch anyway
+    root.setLevel(logging.ERROR)
+    try:
+        # per-channel weight scales: half the probability drift of per-tensor ones at the same speed
+        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True)
+    finally:
+        root.setLevel(level)
+
+
+def agreement(
+    torch_records: list[PredictionRecord],
+    onnx_records: list[PredictionRecord],
+    labels: list[str],
+    source: str,
+) -> Agreement:
+    """Label agreement and probability drift between two engines' records of the same examples,
+    and macro-F1 of each on the examples that have a gold label."""
+    from socialens.evaluation.metrics import compute_metrics
+
+    pairs = list(zip(torch_records, onnx_records, strict=True))
+    same = sum(a.predicted == b.predicted for a, b in pairs)
+    drift = max((abs(a.scores[k] - b.scores[k]) for a, b in pairs for k in labels), default=0.0)
+    result = Agreement(
+        source=source,
+        n_examples=len(pairs),
+        label_agreement=same / len(pairs) if pairs else 1.0,
+        max_abs_prob_diff=float(drift),
+    )
+    labelled = sum(r.gold is not None for r in torch_records)
+    if labelled:
+        result.n_labelled = labelled
+        result.macro_f1_torch = compute_metrics(torch_records, labels, n_bootstrap=0)["macro_f1"]
+        result.macro_f1_onnx = compute_metrics(onnx_records, labels, n_bootstrap=0)["macro_f1"]
+    return result
+
+
+def export_onnx(
+    model_dir: str | Path,
+    dev_examples: list[Example] | None = None,
+    *,
+    dev_source: str = "dev examples",
+    progress=None,
+) -> ExportReport:
+    """Export, quantise, check against torch on ``dev_examples`` and record the result in the model info.
+
+    The files are written to a temporary folder first and moved into ``<model_dir>/onnx/`` only when
+    both exist, so a failed export never leaves a half-written model that load() would pick up."""
+    from socialens.classifiers.encoder import EncoderClassifier
+
+    model_dir = Path(model_dir)
+    check_model_dir(model_dir)
+    torch_clf = EncoderClassifier.load(model_dir, progress=progress, engine="torch")
+    target = model_dir / ONNX_DIR
+    with tempfile.TemporaryDirectory(dir=model_dir, prefix=".onnx-") as tmp:
+        fp32, int8 = Path(tmp) / FP32_FILE, Path(tmp) / INT8_FILE
+        start = time.perf_counter()
+        _trace_to_onnx(torch_clf, fp32)
+        export_s = time.perf_counter() - start
+        start = time.perf_counter()
+        _quantize(fp32, int8)
+        quantize_s = time.perf_counter() - start
+        target.mkdir(exist_ok=True)
+        for path in (fp32, int8):
+            shutil.move(path, target / path.name)
+    report = ExportReport(
+        model_dir=str(model_dir),
+        fp32_path=str(target / FP32_FILE),
+        int8_path=str(target / INT8_FILE),
+        fp32_bytes=(target / FP32_FILE).stat().st_size,
+        int8_bytes=(target / INT8_FILE).stat().st_size,
+        export_s=round(export_s, 3),
+        quantize_s=round(quantize_s, 3),
+    )
+    if dev_examples:
+        onnx_clf = EncoderClassifier.load(model_dir, progress=progress, engine="onnx")
+        report.agreement = agreement(
+            torch_clf.predict(dev_examples),
+            onnx_clf.predict(dev_examples),
+            torch_clf.schema.names,
+            dev_source,
+        )
+    else:
+        report.notes.append(
+            "agreement with torch was not checked: no dev examples (pass --dev FILE, or train with "
+            "`socialens train`, which records the split)"
+        )
+    # paths relative to the model directory, so the record stays true when the folder moves
+    summary = {k: v for k, v in report.to_dict().items() if k != "model_dir"}
+    summary.update(fp32_path=f"{ONNX_DIR}/{FP32_FILE}", int8_path=f"{ONNX_DIR}/{INT8_FILE}")
+    update_model_info(model_dir, onnx=summary)
+    return report
+
+
+__all__ = ["Agreement", "ExportReport", "agreement", "check_model_dir", "export_onnx"]

@@ -1,0 +1,189 @@
+"""ONNX int8 export: a real MiniLM fine-tuned on built-in demo comments, exported, quantised,
+checked against torch and loaded back through onnxruntime."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import socialens
+from socialens.classifiers.base import MODEL_INFO_FILE, load_classifier, read_model_info
+from socialens.classifiers.encoder import EncoderClassifier, EncoderParams
+from socialens.cli import app
+from socialens.data.readers import read_examples
+from socialens.errors import ConfigError
+from socialens.serving.onnx_export import agreement, export_onnx
+from socialens.serving.onnx_session import INT8_ENGINE
+
+DEMO_CSV = Path(socialens.__file__).parent / "data" / "builtin" / "reddit_misinfo_demo" / "comments.csv"
+PER_LABEL = 8
+
+pytestmark = pytest.mark.slow
+
+
+def demo_examples():
+    """The first PER_LABEL demo comments of each label (24 in all), read by the real reader."""
+    examples = read_examples(DEMO_CSV, text="text", label="label", id="id").examples
+    taken: dict[str, list] = {}
+    for ex in examples:
+        if len(taken.setdefault(ex.label, [])) < PER_LABEL:
+            taken[ex.label].append(ex)
+    return [ex for group in taken.values() for ex in group]
+
+
+@pytest.fixture(scope="module")
+def examples():
+    return demo_examples()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, examples):
+    """A model directory after training a few steps and `export_onnx` with the training examples
+    as the dev set (the test is about the export's fidelity, not the model's quality)."""
+    model_dir = tmp_path_factory.mktemp("onnx") / "model"
+    params = EncoderParams(
+        epochs=5,
+        learning_rate=3e-4,
+        batch_size=12,
+        eval_batch_size=16,
+        warmup_ratio=0.0,
+        max_length=64,
+        num_threads=2,
+    )
+    EncoderClassifier(params, seed=0).fit(examples).save(model_dir)
+    report = export_onnx(model_dir, examples, dev_source="demo")
+    return model_dir, report
+
+
+def test_export_writes_fp32_and_a_smaller_int8_model(exported):
+    model_dir, report = exported
+    fp32, int8 = model_dir / "onnx" / "model.onnx", model_dir / "onnx" / "model_int8.onnx"
+    assert fp32.is_file() and int8.is_file()
+    assert report.fp32_bytes == fp32.stat().st_size and report.int8_bytes == int8.stat().st_size
+    # int8 weights are a quarter of fp32; embeddings and the graph keep it above that
+    assert report.int8_bytes < 0.5 * report.fp32_bytes
+    assert not [p for p in model_dir.iterdir() if p.name.startswith(".onnx-")]  # temp folder removed
+
+
+def test_int8_model_agrees_with_torch_and_is_recorded(exported, examples):
+    model_dir, report = exported
+    a = report.agreement
+    assert a.n_examples == len(examples) == a.n_labelled
+    assert a.label_agreement >= 0.95
+    assert a.max_abs_prob_diff < 0.1
+    assert a.macro_f1_torch > 0.5  # the model learned something, so agreement is not trivial
+    assert abs(a.macro_f1_onnx - a.macro_f1_torch) <= 0.05
+    recorded = read_model_info(model_dir)["onnx"]
+    assert recorded["int8_path"] == "onnx/model_int8.onnx"
+    assert recorded["agreement"]["label_agreement"] == a.label_agreement
+    assert recorded["agreement"]["source"] == "demo"
+    assert read_model_info(model_dir)["family"] == "encoder"  # the rest of the info is kept
+
+
+def test_load_predicts_through_onnx_with_the_same_labels_as_torch(exported, examples):
+    model_dir, _ = exported
+    onnx_clf = load_classifier(model_dir)
+    torch_clf = EncoderClassifier.load(model_dir, engine="torch")
+    assert onnx_clf.engine == INT8_ENGINE and onnx_clf.model_ is None
+    assert torch_clf.engine == "torch"
+    onnx_records, torch_records = onnx_clf.predict(examples), torch_clf.predict(examples)
+    assert [r.id for r in onnx_records] == [ex.id for ex in examples]
+    assert {r.metadata["engine"] for r in onnx_records} == {INT8_ENGINE}
+    assert all("engine" not in r.metadata for r in torch_records)
+    for record in onnx_records:
+        assert record.status == "ok"
+        assert sum(record.scores.values()) == pytest.approx(1.0, abs=1e-6)
+        assert record.predicted == max(record.scores, key=record.scores.get)
+    same = agreement(torch_records, onnx_records, torch_clf.schema.names, "again")
+    assert same.label_agreement >= 0.95
+    # input order is restored after length sorting: a reversed input gives reversed output
+    reversed_records = onnx_clf.predict(examples[::-1])
+    assert [r.predicted for r in reversed_records] == [r.predicted for r in onnx_records][::-1]
+    assert onnx_clf.predict([]) == []
+
+
+def test_onnx_loaded_encoder_refuses_to_save(exported, tmp_path):
+    model_dir, _ = exported
+    with pytest.raises(RuntimeError, match="engine='torch'"):
+        load_classifier(model_dir).save(tmp_path / "copy")
+
+
+def test_bad_model_dirs_give_one_line_errors(tmp_path, exported):
+    with pytest.raises(ConfigError, match="not a socialens model directory") as missing:
+        export_onnx(tmp_path)
+    assert "\n" not in str(missing.value)
+    tfidf_dir = tmp_path / "tfidf"
+    tfidf_dir.mkdir()
+    (tfidf_dir / MODEL_INFO_FILE).write_text(json.dumps({"family": "tfidf"}), encoding="utf-8")
+    with pytest.raises(ConfigError, match="needs an 'encoder' model, this one is 'tfidf'"):
+        export_onnx(tfidf_dir)
+    no_weights = tmp_path / "no_weights"
+    no_weights.mkdir()
+    info = read_model_info(exported[0])
+    (no_weights / MODEL_INFO_FILE).write_text(json.dumps(info), encoding="utf-8")
+    with pytest.raises(ConfigError, match="no model.safetensors"):
+        export_onnx(no_weights)
+    with pytest.raises(ConfigError, match="export onnx"):
+        EncoderClassifier.load(no_weights, engine="onnx")
+
+
+def test_cli_export_reads_dev_file_and_prints_agreement(exported, examples, tmp_path):
+    model_dir, _ = exported
+    dev = tmp_path / "dev.jsonl"
+    dev.write_text(
+        "".join(json.dumps({"text": ex.text, "label": ex.label}) + "\n" for ex in examples[:20]),
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["export", "onnx", str(model_dir), "--dev", str(dev)])
+    assert result.exit_code == 0, result.output
+    assert "agreement with torch on 20 examples" in result.output
+    assert "macro-F1 on 20 labelled examples" in result.output
+    assert read_model_info(model_dir)["onnx"]["agreement"]["n_examples"] == 20
+
+
+def test_cli_export_without_dev_says_agreement_was_not_checked(exported, tmp_path):
+    model_dir, _ = exported
+    result = CliRunner().invoke(app, ["export", "onnx", str(model_dir)])
+    assert result.exit_code == 0, result.output
+    assert "agreement with torch was not checked: no dev examples" in result.output
+    assert read_model_info(model_dir)["onnx"]["agreement"] is None
+    bad = CliRunner().invoke(app, ["export", "onnx", str(tmp_path / "nothing")])
+    assert bad.exit_code == 2
+    assert "not a socialens model directory" in bad.output
+
+
+def test_cli_export_uses_the_split_recorded_at_training(exported, examples, tmp_path):
+    from socialens.cli import _record_training_data
+    from socialens.data.prepare import write_split
+    from socialens.data.schema import LabelSchema, Split
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(exported[0], model_dir, ignore=shutil.ignore_patterns("onnx"))
+    schema = LabelSchema.from_dict(read_model_info(model_dir)["schema"])
+    split_dir = write_split(
+        Split(train=examples, dev=examples[:9], test=[], schema=schema), tmp_path / "split"
+    )
+    _record_training_data(model_dir, str(split_dir), 0, None, None, "text", "label", None)
+    assert read_model_info(model_dir)["training_data"]["data"] == str(split_dir.resolve())
+    result = CliRunner().invoke(app, ["export", "onnx", str(model_dir)])
+    assert result.exit_code == 0, result.output
+    assert "agreement with torch on 9 examples (dev split of" in result.output
+    assert (model_dir / "onnx" / "model_int8.onnx").is_file()
+
+
+def test_saving_new_weights_drops_a_stale_export(exported, tmp_path):
+    model_dir = tmp_path / "model"
+    shutil.copytree(exported[0], model_dir)
+    assert load_classifier(model_dir).engine == INT8_ENGINE
+    EncoderClassifier.load(model_dir, engine="torch").save(model_dir)
+    assert not (model_dir / "onnx").exists()
+    assert "onnx" not in read_model_info(model_dir)
+    assert load_classifier(model_dir).engine == "torch"
