@@ -1,6 +1,8 @@
 """Serving load: `socialens serve` (micro-batching) vs a naive FastAPI + transformers.pipeline server.
 
-Both serve the same fine-tuned MiniLM model directory, each started the same way (its own uvicorn
+Both serve the same fine-tuned MiniLM model (ours with the int8 ONNX copy `socialens export onnx`
+adds, as a deployment would, unless --engine torch; the naive server the same torch weights through
+transformers.pipeline), each started the same way (its own uvicorn
 process on 127.0.0.1, one at a time), and get the same single-text requests from an asyncio + httpx
 client at concurrency 1, 8 and 32. Reported per cell: requests/s, p50 and p99 latency, errors (any
 non-200 answer, transport error, or a result that is not one "ok" prediction), and how often the
@@ -51,6 +53,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT), help="folder holding tweeteval/hate")
     parser.add_argument("--model", default=None, help="a trained encoder model dir (default: train one)")
     parser.add_argument("--n-train", type=int, default=None, help="examples to fine-tune on (default 256)")
+    parser.add_argument(
+        "--engine",
+        choices=("onnx", "torch"),
+        default="onnx",
+        help="what ours serves: the model with its int8 ONNX export (default, as deployed) or torch only",
+    )
     parser.add_argument("--concurrency", default="1,8,32", help="comma-separated client concurrencies")
     parser.add_argument(
         "--requests", type=int, default=None, help="requests to ours at c=32 (default 10000, quick 200)"
@@ -263,7 +271,16 @@ def main(argv: list[str] | None = None) -> int:
         model_dir = Path(args.model) if args.model else tmp / "model"
         if not args.model:
             train_model(train_texts, train_labels, model_dir)
-        ours_command = [sys.executable, "-m", "socialens.cli", "serve", str(model_dir)]
+        ours_dir = model_dir
+        if args.engine == "onnx":  # the deployment path: `socialens export onnx`, then `socialens serve`
+            import shutil
+
+            from socialens.serving.onnx_export import export_onnx
+
+            ours_dir = tmp / "model-onnx"
+            shutil.copytree(model_dir, ours_dir, ignore=shutil.ignore_patterns("onnx"))
+            export_onnx(ours_dir)
+        ours_command = [sys.executable, "-m", "socialens.cli", "serve", str(ours_dir)]
         ours_command += ["--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms)]
         naive_command = [sys.executable, str(HERE / "_naive_pipeline_server.py"), str(model_dir)]
         naive_command += ["--mode", args.naive_mode]

@@ -144,6 +144,15 @@ class EncoderClassifier:
     def engine(self) -> str:
         return INT8_ENGINE if self.onnx_ is not None else "torch"
 
+    def set_num_threads(self, threads: int | None) -> None:
+        """CPU threads for prediction from now on, for whichever engine is loaded (a server pins
+        its one inference thread's share of the cores)."""
+        self.params.num_threads = threads
+        if self.onnx_ is not None and self.onnx_.num_threads != threads:
+            from socialens.serving.onnx_session import OnnxEncoderSession
+
+            self.onnx_ = OnnxEncoderSession(self.onnx_.path, num_threads=threads)
+
     # -- helpers --------------------------------------------------------------------------------
     def _encode(self, examples: list[Example], with_labels: bool) -> list[dict[str, Any]]:
         enc = self.tokenizer_(

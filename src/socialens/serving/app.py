@@ -174,11 +174,15 @@ def create_app(
     served: ServedModel, settings: ServiceSettings | None = None, access_logger: logging.Logger | None = None
 ) -> FastAPI:
     settings = settings or ServiceSettings()
+    threads = settings.threads or default_inference_threads()
+    set_threads = getattr(served.classifier, "set_num_threads", None)
+    if set_threads is not None:  # reaches onnxruntime too, which torch.set_num_threads does not
+        set_threads(threads)
     batcher = MicroBatcher(
         served.classifier.predict,
         max_batch=settings.max_batch,
         max_wait_s=settings.max_wait_ms / 1000,
-        inference_threads=settings.threads or default_inference_threads(),
+        inference_threads=threads,
     )
 
     @contextlib.asynccontextmanager

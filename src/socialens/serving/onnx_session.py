@@ -36,6 +36,7 @@ class OnnxEncoderSession:
         import onnxruntime as ort
 
         self.path = Path(path)
+        self.num_threads = num_threads
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # one request at a time goes through the graph; parallelism is inside each operator
