@@ -4,12 +4,14 @@ what was expected (in the spirit of spaCy's config errors)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from socialens.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class DatasetEntry(BaseModel):
@@ -148,19 +150,26 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: not UTF-8 text; expected a YAML file") from None
 
 
-def load_experiment(path: str | Path) -> Experiment:
+def load_model_file(path: str | Path, model: type[M], kind: str, top_level: str) -> M:
+    """A YAML file validated into ``model``; every problem is a one-line ConfigError naming the file
+    (``kind`` says what file was expected, ``top_level`` which keys it holds)."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: experiment file not found")
+        raise ConfigError(f"{path}: {kind} file not found")
     raw = read_yaml(path)
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping with name, datasets and models at the top level")
+        raise ConfigError(f"{path}: expected a mapping with {top_level} at the top level")
     try:
-        experiment = Experiment(**raw)
+        return model(**raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, str(path))) from None
     except TypeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    path = Path(path)
+    experiment = load_model_file(path, Experiment, "experiment", "name, datasets and models")
     for index, entry in enumerate(experiment.models):
         validate_model_params(entry, index, str(path))
     return experiment

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from socialens.config import format_validation_error, read_yaml
+from socialens.config import load_model_file
 from socialens.data.schema import Example
 from socialens.errors import ConfigError
 
@@ -117,16 +117,9 @@ class InstructionSet(BaseModel):
 
 
 def load_instruction_set(path: str | Path) -> InstructionSet:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: instruction file not found")
-    raw = read_yaml(path)
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping with dataset, task, labels and instructions")
-    try:
-        instruction_set = InstructionSet(**raw)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(path))) from None
+    instruction_set = load_model_file(
+        path, InstructionSet, "instruction", "dataset, task, labels and instructions"
+    )
     return instruction_set.check(str(path))
 
 

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from socialens.config import format_validation_error, read_yaml
+from socialens.config import load_model_file
 from socialens.errors import ConfigError
 from socialens.tuning.instructions import DEFAULT_SYSTEM, InstructionSet, build_records, load_instruction_set
 
@@ -91,15 +91,7 @@ class LoadedMix:
 
 def load_mix(path: str | Path) -> LoadedMix:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: instruction mix file not found")
-    raw = read_yaml(path)
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping with datasets, cap, seed and shuffle at the top level")
-    try:
-        mix = InstructMix(**raw)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(path))) from None
+    mix = load_model_file(path, InstructMix, "instruction mix", "datasets, cap, seed and shuffle")
     return LoadedMix(mix=mix, path=path)
 
 
