@@ -298,7 +298,7 @@ class EncoderClassifier:
         (its batch's time divided by the batch size)."""
         self._check_fitted()
         if self.onnx_ is not None:
-            return self._batched_scores(texts, self.onnx_.probabilities, "np")
+            return self._length_sorted(texts, self.onnx_.probabilities, "np")
         import torch
 
         device = next(self.model_.parameters()).device
@@ -308,34 +308,13 @@ class EncoderClassifier:
             return torch.softmax(logits.float(), dim=-1).cpu().numpy()
 
         with torch_threads(self.params.num_threads), torch.inference_mode():
-            return self._batched_scores(texts, forward, "pt")
+            return self._length_sorted(texts, forward, "pt")
 
-    def _batched_scores(
-        self, texts: list[str], forward: Callable[[Any], np.ndarray], tensors: str
-    ) -> tuple[list[list[float]], list[float]]:
-        """Tokenize once, run ``forward`` (padded batch -> probabilities) over length-sorted batches,
-        each padded only to its longest member, and restore the input order."""
-        n = len(texts)
-        if n == 0:
-            return [], []
+    def _length_sorted(self, texts, forward, tensors):
         p = self.params
-        probs: list[list[float] | None] = [None] * n
-        latency = [0.0] * n
-        enc = self.tokenizer_(list(texts), truncation=True, max_length=p.max_length, padding=False)
-        keys = list(enc.keys())
-        order = sorted(range(n), key=lambda i: len(enc["input_ids"][i]))
-        for start in range(0, n, p.eval_batch_size):
-            t0 = time.perf_counter()
-            idx = order[start : start + p.eval_batch_size]
-            batch = self.tokenizer_.pad([{k: enc[k][i] for k in keys} for i in idx], return_tensors=tensors)
-            rows = forward(dict(batch)).tolist()
-            per = (time.perf_counter() - t0) / len(idx)
-            for i, row in zip(idx, rows, strict=True):
-                probs[i] = row
-                latency[i] = per
-            if self.progress is not None:
-                self.progress("predict", min(start + len(idx), n), n)
-        return probs, latency  # type: ignore[return-value]
+        return length_sorted_scores(
+            self.tokenizer_, texts, forward, p.max_length, p.eval_batch_size, tensors, self.progress
+        )
 
     def predict(self, examples: list[Example]) -> list[PredictionRecord]:
         self._check_fitted()
@@ -405,6 +384,40 @@ def _load_torch_model(directory: Path):
     if torch.cuda.is_available():
         model.to("cuda")
     return model.eval()
+
+
+def length_sorted_scores(
+    tokenizer,
+    texts: list[str],
+    forward: Callable[[Any], np.ndarray],
+    max_length: int,
+    batch_size: int,
+    tensors: str,
+    progress: ProgressHook | None = None,
+) -> tuple[list[list[float]], list[float]]:
+    """Tokenize once, run ``forward`` (padded batch -> probabilities) over length-sorted batches,
+    each padded only to its longest member, and restore the input order. Per-text latency is its
+    batch's time divided by the batch size."""
+    n = len(texts)
+    if n == 0:
+        return [], []
+    probs: list[list[float] | None] = [None] * n
+    latency = [0.0] * n
+    enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False)
+    keys = list(enc.keys())
+    order = sorted(range(n), key=lambda i: len(enc["input_ids"][i]))
+    for start in range(0, n, batch_size):
+        t0 = time.perf_counter()
+        idx = order[start : start + batch_size]
+        batch = tokenizer.pad([{k: enc[k][i] for k in keys} for i in idx], return_tensors=tensors)
+        rows = forward(dict(batch)).tolist()
+        per = (time.perf_counter() - t0) / len(idx)
+        for i, row in zip(idx, rows, strict=True):
+            probs[i] = row
+            latency[i] = per
+        if progress is not None:
+            progress("predict", min(start + len(idx), n), n)
+    return probs, latency  # type: ignore[return-value]
 
 
 def _compute_metrics(eval_pred) -> dict[str, float]:

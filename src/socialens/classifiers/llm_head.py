@@ -32,6 +32,7 @@ from socialens.classifiers.encoder import (
     _progress_callback,
     _quiet_transformers,
     balanced_class_weights,
+    length_sorted_scores,
 )
 from socialens.data.schema import Example, LabelSchema
 from socialens.errors import ConfigError
@@ -193,34 +194,17 @@ class LLMHeadClassifier:
         import torch
 
         self._check_fitted()
-        n = len(texts)
-        if n == 0:
-            return [], []
         p = self.params
-        probs: list[list[float] | None] = [None] * n
-        latency = [0.0] * n
         device = next(self.model_.parameters()).device
+
+        def forward(batch):
+            logits = self.model_(**{k: v.to(device) for k, v in batch.items()}).logits
+            return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
         with torch_threads(p.num_threads), torch.inference_mode():
-            enc = self.tokenizer_(list(texts), truncation=True, max_length=p.max_length)
-            order = sorted(range(n), key=lambda i: len(enc["input_ids"][i]))
-            for start in range(0, n, p.eval_batch_size):
-                t0 = time.perf_counter()
-                idx = order[start : start + p.eval_batch_size]
-                batch = self.tokenizer_.pad(
-                    [
-                        {"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i]}
-                        for i in idx
-                    ],
-                    return_tensors="pt",
-                )
-                logits = self.model_(**{k: v.to(device) for k, v in batch.items()}).logits
-                rows = torch.softmax(logits.float(), dim=-1).cpu().tolist()
-                per = (time.perf_counter() - t0) / len(idx)
-                for i, row in zip(idx, rows, strict=True):
-                    probs[i], latency[i] = row, per
-                if self.progress is not None:
-                    self.progress("predict", min(start + len(idx), n), n)
-        return probs, latency  # type: ignore[return-value]
+            return length_sorted_scores(
+                self.tokenizer_, texts, forward, p.max_length, p.eval_batch_size, "pt", self.progress
+            )
 
     def predict_proba(self, texts: list[str]):
         import numpy as np
