@@ -47,6 +47,14 @@ class ModelEntry(BaseModel):
         return dict(self.model_extra or {})
 
 
+def plain_strings_are_configs(value: Any) -> Any:
+    """A ``datasets:`` list may name a dataset config by its path alone: ``- configs/x.yaml``
+    stands for ``- {config: configs/x.yaml}``."""
+    if isinstance(value, list):
+        return [{"config": item} if isinstance(item, str) else item for item in value]
+    return value
+
+
 class EnergySettings(BaseModel):
     """codecarbon around every fit and predict (offline: no network); ``country`` (ISO 3166 alpha-3)
     picks the grid carbon intensity that turns kWh into CO2."""
@@ -87,9 +95,7 @@ class Experiment(BaseModel):
     @field_validator("datasets", mode="before")
     @classmethod
     def _plain_strings_are_configs(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return [{"config": item} if isinstance(item, str) else item for item in value]
-        return value
+        return plain_strings_are_configs(value)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Experiment:

@@ -45,7 +45,7 @@ class ServiceSettings:
     max_wait_ms: float = 5.0
     max_texts: int = 256
     max_chars: int = 10_000
-    threads: int | None = None  # torch threads for inference; None: all cores but one
+    threads: int | None = None  # CPU threads for inference (torch or onnxruntime); None: all cores but one
     token: str | None = None  # the bearer token; None leaves the API open
 
 

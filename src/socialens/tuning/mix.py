@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from socialens.config import load_model_file
+from socialens.config import load_model_file, plain_strings_are_configs
 from socialens.errors import ConfigError
 from socialens.tuning.instructions import DEFAULT_SYSTEM, InstructionSet, build_records, load_instruction_set
 
@@ -66,9 +66,7 @@ class InstructMix(BaseModel):
     @field_validator("datasets", mode="before")
     @classmethod
     def _plain_strings_are_configs(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return [{"config": item} if isinstance(item, str) else item for item in value]
-        return value
+        return plain_strings_are_configs(value)
 
 
 @dataclass
