@@ -13,6 +13,7 @@ reading is ``None`` with the reason in ``error``.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -54,13 +55,14 @@ def _method(tracker) -> str:
     return "; ".join(parts) or "unknown"
 
 
-def known_countries() -> set[str] | None:
+@functools.cache  # codecarbon reads its energy-mix table from disk; every meter would re-read it
+def known_countries() -> frozenset[str] | None:
     """ISO 3166 alpha-3 codes codecarbon has a grid carbon intensity for (None without codecarbon)."""
     try:
         from codecarbon.input import DataSource
     except ImportError:
         return None
-    return set(DataSource().get_global_energy_mix_data())
+    return frozenset(DataSource().get_global_energy_mix_data())
 
 
 class EnergyMeter:
