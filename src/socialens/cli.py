@@ -411,6 +411,13 @@ def serve(
     max_wait_ms: Annotated[float, typer.Option(help="longest wait for more texts to fill a batch")] = 5.0,
     max_texts: Annotated[int, typer.Option(help="most texts per request (more: 413)")] = 256,
     max_chars: Annotated[int, typer.Option(help="most characters per text (more: 422)")] = 10_000,
+    max_body_bytes: Annotated[
+        int | None,
+        typer.Option(
+            help="largest request body in bytes, checked before parsing (more: 413; default: "
+            "max-texts * (6 * max-chars + 256) + 64 KiB, room for fully JSON-escaped texts)"
+        ),
+    ] = None,
     threads: Annotated[
         int | None, typer.Option(help="torch threads for inference (default: all cores but one)")
     ] = None,
@@ -425,6 +432,7 @@ def serve(
             max_wait_ms=max_wait_ms,
             max_texts=max_texts,
             max_chars=max_chars,
+            max_body_bytes=max_body_bytes,
             threads=threads,
             token=read_token(token_env),
         )
@@ -524,7 +532,7 @@ def instruct_train(
     epochs: Annotated[float, typer.Option(help="training epochs")] = 2,
     lr: Annotated[float, typer.Option(help="learning rate (AdamW, linear schedule)")] = 2e-4,
     batch_size: Annotated[int, typer.Option(help="examples per step (per device)")] = 16,
-    max_length: Annotated[int, typer.Option(help="tokens per record (the prompt's start is cut)")] = 512,
+    max_length: Annotated[int, typer.Option(help="tokens per record (a longer example text is cut at its end)")] = 512,
     max_examples: Annotated[int | None, typer.Option(help="train on the first N records only")] = None,
     resume: Annotated[bool, typer.Option(help="continue from the last checkpoint in OUT")] = False,
     merge: Annotated[bool, typer.Option(help="also write OUT/merged: the base with the adapter in")] = False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 
 import httpx
 import pytest
@@ -52,6 +53,7 @@ def test_health_model_info_and_docs(serve):
         "max_wait_ms": 5.0,
         "max_texts": 7,
         "max_chars": 99,
+        "max_body_bytes": 7 * (6 * 99 + 256) + 64 * 1024,
         "inference_threads": max(1, os.cpu_count() - 1),
     }
     assert httpx.get(f"{url}/docs").status_code == 200
@@ -92,6 +94,72 @@ def test_limits_give_413_and_422_naming_the_field_and_the_limit(serve):
     assert classify(url, {"texts": ["x" * 20]}).status_code == 200
     ids = classify(url, {"texts": ["a", "b"], "ids": ["1"]})
     assert ids.status_code == 422 and ids.json()["error"].startswith("ids: 1 ids for 2 texts")
+
+
+def test_body_over_max_body_bytes_gets_413_before_parsing(serve):
+    url, log, _ = serve(ServiceSettings(max_body_bytes=1000))
+    body = json.dumps({"texts": ["x" * 400] * 3})  # within the text limits, over the byte cap
+    assert 1000 < len(body) < 1300
+    declared = httpx.post(
+        f"{url}/v1/classify", content=body, headers={"Content-Type": "application/json"}, timeout=30
+    )
+    assert declared.status_code == 413
+    assert declared.json() == {
+        "error": f"body: {len(body)} bytes (Content-Length); the limit is 1000 bytes (--max-body-bytes)"
+    }
+
+    def chunks(count: int):
+        yield b'{"texts": ['
+        for index in range(count):
+            yield (b", " if index else b"") + b'"' + b"y" * 300 + b'"'
+        yield b"]}"
+
+    chunked = httpx.post(
+        f"{url}/v1/classify", content=chunks(20), headers={"Content-Type": "application/json"}, timeout=30
+    )
+    assert "content-length" not in chunked.request.headers
+    assert chunked.request.headers["transfer-encoding"] == "chunked"
+    assert chunked.status_code == 413
+    assert chunked.json()["error"] == (
+        "body: more than 1000 bytes received; the limit is 1000 bytes (--max-body-bytes)"
+    )
+
+    at_limit = json.dumps({"texts": ["z" * (1000 - len('{"texts": [""]}'))]}).encode()
+    assert len(at_limit) == 1000
+    as_json = {"Content-Type": "application/json"}
+    assert httpx.post(f"{url}/v1/classify", content=at_limit, headers=as_json, timeout=30).status_code == 200
+    small_chunked = httpx.post(f"{url}/v1/classify", content=chunks(2), headers=as_json, timeout=30)
+    assert small_chunked.status_code == 200 and len(small_chunked.json()["results"]) == 2
+    assert [json.loads(line)["status"] for line in log] == [413, 413, 200, 200]
+
+
+def _raw_exchange(url: str, request: bytes) -> bytes:
+    """Send a request that never finishes its body; return what the server answers meanwhile."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(request)
+        reply = b""
+        while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+            data = conn.recv(65536)
+            if not data:
+                break
+            reply += data
+    return reply
+
+
+def test_oversized_body_is_refused_without_waiting_for_the_rest_of_it(serve):
+    """The 413 comes while the client is still sending: the body is never buffered whole."""
+    url, _, _ = serve(ServiceSettings(max_body_bytes=1000))
+    head = b"POST /v1/classify HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+    huge_declared = _raw_exchange(url, head + b"Content-Length: 10000000000\r\n\r\n" + b'{"texts": [')
+    assert huge_declared.startswith(b"HTTP/1.1 413 ")
+    assert b"10000000000 bytes (Content-Length); the limit is 1000 bytes" in huge_declared
+    chunk = b'{"texts": ["' + b"q" * 1200
+    unfinished_chunked = _raw_exchange(
+        url, head + b"Transfer-Encoding: chunked\r\n\r\n" + f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+    )
+    assert unfinished_chunked.startswith(b"HTTP/1.1 413 ")
+    assert b"more than 1000 bytes received" in unfinished_chunked
 
 
 @pytest.mark.parametrize(

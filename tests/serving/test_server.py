@@ -43,6 +43,7 @@ def test_read_token_from_the_named_variable(monkeypatch):
         (ServiceSettings(max_texts=-2), "--max-texts: expected at least 1, got -2"),
         (ServiceSettings(max_wait_ms=-1), "--max-wait-ms: expected 0 or more, got -1"),
         (ServiceSettings(threads=0), "--threads: expected at least 1, got 0"),
+        (ServiceSettings(max_body_bytes=0), "--max-body-bytes: expected at least 1, got 0"),
     ],
 )
 def test_bad_settings_are_one_line_errors(settings, message):
@@ -59,6 +60,8 @@ def test_cli_serve_start_up_errors_are_one_line(tmp_path, tfidf_model_dir, monke
     result = runner.invoke(app, ["serve", str(tfidf_model_dir), "--token-env", "NO_SUCH_TOKEN_VAR"])
     assert result.exit_code == 2
     assert len(result.output.strip().splitlines()) == 1 and "NO_SUCH_TOKEN_VAR" in result.output
+    result = runner.invoke(app, ["serve", str(tfidf_model_dir), "--max-body-bytes", "0"])
+    assert result.exit_code == 2 and "--max-body-bytes: expected at least 1, got 0" in result.output
 
 
 @pytest.mark.slow

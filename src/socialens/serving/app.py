@@ -47,6 +47,16 @@ class ServiceSettings:
     max_chars: int = 10_000
     threads: int | None = None  # CPU threads for inference (torch or onnxruntime); None: all cores but one
     token: str | None = None  # the bearer token; None leaves the API open
+    max_body_bytes: int | None = None  # None: derived from max_texts and max_chars (body_limit)
+
+    @property
+    def body_limit(self) -> int:
+        """The largest request body accepted. By default, room for a request at the text limits even
+        when every character is JSON-escaped as \\uXXXX (6 bytes; raw UTF-8 needs at most 4), plus
+        256 bytes per text for quotes, commas and an id, plus 64 KiB for the rest of the JSON."""
+        if self.max_body_bytes is not None:
+            return self.max_body_bytes
+        return self.max_texts * (6 * self.max_chars + 256) + 64 * 1024
 
 
 @dataclass
@@ -135,6 +145,41 @@ class AccessLog:
             self.logger.info(json.dumps(entry))
 
 
+class BodySizeLimit:
+    """ASGI middleware capping the request body before anything parses it: a Content-Length over the
+    limit is refused unread, and a body without one (chunked) is refused once it grows past the limit."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    def _too_large(self, size: str) -> HTTPException:
+        return HTTPException(413, f"body: {size}; the limit is {self.limit} bytes (--max-body-bytes)")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            exc = self._too_large(f"{int(declared)} bytes (Content-Length)")
+            await _error(exc.status_code, exc.detail)(scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    # FastAPI re-raises HTTPException from body reading; the app's handler answers it
+                    raise self._too_large(f"more than {self.limit} bytes received")
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
 BEARER = HTTPBearer(auto_error=False, description="Bearer token (the service's --token-env variable).")
 
 
@@ -202,6 +247,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.batcher = batcher
+    app.add_middleware(BodySizeLimit, limit=settings.body_limit)  # added first: runs inside the access log
     app.add_middleware(AccessLog, logger=access_logger or logging.getLogger(ACCESS_LOGGER))
 
     protected = [Depends(token_checker(settings.token))] if settings.token else []
@@ -247,6 +293,7 @@ def create_app(
                 max_wait_ms=settings.max_wait_ms,
                 max_texts=settings.max_texts,
                 max_chars=settings.max_chars,
+                max_body_bytes=settings.body_limit,
                 inference_threads=batcher.inference_threads,
             ),
             batching=BatchingStats(**batcher.stats.to_dict()),
@@ -259,7 +306,10 @@ def create_app(
         tags=["model"],
         responses={
             **auth_errors,
-            413: {"model": ErrorResponse, "description": "More texts than --max-texts."},
+            413: {
+                "model": ErrorResponse,
+                "description": "More texts than --max-texts, or a body over --max-body-bytes.",
+            },
             422: {"model": ErrorResponse, "description": "Malformed JSON, wrong types, or a text too long."},
             503: {"model": ErrorResponse, "description": "The service is shutting down."},
         },

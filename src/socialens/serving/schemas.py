@@ -62,6 +62,7 @@ class ServingLimits(BaseModel):
     max_wait_ms: float
     max_texts: int
     max_chars: int
+    max_body_bytes: int = Field(description="Largest request body in bytes; larger ones get 413.")
     inference_threads: int = Field(description="Torch threads of the one inference thread.")
 
 

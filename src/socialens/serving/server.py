@@ -33,6 +33,8 @@ def check_settings(settings: ServiceSettings) -> None:
             raise ConfigError(
                 f"--{name.replace('_', '-')}: expected at least 1, got {getattr(settings, name)}"
             )
+    if settings.max_body_bytes is not None and settings.max_body_bytes < 1:
+        raise ConfigError(f"--max-body-bytes: expected at least 1, got {settings.max_body_bytes}")
     if settings.threads is not None and settings.threads < 1:
         raise ConfigError(f"--threads: expected at least 1, got {settings.threads}")
     if settings.max_wait_ms < 0:
