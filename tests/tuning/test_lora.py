@@ -52,7 +52,7 @@ def tokenizer():
 
 
 def small(**changes) -> LoraParams:
-    base = dict(batch_size=4, max_length=160, num_threads=1, learning_rate=1e-3, save_steps=1, r=8)
+    base = dict(batch_size=4, max_length=200, num_threads=1, learning_rate=1e-3, save_steps=1, r=8)
     return LoraParams(**{**base, **changes})
 
 
@@ -82,13 +82,55 @@ def test_only_the_answer_is_learned(records, tokenizer):
     # Everything before the answer is masked: the user's text is never a target.
     first = row["labels"].index(next(lab for lab in row["labels"] if lab != IGNORE_INDEX))
     assert all(lab == IGNORE_INDEX for lab in row["labels"][:first]) and first > 50
-    cut, truncated = encode_chat(tokenizer, records[0]["messages"], max_length=40)
-    assert truncated and len(cut["input_ids"]) == 40 and cut["labels"][-len(kept) :] == kept
+
+
+def _answer_ids(row) -> list[int]:
+    return [t for t, lab in zip(row["input_ids"], row["labels"], strict=True) if lab != IGNORE_INDEX]
+
+
+@pytest.fixture(scope="module")
+def long_messages(records):
+    """A real instruction and answer around a long text: the twelve demo texts joined."""
+    system, user, answer = records[0]["messages"]
+    instruction, _ = user["content"].split("\n\nText: ", 1)
+    text = " ".join(r["messages"][1]["content"].split("\n\nText: ", 1)[1] for r in records)
+    return chat_messages(instruction, text, answer["content"].removeprefix("Label: "), system["content"])
+
+
+def test_a_long_record_loses_the_end_of_its_text_not_its_instruction(long_messages, tokenizer):
+    whole, truncated = encode_chat(tokenizer, long_messages, max_length=4096)
+    assert not truncated
+    system, user, _ = long_messages
+    instruction, text = user["content"].split("\n\nText: ", 1)
+    limit = len(whole["input_ids"]) // 2
+    assert limit > 100  # the text is long enough to be cut and still keep some of it
+    cut, truncated = encode_chat(tokenizer, long_messages, max_length=limit)
+    assert truncated and limit - 3 <= len(cut["input_ids"]) <= limit
+    decoded = tokenizer.decode(cut["input_ids"])
+    assert system["content"] in decoded and f"{instruction}\n\nText: {text[:40]}" in decoded
+    assert "…<|im_end|>" in decoded and text[-40:] not in decoded
+    # The answer is whole and still the only thing learned.
+    answer = _answer_ids(whole)
+    assert tokenizer.decode(answer).startswith(
+        f"Label: {long_messages[-1]['content'].removeprefix('Label: ')}<|im_end|>"
+    )
+    assert cut["input_ids"][-len(answer) :] == answer
+    assert cut["labels"] == [IGNORE_INDEX] * (len(cut["labels"]) - len(answer)) + answer
+    assert cut["attention_mask"] == [1] * len(cut["input_ids"])
+    # A record that fits exactly is left as it is.
+    same, truncated = encode_chat(tokenizer, long_messages, max_length=len(whole["input_ids"]))
+    assert not truncated and same == whole
+
+
+def test_max_length_below_the_instruction_and_answer_is_a_config_error(records, tokenizer):
+    with pytest.raises(ConfigError, match=r"max_length 40 is too small .* need \d+ tokens"):
+        encode_chat(tokenizer, records[0]["messages"], max_length=40)
 
 
 def test_a_few_steps_lower_the_answer_loss(records, tmp_path):
     report = train_lora(records, BASE, tmp_path, small(max_steps=3, merge=True))
     assert report.steps == 3 and report.examples == 12
+    assert report.truncated == 7  # the demo records take 192-218 tokens: 7 had their text cut
     assert report.loss_after < report.loss_before - 0.3, (report.loss_before, report.loss_after)
     assert [entry["step"] for entry in report.losses] == [1, 2, 3]
     assert report.examples_per_s > 0 and report.peak_rss_mb > 200

@@ -30,6 +30,7 @@ so the same command scales out with no code change (``batch_size`` is per device
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
@@ -68,7 +69,12 @@ class LoraParams(FamilyParams):
     max_steps: int | None = Field(None, gt=0, description="stop after this many optimizer steps")
     batch_size: int = Field(16, ge=1)
     gradient_accumulation: int = Field(1, ge=1)
-    max_length: int = Field(512, ge=8, description="longer records lose the start of their prompt")
+    max_length: int = Field(
+        512,
+        ge=8,
+        description="tokens per record; a longer record has its example text cut (its end), never its "
+        "instruction or answer",
+    )
     seed: int = 0
     qlora: bool = False
     merge: bool = False
@@ -96,7 +102,7 @@ class TrainReport:
     losses: list[dict[str, float]] = field(default_factory=list)  # {"step", "loss"} per logged step
     loss_before: float | None = None  # answer-token loss on the first batch, before and after training
     loss_after: float | None = None
-    truncated: int = 0  # records whose prompt lost its start to max_length
+    truncated: int = 0  # records whose example text was cut to fit max_length
     resumed_from: str | None = None
     adapter_dir: str = ""
     merged_dir: str | None = None
@@ -151,7 +157,48 @@ def encode_chat(
     tokenizer, messages: list[dict[str, str]], max_length: int
 ) -> tuple[dict[str, list[int]], bool]:
     """Token ids of a whole conversation and labels that keep only the final assistant answer
-    (everything before it is -100); also whether the prompt had to be cut to ``max_length``."""
+    (everything before it is -100); also whether the example text had to be shortened.
+
+    A conversation longer than ``max_length`` tokens keeps its system message, instruction and
+    answer whole: only the example text of its longest user message (what follows "Text: " in the
+    ``chat_messages`` layout, else the whole message) is cut, token-wise, keeping its start and
+    ending in "…". Cutting the sequence's start instead would drop the instruction the model is
+    meant to learn to follow. A record that does not fit even with no example text left is a
+    ConfigError: max_length is then too small for the instruction set itself, and training on
+    instruction-less fragments would quietly teach the wrong thing."""
+    whole = _encode_conversation(tokenizer, messages)
+    if len(whole["input_ids"]) <= max_length:
+        return whole, False
+    index, head, text = _longest_user_text(messages)
+    text_prefix = _TokenPrefixes(tokenizer, text)
+
+    def with_text_tokens(kept: int) -> dict[str, list[int]]:
+        shortened = {**messages[index], "content": head + text_prefix(kept).rstrip() + ELLIPSIS}
+        return _encode_conversation(tokenizer, [*messages[:index], shortened, *messages[index + 1 :]])
+
+    no_text = with_text_tokens(0)
+    if len(no_text["input_ids"]) > max_length:
+        raise ConfigError(
+            f"max_length {max_length} is too small for this record: its system message, instruction "
+            f"and answer alone need {len(no_text['input_ids'])} tokens; raise max_length"
+        )
+    # Drop as many text tokens as overflow; re-tokenizing around the cut (and the ellipsis) can
+    # come out a little longer, so shrink again by whatever still overflows.
+    kept = text_prefix.tokens - (len(whole["input_ids"]) - max_length)
+    while kept > 0:
+        row = with_text_tokens(kept)
+        overflow = len(row["input_ids"]) - max_length
+        if overflow <= 0:
+            return row, True
+        kept -= overflow
+    return no_text, True
+
+
+TEXT_MARKER = "\n\nText: "  # chat_messages writes "<instruction>\n\nText: <example text>"
+ELLIPSIS = "…"  # marks an example text cut to fit max_length
+
+
+def _encode_conversation(tokenizer, messages: list[dict[str, str]]) -> dict[str, list[int]]:
     prompt_text = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
     full_text = tokenizer.apply_chat_template(messages, tokenize=False)
     if not full_text.startswith(prompt_text):
@@ -165,10 +212,54 @@ def encode_chat(
     if full_ids[: len(prompt_ids)] != prompt_ids:
         raise ConfigError("the prompt's tokens are not a prefix of the conversation's; cannot mask them")
     labels = [IGNORE_INDEX] * len(prompt_ids) + full_ids[len(prompt_ids) :]
-    truncated = len(full_ids) > max_length
-    if truncated:  # keep the answer and the end of the prompt, as generation keeps the prompt's end
-        full_ids, labels = full_ids[-max_length:], labels[-max_length:]
-    return {"input_ids": full_ids, "attention_mask": [1] * len(full_ids), "labels": labels}, truncated
+    return {"input_ids": full_ids, "attention_mask": [1] * len(full_ids), "labels": labels}
+
+
+def _longest_user_text(messages: list[dict[str, str]]) -> tuple[int, str, str]:
+    """Which user message to shorten: its index, the part kept whole (the instruction, up to and
+    with "Text: ") and the example text that may be cut."""
+    parts = {}
+    for index, message in enumerate(messages[:-1]):
+        if message.get("role") == "user":
+            content = message["content"]
+            at = content.find(TEXT_MARKER)
+            split = 0 if at < 0 else at + len(TEXT_MARKER)
+            parts[index] = (content[:split], content[split:])
+    if not parts:
+        raise ConfigError("a record longer than max_length has no user message whose text could be cut")
+    index = max(parts, key=lambda i: len(parts[i][1]))
+    return index, *parts[index]
+
+
+def _encode_record(tokenizer, position: int, record: dict[str, Any], max_length: int):
+    try:
+        return encode_chat(tokenizer, record["messages"], max_length)
+    except ConfigError as exc:
+        raise ConfigError(f"training record {position} ({record.get('id', '?')}): {exc}") from None
+
+
+class _TokenPrefixes:
+    """The text of the first ``kept`` tokens of ``text``, cut at a token boundary of the original
+    characters (offsets from a fast tokenizer; decoding as the fallback for slow ones)."""
+
+    def __init__(self, tokenizer, text: str) -> None:
+        self.text, self.tokenizer = text, tokenizer
+        if getattr(tokenizer, "is_fast", False):
+            encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            # running maximum: a token split inside one character repeats that character's end
+            self.ends = list(itertools.accumulate((end for _, end in encoded["offset_mapping"]), max))
+            self.ids = None
+        else:
+            self.ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            self.ends = None
+        self.tokens = len(self.ends if self.ends is not None else self.ids)
+
+    def __call__(self, kept: int) -> str:
+        if kept <= 0:
+            return ""
+        if self.ends is not None:
+            return self.text[: self.ends[kept - 1]]
+        return self.tokenizer.decode(self.ids[:kept])
 
 
 # -- the model ------------------------------------------------------------------------------------
@@ -356,7 +447,7 @@ def train_lora(
     with torch_threads(params.num_threads), _quiet_transformers(False), _PeakMemory() as memory:
         set_seed(params.seed)
         model, tokenizer = _load_base(base, params)
-        encoded = [encode_chat(tokenizer, r["messages"], params.max_length) for r in records]
+        encoded = [_encode_record(tokenizer, i, r, params.max_length) for i, r in enumerate(records)]
         rows = [row for row, _ in encoded]
         truncated = sum(cut for _, cut in encoded)
         model = _with_lora(model, params)
