@@ -59,6 +59,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="onnx",
         help="what ours serves: the model with its int8 ONNX export (default, as deployed) or torch only",
     )
+    parser.add_argument(
+        "--quantization",
+        choices=("dynamic", "blockwise"),
+        default="dynamic",
+        help="int8 scheme of the ONNX export (`socialens export onnx --quantization`); dynamic, the one "
+        "measured in docs/benchmarks.md, is what auto keeps when it agrees with torch on the dev set",
+    )
     parser.add_argument("--concurrency", default="1,8,32", help="comma-separated client concurrencies")
     parser.add_argument(
         "--requests", type=int, default=None, help="requests to ours at c=32 (default 10000, quick 200)"
@@ -279,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
 
             ours_dir = tmp / "model-onnx"
             shutil.copytree(model_dir, ours_dir, ignore=shutil.ignore_patterns("onnx"))
-            export_onnx(ours_dir)
+            export_onnx(ours_dir, quantization=args.quantization)
         ours_command = [sys.executable, "-m", "socialens.cli", "serve", str(ours_dir)]
         ours_command += ["--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms)]
         naive_command = [sys.executable, str(HERE / "_naive_pipeline_server.py"), str(model_dir)]

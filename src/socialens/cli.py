@@ -268,6 +268,16 @@ def export_onnx_command(
     text: Annotated[str, typer.Option(help="text column of --dev")] = "text",
     id: Annotated[str | None, typer.Option(help="id column of --dev (default: row numbers)")] = None,
     label: Annotated[str, typer.Option(help="gold label column of --dev (optional in the file)")] = "label",
+    quantization: Annotated[
+        str,
+        typer.Option(
+            help="int8 scheme: dynamic (fastest), blockwise (closest to torch), or auto: dynamic when its "
+            "labels agree with torch on the dev set at least --min-agreement of the time, else blockwise"
+        ),
+    ] = "auto",
+    min_agreement: Annotated[
+        float, typer.Option(help="label agreement with torch that auto asks of the dynamic scheme")
+    ] = 0.995,
 ) -> None:
     """Export an encoder to ONNX + int8, check it against torch, and make load() use it."""
     from socialens.classifiers.base import read_model_info
@@ -285,7 +295,13 @@ def export_onnx_command(
             found = (examples, str(dev))
         else:
             found = _recorded_dev_set(model_dir)
-        report = export_onnx(model_dir, found[0] if found else None, dev_source=found[1] if found else "")
+        report = export_onnx(
+            model_dir,
+            found[0] if found else None,
+            dev_source=found[1] if found else "",
+            quantization=quantization,
+            min_agreement=min_agreement,
+        )
     except SocialensError as exc:
         _fail(exc)
     for line in report.lines():

@@ -20,7 +20,7 @@ from socialens.classifiers.encoder import EncoderClassifier, EncoderParams
 from socialens.cli import app
 from socialens.data.readers import read_examples
 from socialens.errors import ConfigError
-from socialens.serving.onnx_export import agreement, export_onnx
+from socialens.serving.onnx_export import Agreement, agreement, chosen_scheme, export_onnx
 from socialens.serving.onnx_session import INT8_ENGINE
 
 DEMO_CSV = Path(socialens.__file__).parent / "data" / "builtin" / "reddit_misinfo_demo" / "comments.csv"
@@ -187,3 +187,59 @@ def test_saving_new_weights_drops_a_stale_export(exported, tmp_path):
     assert not (model_dir / "onnx").exists()
     assert "onnx" not in read_model_info(model_dir)
     assert load_classifier(model_dir).engine == "torch"
+
+
+def test_blockwise_int8_is_written_checked_and_loaded(exported, examples, tmp_path):
+    import onnx
+
+    model_dir = tmp_path / "blockwise"
+    shutil.copytree(exported[0], model_dir, ignore=shutil.ignore_patterns("onnx"))
+    report = export_onnx(model_dir, examples, dev_source="demo", quantization="blockwise")
+    assert report.quantization == "blockwise" and report.tried == []
+    ops = {node.op_type for node in onnx.load(str(model_dir / "onnx" / "model_int8.onnx")).graph.node}
+    assert "MatMulNBits" in ops and "MatMulInteger" not in ops
+    assert report.int8_bytes < report.fp32_bytes
+    assert report.agreement.label_agreement >= 0.95 and report.agreement.max_abs_prob_diff < 0.05
+    assert read_model_info(model_dir)["onnx"]["quantization"] == "blockwise"
+    records = load_classifier(model_dir).predict(examples)
+    assert {r.metadata["engine"] for r in records} == {INT8_ENGINE}
+    torch_records = EncoderClassifier.load(model_dir, engine="torch").predict(examples)
+    assert agreement(
+        torch_records, records, report.agreement and list(records[0].scores), "again"
+    ).label_agreement == (report.agreement.label_agreement)
+
+
+def test_auto_keeps_dynamic_only_when_it_agrees_and_takes_blockwise_unchecked(exported, tmp_path):
+    _, report = exported  # auto, with dev examples
+    if report.quantization == "dynamic":
+        assert report.agreement.label_agreement >= 0.995 and report.tried == []
+    else:
+        assert [t["quantization"] for t in report.tried] == ["dynamic", "blockwise"]
+    model_dir = tmp_path / "unchecked"
+    shutil.copytree(exported[0], model_dir, ignore=shutil.ignore_patterns("onnx"))
+    unchecked = export_onnx(model_dir)
+    assert unchecked.quantization == "blockwise" and unchecked.agreement is None
+    assert "took blockwise" in " ".join(unchecked.lines())
+
+
+def test_chosen_scheme_prefers_the_first_that_agrees_else_the_closest():
+    def tried(*agreements):
+        return [
+            (name, Agreement("dev", 100, value, 0.1), 1.0)
+            for name, value in zip(["dynamic", "blockwise"], agreements, strict=False)
+        ]
+
+    assert chosen_scheme(tried(0.999, 0.998), 0.995)[0] == "dynamic"
+    assert chosen_scheme(tried(0.98, 0.996), 0.995)[0] == "blockwise"
+    assert chosen_scheme(tried(0.97, 0.99), 0.995)[0] == "blockwise"  # neither passes: the closer
+    assert chosen_scheme(tried(0.99, 0.97), 0.995)[0] == "dynamic"
+    assert chosen_scheme([("blockwise", None, 1.0)], 0.995)[0] == "blockwise"
+
+
+def test_bad_quantization_options_are_one_line_errors(exported):
+    with pytest.raises(
+        ConfigError, match="quantization: got 'int4'; expected one of auto, dynamic, blockwise"
+    ):
+        export_onnx(exported[0], quantization="int4")
+    with pytest.raises(ConfigError, match="min_agreement: got 1.5"):
+        export_onnx(exported[0], min_agreement=1.5)
