@@ -1,9 +1,16 @@
-"""Process-level settings shared by the torch-based parts (the encoder family, the hf backend)."""
+"""Process-level settings: torch threads (the encoder family, the hf backend) and the cache folder."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """Where socialens keeps what it can rebuild: LLM responses, native probe results, converted models."""
+    return Path(os.environ.get("SOCIALENS_CACHE_DIR") or Path.home() / ".cache" / "socialens")
 
 
 @contextlib.contextmanager

@@ -14,7 +14,8 @@ import pytest
 
 from socialens.errors import ConfigError
 from socialens.llm.base import BACKENDS, GenerationParams
-from socialens.llm.hf import HFBackend, _ChoiceTrie, cache_root, converted_gguf_dir, render_plain
+from socialens.llm.hf import HFBackend, _ChoiceTrie, converted_gguf_dir, render_plain
+from socialens.runtime import cache_dir
 from socialens.runtime import torch_threads
 
 MODEL = "builtin:smollm2-135m-instruct"
@@ -50,7 +51,7 @@ QUESTIONS = [
 
 def test_registered_and_converted_once(backend):
     assert BACKENDS["hf"] is HFBackend
-    folder = cache_root() / "models" / "smollm2-135m-instruct"
+    folder = cache_dir() / "models" / "smollm2-135m-instruct"
     assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
     assert not list(folder.parent.glob(".smollm2-135m-instruct.tmp-*"))  # no leftover temp folder
     assert converted_gguf_dir(backend.model_id, "smollm2-135m-instruct") == folder  # reused, not redone
@@ -148,7 +149,7 @@ def test_lora_adapter_is_applied(backend, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    folder = cache_root() / "models" / "smollm2-135m-instruct"
+    folder = cache_dir() / "models" / "smollm2-135m-instruct"
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(folder)
     config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)

@@ -128,28 +128,38 @@ def test_grammar_escaping():
 def reference_logprob(llm, prefix: list[int], full: list[int]) -> tuple[float, int]:
     """Evaluate prompt + continuation from scratch (all logits kept) and sum the continuation's.
 
-    The prompt and the continuation go in two batches, as in the backend: llama.cpp's quantized
-    kernels give slightly different numbers for different batch sizes (~1e-3 relative)."""
+    The batches have the backend's shapes: the prompt in one, the continuation without its last
+    token in the next (no logits are needed after the last token). llama.cpp picks its kernels by
+    batch shape, and a batch one token longer moved Gemma's score of a two-token label by 0.049
+    with extra buffers off; with the same shapes both settings agree to 1e-14."""
     common = 0
     while common < min(len(prefix), len(full)) and prefix[common] == full[common]:
         common += 1
     llm.reset()
     llm.eval(full[:common])
-    llm.eval(full[common:])
-    logits = np.asarray(llm.scores[: len(full)], dtype=np.float64)
+    if len(full) - common > 1:
+        llm.eval(full[common:-1])
+    logits = np.asarray(llm.scores[: len(full) - 1], dtype=np.float64)
     shifted = logits - logits.max(axis=1, keepdims=True)
     logprobs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     return float(sum(logprobs[i - 1, full[i]] for i in range(common, len(full)))), len(full) - common
 
 
-@pytest.mark.parametrize("which", ["smollm", "gemma"])
-def test_score_matches_scoring_from_scratch(which, request):
+@pytest.mark.parametrize("extra_buffers", ["on", "off"])
+@pytest.mark.parametrize("which", ["builtin:smollm2-135m-instruct", "builtin:gemma3-270m"])
+def test_score_matches_scoring_from_scratch(which, extra_buffers):
     import llama_cpp
 
-    backend = request.getfixturevalue(which)
+    from socialens.llm.native_probe import llama_model_params
+
+    try:
+        backend = LlamaCppBackend(which, n_ctx=N_CTX, n_threads=1, extra_buffers=extra_buffers)
+    except ConfigError as error:
+        pytest.skip(str(error))
     continuations = ["hate", "not-hate", "partially false", '{"label": "belief"}']
     # logits_all keeps n_ctx x n_vocab floats (262k vocab for Gemma): a small context is enough here
-    reference = llama_cpp.Llama(backend.model_path, n_ctx=128, n_threads=1, logits_all=True, verbose=False)
+    with llama_model_params(backend.extra_buffers):
+        reference = llama_cpp.Llama(backend.model_path, n_ctx=128, n_threads=1, logits_all=True, verbose=False)
     try:
         for text in TEXTS[:2]:  # the second call reuses the first's system-prompt prefix
             scores = backend.score(prompt(text), continuations)
@@ -166,14 +176,15 @@ def test_score_matches_scoring_from_scratch(which, request):
                 full = backend.tokenize(rendered + backend.answer_prefix + continuation)
                 expected, n = reference_logprob(reference, prefix, full)
                 assert count == n
-                assert got == pytest.approx(expected, abs=1e-3), continuation
+                assert got == pytest.approx(expected, abs=1e-6), continuation
+        # prefix reuse across calls gives the same numbers as a fresh evaluation
+        again = backend.score(prompt(TEXTS[0]), continuations)
+        backend.generate([prompt(TEXTS[1])], GenerationParams(max_tokens=3))  # moves the KV cache
+        after_generate = backend.score(prompt(TEXTS[0]), continuations)
+        np.testing.assert_allclose(again.logprobs, after_generate.logprobs, atol=1e-6)
     finally:
         reference.close()
-    # prefix reuse across calls gives the same numbers as a fresh evaluation
-    again = backend.score(prompt(TEXTS[0]), continuations)
-    backend.generate([prompt(TEXTS[1])], GenerationParams(max_tokens=3))  # moves the KV cache
-    after_generate = backend.score(prompt(TEXTS[0]), continuations)
-    np.testing.assert_allclose(again.logprobs, after_generate.logprobs, atol=1e-3)
+        backend.close()
 
 
 def test_score_boundary_merge(gemma):

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
 
+from socialens.runtime import cache_dir
 from socialens.llm.base import Completion, GenerationParams, LLMBackend, Messages, Scores
 
 
 def default_cache_path() -> Path:
-    root = os.environ.get("SOCIALENS_CACHE_DIR") or Path.home() / ".cache" / "socialens"
-    return Path(root) / "llm-responses.sqlite"
+    return cache_dir() / "llm-responses.sqlite"
 
 
 class ResponseCache:

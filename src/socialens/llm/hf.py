@@ -42,13 +42,9 @@ from socialens.llm.base import (
     render_plain,
 )
 from socialens.models import BUILTIN_PREFIX, is_builtin, resolve_model
-from socialens.runtime import torch_threads
+from socialens.runtime import cache_dir, torch_threads
 
 log = logging.getLogger(__name__)
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("SOCIALENS_CACHE_DIR") or Path.home() / ".cache" / "socialens")
 
 
 def converted_gguf_dir(gguf_path: str | Path, name: str | None = None) -> Path:
@@ -58,7 +54,7 @@ def converted_gguf_dir(gguf_path: str | Path, name: str | None = None) -> Path:
         stat = gguf_path.stat()
         digest = hashlib.sha256(f"{gguf_path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:10]
         name = f"{gguf_path.stem}-{digest}"
-    target = cache_root() / "models" / name
+    target = cache_dir() / "models" / name
     if (target / "config.json").is_file():
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -142,8 +138,8 @@ class HFBackend:
         self.model_id = resolve_model(model)
         folder = model_folder(model)
         dtype = getattr(torch, self.options.dtype)
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, trust_remote_code=False)
         if self.options.adapter:
             try:
                 from peft import PeftModel

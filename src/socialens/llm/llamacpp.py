@@ -12,6 +12,11 @@
   each). The cache is also reused across calls: a prompt sharing a prefix (system text, few-shot
   examples) with the previous call only evaluates the differing tail.
 
+Before the model is loaded, a child process loads it with the same settings and evaluates a few
+tokens (``native_probe``): a llama.cpp kernel this CPU cannot run (AMX under some hypervisors) then
+fails that child, not this process. ``extra_buffers`` (llama.cpp's weight-repacking buffer types)
+is ``auto`` by default: on only where a probe with them on survived on this machine.
+
 The model is loaded with ``logits_all=False`` (llama-cpp-python then keeps no per-token logits
 buffer of n_ctx x n_vocab floats); scoring asks llama.cpp for logits of just the continuation
 positions it needs in its own batch.
@@ -37,6 +42,7 @@ from socialens.llm.base import (
     register_backend,
     render_plain,
 )
+from socialens.llm.native_probe import ExtraBuffers, llama_model_params, resolve_extra_buffers
 from socialens.models import resolve_model
 
 INSTALL_HINT = "pip install 'socialens[llm]'"
@@ -92,6 +98,7 @@ class LlamaCppBackend:
         n_batch: int = 512
         seed: int = 0
         verbose: bool = False
+        extra_buffers: ExtraBuffers = "auto"
 
     def __init__(self, model: str, **options: Any):
         self.options = self.Options(**options)
@@ -107,17 +114,19 @@ class LlamaCppBackend:
         self.model_path = str(path)
         self.model_id = f"{path.name}:{path.stat().st_size}"
         threads = self.options.n_threads or os.cpu_count() or 1
+        self.extra_buffers = resolve_extra_buffers(self.model_path, self.options.extra_buffers, threads)
         try:
-            self.llm = llama_cpp.Llama(
-                model_path=self.model_path,
-                n_ctx=self.options.n_ctx,
-                n_batch=self.options.n_batch,
-                n_threads=threads,
-                n_threads_batch=threads,
-                seed=self.options.seed,
-                logits_all=False,
-                verbose=self.options.verbose,
-            )
+            with llama_model_params(self.extra_buffers):
+                self.llm = llama_cpp.Llama(
+                    model_path=self.model_path,
+                    n_ctx=self.options.n_ctx,
+                    n_batch=self.options.n_batch,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    seed=self.options.seed,
+                    logits_all=False,
+                    verbose=self.options.verbose,
+                )
         except ValueError as error:  # llama-cpp-python raises ValueError on an unreadable file
             raise ConfigError(f"llamacpp backend: cannot load '{path}': {error}") from None
         self.n_ctx = self.llm.n_ctx()
