@@ -15,8 +15,7 @@ import pytest
 from socialens.errors import ConfigError
 from socialens.llm.base import BACKENDS, GenerationParams
 from socialens.llm.hf import HFBackend, _ChoiceTrie, converted_gguf_dir, render_plain
-from socialens.runtime import cache_dir
-from socialens.runtime import torch_threads
+from socialens.runtime import cache_dir, torch_threads
 
 MODEL = "builtin:smollm2-135m-instruct"
 

@@ -159,7 +159,9 @@ def test_score_matches_scoring_from_scratch(which, extra_buffers):
     continuations = ["hate", "not-hate", "partially false", '{"label": "belief"}']
     # logits_all keeps n_ctx x n_vocab floats (262k vocab for Gemma): a small context is enough here
     with llama_model_params(backend.extra_buffers):
-        reference = llama_cpp.Llama(backend.model_path, n_ctx=128, n_threads=1, logits_all=True, verbose=False)
+        reference = llama_cpp.Llama(
+            backend.model_path, n_ctx=128, n_threads=1, logits_all=True, verbose=False
+        )
     try:
         for text in TEXTS[:2]:  # the second call reuses the first's system-prompt prefix
             scores = backend.score(prompt(text), continuations)
