@@ -47,6 +47,69 @@ def _meta(metadata: list[str] | None) -> dict[str, str] | None:
     return {name: name for name in metadata} if metadata else None
 
 
+# What a model directory (or an experiment) may do only with the user's say (docs/security.md).
+TrustPickle = Annotated[
+    bool,
+    typer.Option(
+        "--trust-pickle",
+        help="allow pickle files in the model directory (an old TF-IDF pipeline.joblib, torch *.bin "
+        "weights); unpickling runs any code their author put in them",
+    ),
+]
+AllowEndpoint = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-endpoint",
+        help="endpoint URL that saved settings may send texts to, e.g. a prompted model's base_url (repeatable)",
+    ),
+]
+AllowKeyEnv = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-key-env",
+        help="environment variable that saved settings may read an API key from (repeatable)",
+    ),
+]
+
+
+def _load_options(trust_pickle: bool, allow_endpoint: list[str] | None, allow_key_env: list[str] | None):
+    """The load_classifier keywords for what the user allowed on the command line."""
+    return {
+        "trust_pickle": trust_pickle,
+        "allow_endpoints": list(allow_endpoint or ()),
+        "allow_key_envs": list(allow_key_env or ()),
+    }
+
+
+def _confirm_endpoints(experiment, source: Path, allow_endpoint, allow_key_env) -> list[str]:
+    """Every endpoint and API-key variable an experiment's models use, as lines to print before any
+    cell runs; a ConfigError (one line) when one of them was not confirmed on the command line.
+    An experiment file is shared like a model directory, so it gets the same rule."""
+    from socialens.classifiers.base import Trust
+    from socialens.classifiers.prompted import (
+        PromptedParams,
+        describe_endpoint,
+        endpoint_consent,
+        network_endpoint,
+    )
+    from socialens.config import validate_model_params
+    from socialens.errors import ConfigError
+
+    trust = Trust.of(False, allow_endpoint or (), allow_key_env or ())
+    lines, missing = [], []
+    for index, entry in enumerate(experiment.models):
+        params = validate_model_params(entry, index, str(source))
+        endpoint = network_endpoint(params) if isinstance(params, PromptedParams) else None
+        if endpoint is None:
+            continue
+        lines.append(f"model {entry.id} sends {describe_endpoint(endpoint)}")
+        missing += [option for option in endpoint_consent(endpoint, trust) if option not in missing]
+    if missing:
+        used = "; ".join(line.removeprefix("model ") for line in lines)
+        raise ConfigError(f"{source}: {used}; to allow this, pass {' '.join(missing)}")
+    return lines
+
+
 @app.command()
 def bench(
     config: Annotated[Path, typer.Argument(help="experiment YAML (datasets x models x seeds)")],
@@ -59,6 +122,8 @@ def bench(
     ] = None,
     save_models: Annotated[bool, typer.Option(help="keep each trained model in its cell folder")] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="bypass the LLM response cache")] = False,
+    allow_endpoint: AllowEndpoint = None,
+    allow_key_env: AllowKeyEnv = None,
 ) -> None:
     """Run an experiment grid, print the comparison table and write runs/<name>/."""
     try:
@@ -66,6 +131,8 @@ def bench(
         from socialens.config import load_experiment
 
         experiment = load_experiment(config)
+        for line in _confirm_endpoints(experiment, config, allow_endpoint, allow_key_env):
+            console.print(line, highlight=False, soft_wrap=True)
         result = run_bench(
             experiment,
             force=force,
@@ -278,6 +345,7 @@ def export_onnx_command(
     min_agreement: Annotated[
         float, typer.Option(help="label agreement with torch that auto asks of the dynamic scheme")
     ] = 0.995,
+    trust_pickle: TrustPickle = False,
 ) -> None:
     """Export an encoder to ONNX + int8, check it against torch, and make load() use it."""
     from socialens.classifiers.base import read_model_info
@@ -301,6 +369,7 @@ def export_onnx_command(
             dev_source=found[1] if found else "",
             quantization=quantization,
             min_agreement=min_agreement,
+            trust_pickle=trust_pickle,
         )
     except SocialensError as exc:
         _fail(exc)
@@ -374,6 +443,9 @@ def predict(
         str, typer.Option(help="local, or ray (Ray Data; RAY_ADDRESS or a local Ray)")
     ] = "local",
     ray_actors: Annotated[int, typer.Option(help="model actors with --engine ray")] = 2,
+    trust_pickle: TrustPickle = False,
+    allow_endpoint: AllowEndpoint = None,
+    allow_key_env: AllowKeyEnv = None,
 ) -> None:
     """Label a file of any size, streaming; every input row yields exactly one output row.
     An interrupted run restarted with the same arguments resumes where it stopped."""
@@ -386,7 +458,8 @@ def predict(
     try:
         if engine not in ("local", "ray"):
             raise SocialensError(f"--engine {engine}: expected local or ray")
-        classifier = load_classifier(model_dir)
+        load_options = _load_options(trust_pickle, allow_endpoint, allow_key_env)
+        classifier = load_classifier(model_dir, **load_options)
         stream = RowStream(
             input, text=text, label=label, id=id, metadata=_meta(metadata), schema=classifier.schema
         )
@@ -395,7 +468,13 @@ def predict(
             from socialens.predict_ray import predict_stream_ray
 
             summary = predict_stream_ray(
-                stream, out, labels=classifier.schema.names, actors=ray_actors, console=console, **options
+                stream,
+                out,
+                labels=classifier.schema.names,
+                actors=ray_actors,
+                console=console,
+                load_options=load_options,
+                **options,
             )
         else:
             summary = predict_stream(classifier, stream, out, console=console, **options)
@@ -437,6 +516,9 @@ def serve(
     threads: Annotated[
         int | None, typer.Option(help="torch threads for inference (default: all cores but one)")
     ] = None,
+    trust_pickle: TrustPickle = False,
+    allow_endpoint: AllowEndpoint = None,
+    allow_key_env: AllowKeyEnv = None,
 ) -> None:
     """Serve a trained model over HTTP: POST /v1/classify, GET /v1/model, /healthz, docs at /docs."""
     from socialens.serving.app import ServiceSettings
@@ -452,7 +534,9 @@ def serve(
             threads=threads,
             token=read_token(token_env),
         )
-        server = build_server(model_dir, host, port, settings)
+        server = build_server(
+            model_dir, host, port, settings, **_load_options(trust_pickle, allow_endpoint, allow_key_env)
+        )
     except SocialensError as exc:
         _fail(exc)
     auth = f"bearer token from ${token_env}" if token_env else "no auth"

@@ -27,14 +27,13 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from socialens.classifiers.base import PredictionRecord, Status
+from socialens.classifiers.base import PredictionRecord, Status, model_digest
 from socialens.data.schema import Example
 from socialens.data.stream import Position, Rejected, RowStream
 from socialens.errors import DataError
 from socialens.predict_output import check_output_path, open_sink, output_columns, output_row
 
 PROGRESS_SUFFIX = ".progress.json"
-_HASH_WHOLE_BELOW = 16 * 2**20  # model files larger than this are fingerprinted by size and mtime
 _INPUT_SAMPLE = 2**20
 
 
@@ -69,25 +68,13 @@ def _file_digest(path: Path, whole: bool) -> str:
     return f"{size}:{digest.hexdigest()}"
 
 
-def model_fingerprint(model_dir: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in Path(model_dir).rglob("*") if p.is_file()):
-        stat = path.stat()
-        digest.update(str(path.relative_to(model_dir)).encode())
-        if stat.st_size <= _HASH_WHOLE_BELOW:
-            digest.update(_file_digest(path, whole=True).encode())
-        else:
-            digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()
-
-
 def run_fingerprint(stream: RowStream, model_dir: Path, options: dict[str, Any]) -> dict[str, Any]:
     """What must not change between a killed run and its resume."""
     return {
         "input": str(stream.path.resolve()),
         "input_digest": _file_digest(stream.path, whole=False),
         "model": str(Path(model_dir).resolve()),
-        "model_digest": model_fingerprint(Path(model_dir)),
+        "model_digest": model_digest(model_dir),  # the model's version: a hash of every file in it
         "options": {
             "text": stream.text_columns,
             "id": stream.id,

@@ -63,11 +63,17 @@ def stream_options(stream: RowStream) -> dict[str, Any]:
 class ShardPredictor:
     """A Ray Data actor: loads the model once, then predicts whole shards read from the input."""
 
-    def __init__(self, model_dir: str, options: dict[str, Any], batch_size: int) -> None:
+    def __init__(
+        self,
+        model_dir: str,
+        options: dict[str, Any],
+        batch_size: int,
+        load_options: dict[str, Any] | None = None,
+    ) -> None:
         from socialens.classifiers.base import load_classifier
         from socialens.data.schema import LabelSchema
 
-        self.classifier = load_classifier(model_dir)
+        self.classifier = load_classifier(model_dir, **(load_options or {}))
         schema = options.get("schema")
         self.stream = RowStream(**{**options, "schema": LabelSchema.from_dict(schema) if schema else None})
         self.batch_size = batch_size
@@ -125,8 +131,11 @@ def predict_stream_ray(
     actors: int = 2,
     force: bool = False,
     console: Console | None = None,
+    load_options: dict[str, Any] | None = None,
 ) -> PredictSummary:
-    """Predict every row of ``stream`` into ``out`` with ``actors`` Ray actors; same output as local."""
+    """Predict every row of ``stream`` into ``out`` with ``actors`` Ray actors; same output as local.
+    ``load_options`` are the keywords each actor passes to ``load_classifier`` (what the user
+    trusted the model directory with: ``trust_pickle``, ``allow_endpoints``, ``allow_key_envs``)."""
     ray = _import_ray()
     out = Path(out)
     check_output_path(out)
@@ -154,7 +163,7 @@ def predict_stream_ray(
         logging.getLogger("ray.data").setLevel(logging.ERROR)
         dataset = ray.data.from_items(shards, override_num_blocks=len(shards)).map_batches(
             ShardPredictor,
-            fn_constructor_args=(str(Path(model_dir).resolve()), options, batch_size),
+            fn_constructor_args=(str(Path(model_dir).resolve()), options, batch_size, load_options),
             batch_size=1,
             concurrency=actors,
             batch_format="numpy",

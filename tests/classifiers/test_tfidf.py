@@ -109,3 +109,46 @@ def test_char_ngrams(analyzer):
         [Example(id="t", text="الهاتف جميلة رائعة"), Example(id="u", text="الهاتف سيئ مزعجة")]
     )
     assert [r.predicted for r in records] == ["pos", "neg"]
+
+
+@pytest.mark.parametrize("analyzer", ["word", "char_wb", "word+char"])
+@pytest.mark.parametrize("labels", [["neg", "neu", "pos"], ["neg", "pos"]])
+def test_saved_without_pickle_and_reloaded_into_sklearn_with_identical_probabilities(
+    tmp_path, analyzer, labels
+):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    train = [ex for ex in make(10) if ex.label in labels]
+    clf = TfidfClassifier(TfidfParams(analyzer=analyzer, char_ngram_range=(2, 4))).fit(train)
+    clf.save(tmp_path / "m")
+    names = sorted(p.name for p in (tmp_path / "m").iterdir())
+    assert names == ["socialens_model.json", "tfidf_model.json", "tfidf_weights.safetensors"]
+    for path in (tmp_path / "m").iterdir():  # nothing a loader could unpickle
+        assert not path.read_bytes().startswith(b"\x80") and path.suffix != ".joblib"
+    loaded = load_classifier(tmp_path / "m")
+    features, head = loaded.pipeline_.steps[0][1], loaded.pipeline_.steps[-1][1]
+    vectorizers = [v for _, v in features.transformer_list] if analyzer == "word+char" else [features]
+    assert all(type(v) is TfidfVectorizer for v in vectorizers) and type(head) is LogisticRegression
+    texts = [ex.text for ex in make(4, offset=30)] + ["never seen words", "", "LOVE awful!"]
+    assert abs(loaded.predict_proba(texts) - clf.predict_proba(texts)).max() <= 1e-12
+    assert loaded.pipeline_.get_params(deep=True).keys() == clf.pipeline_.get_params(deep=True).keys()
+
+
+def test_a_tampered_tfidf_directory_is_a_one_line_error(fitted, tmp_path):
+    import json
+
+    from socialens.errors import ConfigError
+
+    fitted.save(tmp_path / "m")
+    description = json.loads((tmp_path / "m" / "tfidf_model.json").read_text())
+    description["vectorizers"][0]["settings"]["input"] = "filename"  # would open files named by the texts
+    (tmp_path / "m" / "tfidf_model.json").write_text(json.dumps(description))
+    with pytest.raises(ConfigError, match=r"tfidf_model\.json: not a readable TF-IDF model description"):
+        load_classifier(tmp_path / "m")
+    fitted.save(tmp_path / "n")
+    description = json.loads((tmp_path / "n" / "tfidf_model.json").read_text())
+    description["vectorizers"][0]["vocabulary"].pop()
+    (tmp_path / "n" / "tfidf_model.json").write_text(json.dumps(description))
+    with pytest.raises(ConfigError, match="disagree: idf.0 should have shape"):
+        load_classifier(tmp_path / "n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -110,7 +111,7 @@ class Classifier(Protocol):
     def save(self, directory: str | Path) -> None: ...
 
     @classmethod
-    def load(cls, directory: str | Path) -> Classifier: ...
+    def load(cls, directory: str | Path, *, trust: Trust | None = None) -> Classifier: ...
 
 
 REGISTRY: dict[str, type] = {}
@@ -144,14 +145,117 @@ def _import_builtin_families() -> None:
 MODEL_INFO_FILE = "socialens_model.json"
 
 
-def load_classifier(directory: str | Path) -> Classifier:
-    """Load any saved model directory by reading the family it records."""
+@dataclass(frozen=True)
+class Trust:
+    """What the user allows a model directory to do beyond the safe default (docs/security.md).
+
+    A model directory is a file someone may have shared: by default loading it runs no code of
+    its author's (no pickle) and sends no text and no secret anywhere it chose. ``pickle`` allows
+    a pickle file (an old TF-IDF ``pipeline.joblib``, ``*.bin`` torch weights); ``endpoints`` and
+    ``key_envs`` are the endpoint URLs and API-key environment variables the user confirmed."""
+
+    pickle: bool = False
+    endpoints: frozenset[str] = frozenset()
+    key_envs: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(
+        cls,
+        trust_pickle: bool = False,
+        allow_endpoints: Iterable[str] = (),
+        allow_key_envs: Iterable[str] = (),
+    ) -> Trust:
+        return cls(
+            pickle=bool(trust_pickle),
+            endpoints=frozenset(normalise_endpoint(url) for url in allow_endpoints or ()),
+            key_envs=frozenset(allow_key_envs or ()),
+        )
+
+
+def normalise_endpoint(url: str) -> str:
+    """The form endpoint URLs are compared in: as written, without trailing slashes."""
+    return url.strip().rstrip("/")
+
+
+def refuse_pickle(path: Path, trust: Trust | None, what: str = "a pickle") -> None:
+    """Raise a one-line ConfigError about loading ``path`` unless the user passed --trust-pickle."""
+    if trust is not None and trust.pickle:
+        return
+    raise ConfigError(
+        f"{path}: refused to load {what}: unpickling runs any code its author put in the file; "
+        "if you trust whoever made this model directory, pass --trust-pickle (trust_pickle=True)"
+    )
+
+
+# Weight files of transformers models and peft adapters: safetensors, or pickles (torch.save).
+SAFE_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
+PICKLED_WEIGHT_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "adapter_model.bin")
+
+
+def weights_are_safetensors(directory: Path, trust: Trust | None, *, required: bool = True) -> bool:
+    """Whether the model or adapter folder ``directory`` holds its weights as safetensors. With only
+    pickled weights (a torch ``*.bin``) it refuses unless ``trust.pickle``, and then returns False
+    (load the pickle). No weights at all: a ConfigError when ``required``, else True (nothing
+    pickled to refuse: a hub id, a GGUF file, or a folder the loader will complain about)."""
+    directory = Path(directory)
+    if any((directory / name).is_file() for name in SAFE_WEIGHT_FILES):
+        return True
+    for name in PICKLED_WEIGHT_FILES:
+        if (directory / name).is_file():
+            refuse_pickle(directory / name, trust, "pickled torch weights")
+            return False
+    if required:
+        raise ConfigError(f"{directory}: no model.safetensors or adapter_model.safetensors (the weights)")
+    return True
+
+
+def check_referenced_weights(reference: str | None, trust: Trust | None) -> None:
+    """A base model or adapter that a saved model names by a local folder (not ``builtin:`` or a
+    hub id) loads under the same rule as the directory itself: safetensors, or --trust-pickle."""
+    if reference and not reference.startswith("builtin:"):
+        folder = Path(reference).expanduser()
+        if folder.is_dir():
+            weights_are_safetensors(folder, trust, required=False)
+
+
+def load_classifier(
+    directory: str | Path,
+    *,
+    trust_pickle: bool = False,
+    allow_endpoints: Iterable[str] = (),
+    allow_key_envs: Iterable[str] = (),
+) -> Classifier:
+    """Load any saved model directory by reading the family it records.
+
+    Safe by default for a directory someone else made: no pickle is loaded unless
+    ``trust_pickle``, and a model that sends texts to an endpoint (a prompted model on an
+    OpenAI-compatible server) loads only when that endpoint URL is in ``allow_endpoints`` and the
+    environment variable it reads the API key from is in ``allow_key_envs``."""
     directory = Path(directory)
     info_path = directory / MODEL_INFO_FILE
     if not info_path.is_file():
         raise ConfigError(f"{directory}: not a socialens model directory (missing {MODEL_INFO_FILE})")
     info = json.loads(info_path.read_text(encoding="utf-8"))
-    return get_family(info["family"]).load(directory)
+    trust = Trust.of(trust_pickle, allow_endpoints, allow_key_envs)
+    return get_family(info["family"]).load(directory, trust=trust)
+
+
+def model_digest(directory: str | Path) -> str:
+    """SHA-256 (hex) over every file under a model directory: each file's relative path, size and
+    full content, in sorted order. It is the model's version: the served ``/v1/model`` version
+    (its first 12 characters) and the model fingerprint ``predict`` records for a resume, so
+    changing any file a model loads (weights, tokenizer, ONNX export, info) changes it."""
+    directory = Path(directory)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        content = hashlib.sha256()
+        size = 0
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(2**20), b""):
+                content.update(block)
+                size += len(block)
+        digest.update(f"{path.relative_to(directory).as_posix()}\0{size}\0{content.hexdigest()}\n".encode())
+    return digest.hexdigest()
 
 
 def software_versions() -> dict[str, str]:

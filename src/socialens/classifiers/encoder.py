@@ -21,10 +21,12 @@ import numpy as np
 from socialens.classifiers.base import (
     FamilyParams,
     PredictionRecord,
+    Trust,
     infer_schema,
     probability_records,
     read_model_info,
     register,
+    weights_are_safetensors,
     write_model_info,
 )
 from socialens.data.schema import Example, LabelSchema
@@ -348,10 +350,17 @@ class EncoderClassifier:
 
     @classmethod
     def load(
-        cls, directory: str | Path, progress: ProgressHook | None = None, engine: Engine = "auto"
+        cls,
+        directory: str | Path,
+        progress: ProgressHook | None = None,
+        engine: Engine = "auto",
+        *,
+        trust: Trust | None = None,
     ) -> EncoderClassifier:
         """Load a saved encoder. With engine "auto" it predicts through onnxruntime when the
-        directory holds ``onnx/model_int8.onnx`` and through torch otherwise."""
+        directory holds ``onnx/model_int8.onnx`` and through torch otherwise. Weights load from
+        safetensors only, unless ``trust.pickle`` allows a pickled ``pytorch_model.bin``; no code
+        from the directory runs (``trust_remote_code=False``)."""
         from transformers import AutoTokenizer
 
         from socialens.errors import ConfigError
@@ -368,19 +377,22 @@ class EncoderClassifier:
                 f"{directory}: no {onnx_path.name}; run `socialens export onnx {directory}` first"
             )
         with _quiet_transformers(obj.params.verbose):
-            obj.tokenizer_ = AutoTokenizer.from_pretrained(directory)
+            obj.tokenizer_ = AutoTokenizer.from_pretrained(directory, trust_remote_code=False)
             if engine != "torch" and onnx_path.is_file():
                 obj.onnx_ = OnnxEncoderSession(onnx_path, num_threads=obj.params.num_threads)
             else:
-                obj.model_ = _load_torch_model(directory)
+                obj.model_ = _load_torch_model(directory, trust)
         return obj
 
 
-def _load_torch_model(directory: Path):
+def _load_torch_model(directory: Path, trust: Trust | None = None):
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    model = AutoModelForSequenceClassification.from_pretrained(directory)
+    safe = weights_are_safetensors(directory, trust)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        directory, use_safetensors=safe, trust_remote_code=False
+    )
     if torch.cuda.is_available():
         model.to("cuda")
     return model.eval()

@@ -32,9 +32,12 @@ from pydantic import Field
 from socialens.classifiers.base import (
     FamilyParams,
     PredictionRecord,
+    Trust,
+    check_referenced_weights,
     infer_schema,
     read_model_info,
     register,
+    weights_are_safetensors,
     write_model_info,
 )
 from socialens.data.schema import Example, LabelSchema
@@ -245,7 +248,11 @@ class InstructClassifier:
         )
 
     @classmethod
-    def load(cls, directory: str | Path, progress: ProgressHook | None = None) -> InstructClassifier:
+    def load(
+        cls, directory: str | Path, progress: ProgressHook | None = None, *, trust: Trust | None = None
+    ) -> InstructClassifier:
+        """Load a saved model; its adapter loads from safetensors only, unless ``trust.pickle``
+        allows a pickled ``adapter_model.bin``."""
         directory = Path(directory)
         info = read_model_info(directory)
         try:
@@ -254,6 +261,7 @@ class InstructClassifier:
             raise ConfigError(f"{directory}: bad instruct-model parameters ({exc})") from None
         if not (directory / ADAPTER_DIR / "adapter_config.json").is_file():
             raise ConfigError(f"{directory}: missing {ADAPTER_DIR}/adapter_config.json (the LoRA adapter)")
+        weights_are_safetensors(directory / ADAPTER_DIR, trust)
         obj = cls(params, seed=info.get("seed", 0), progress=progress)
         obj.schema = LabelSchema.from_dict(info["schema"])
         obj.task = info.get("task", "")
@@ -261,6 +269,7 @@ class InstructClassifier:
         if not obj.instructions:
             raise ConfigError(f"{directory}: socialens_model.json has no instructions")
         obj.base = info.get("base") or params.model
+        check_referenced_weights(obj.base, trust)
         obj.adapter_dir = directory / ADAPTER_DIR
         obj.training_ = info.get("training", {})
         return obj

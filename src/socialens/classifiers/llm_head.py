@@ -20,10 +20,13 @@ from pydantic import Field
 from socialens.classifiers.base import (
     FamilyParams,
     PredictionRecord,
+    Trust,
+    check_referenced_weights,
     infer_schema,
     probability_records,
     read_model_info,
     register,
+    weights_are_safetensors,
     write_model_info,
 )
 from socialens.classifiers.encoder import (
@@ -65,7 +68,7 @@ def _base_model(reference: str, names: list[str]):
     from socialens.llm.hf import model_folder
 
     folder = model_folder(reference)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     # The head reads the last non-pad token, found from the right.
@@ -77,6 +80,7 @@ def _base_model(reference: str, names: list[str]):
         label2id={n: i for i, n in enumerate(names)},
         pad_token_id=tokenizer.pad_token_id,
         dtype=torch.float32,
+        trust_remote_code=False,
     )
     return model, tokenizer
 
@@ -232,7 +236,11 @@ class LLMHeadClassifier:
         )
 
     @classmethod
-    def load(cls, directory: str | Path, progress: ProgressHook | None = None) -> LLMHeadClassifier:
+    def load(
+        cls, directory: str | Path, progress: ProgressHook | None = None, *, trust: Trust | None = None
+    ) -> LLMHeadClassifier:
+        """Load the adapter and head (safetensors only, unless ``trust.pickle`` allows a pickled
+        ``adapter_model.bin``) on top of the base model the directory names."""
         import torch
         from peft import PeftModel
 
@@ -240,7 +248,9 @@ class LLMHeadClassifier:
         info = read_model_info(directory)
         if not (directory / "adapter_config.json").is_file():
             raise ConfigError(f"{directory}: missing adapter_config.json (the LoRA adapter and head)")
+        weights_are_safetensors(directory, trust)
         obj = cls(LLMHeadParams.model_validate(info["params"]), seed=info.get("seed", 0), progress=progress)
+        check_referenced_weights(obj.params.model, trust)
         obj.schema = LabelSchema.from_dict(info["schema"])
         obj.training_ = info.get("training", {})
         with _quiet_transformers(False):

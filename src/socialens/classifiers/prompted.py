@@ -15,10 +15,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from socialens.classifiers.base import (
+    MODEL_INFO_FILE,
     FamilyParams,
     PredictionRecord,
     Status,
+    Trust,
+    check_referenced_weights,
     infer_schema,
+    normalise_endpoint,
     read_model_info,
     register,
     write_model_info,
@@ -93,17 +97,84 @@ class PromptedParams(FamilyParams):
         for name in self.backend_option_values():
             if name not in options_model.model_fields:
                 raise ValueError(f"'{name}' does not apply to backend '{self.backend}'")
+        # Record the key variable actually read: left out, it is the backend's default (openai:
+        # OPENAI_API_KEY), so a saved model says so; an explicit null stays null: send no key.
+        takes_key = "api_key_env" in options_model.model_fields
+        if (
+            takes_key
+            and "api_key_env" not in self.model_fields_set
+            and "api_key_env" not in self.backend_options
+        ):
+            self.api_key_env = options_model.model_fields["api_key_env"].default
         return self
 
     def backend_option_values(self) -> dict:
         values = {
             name: getattr(self, name) for name in BACKEND_OPTION_FIELDS if getattr(self, name) is not None
         }
+        if self.api_key_env is None and "api_key_env" in self.model_fields_set:
+            from socialens.llm.base import get_backend
+
+            if "api_key_env" in get_backend(self.backend).Options.model_fields:
+                values["api_key_env"] = None  # null means no key, not the backend's default variable
         return {**values, **self.backend_options}
 
     @property
     def style(self) -> str:
         return "json" if self.prompt == "json" else "serial"
+
+
+def network_endpoint(params: PromptedParams) -> tuple[str, str | None] | None:
+    """(endpoint URL, name of the environment variable the API key is read from, or None for no
+    key) of a model that sends its texts over the network; None for a local backend."""
+    from pydantic import ValidationError
+
+    from socialens.llm.base import get_backend
+
+    backend = get_backend(params.backend)
+    if "base_url" not in backend.Options.model_fields:
+        return None
+    try:
+        options = backend.Options(**params.backend_option_values())
+    except ValidationError as exc:
+        raise ConfigError(f"backend '{params.backend}': bad options ({exc.errors()[0]['msg']})") from None
+    url = options.base_url or getattr(backend, "default_base_url", None) or "(the backend's default)"
+    return normalise_endpoint(url), getattr(options, "api_key_env", None)
+
+
+def _shown(value: str) -> str:
+    """A value from a file, printable as is (control characters escaped)."""
+    return value if value.isprintable() else repr(value)
+
+
+def endpoint_consent(endpoint: tuple[str, str | None], trust: Trust | None) -> list[str]:
+    """The command-line options still needed before texts may go to ``endpoint`` (none: allowed)."""
+    trust = trust or Trust()
+    url, key_env = endpoint
+    missing = [] if url in trust.endpoints else [f"--allow-endpoint {_shown(url)}"]
+    if key_env is not None and key_env not in trust.key_envs:
+        missing.append(f"--allow-key-env {_shown(key_env)}")
+    return missing
+
+
+def describe_endpoint(endpoint: tuple[str, str | None]) -> str:
+    url, key_env = endpoint
+    key = f"the API key from ${_shown(key_env)}" if key_env is not None else "no API key"
+    return f"texts to {_shown(url)} with {key}"
+
+
+def check_endpoint(params: PromptedParams, trust: Trust | None, source: str) -> None:
+    """Refuse (one-line ConfigError) a saved model whose texts would go to an endpoint, or whose API
+    key would be read from a variable, that the user has not confirmed in ``trust``."""
+    endpoint = network_endpoint(params)
+    if endpoint is None:
+        return
+    missing = endpoint_consent(endpoint, trust)
+    if missing:
+        raise ConfigError(
+            f"{source}: this model sends {describe_endpoint(endpoint)}, which a model directory may not "
+            f"choose on its own; if you mean it, pass {' '.join(missing)}"
+        )
 
 
 def softmax(logprobs: list[float]) -> list[float]:
@@ -302,13 +373,21 @@ class PromptedClassifier:
                 handle.write(json.dumps(ex.to_dict(), ensure_ascii=False) + "\n")
 
     @classmethod
-    def load(cls, directory: str | Path) -> PromptedClassifier:
+    def load(cls, directory: str | Path, *, trust: Trust | None = None) -> PromptedClassifier:
+        """Load a saved prompted model. One that sends texts to an endpoint (``base_url``, or the
+        backend's default URL) or reads an API key (``api_key_env``) loads only when the user
+        confirmed both in ``trust`` (``--allow-endpoint``, ``--allow-key-env``): a shared model
+        directory must not pick where texts and secrets go."""
         directory = Path(directory)
         info = read_model_info(directory)
         try:
             params = PromptedParams.model_validate(info["params"])
         except Exception as exc:
             raise ConfigError(f"{directory}: bad prompted-model parameters ({exc})") from None
+        check_endpoint(params, trust, str(directory / MODEL_INFO_FILE))
+        options = params.backend_option_values()
+        for reference in (params.model, options.get("adapter")):
+            check_referenced_weights(reference, trust)
         obj = cls(params, seed=info.get("seed", 0))
         obj.schema = LabelSchema.from_dict(info["schema"])
         obj.task = info.get("task", "")

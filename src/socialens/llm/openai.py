@@ -74,6 +74,8 @@ def render_messages_json(messages: Messages) -> str:
 
 @register_backend("openai")
 class OpenAIBackend:
+    default_base_url = OPENAI_DEFAULT_BASE_URL  # where texts go when base_url is None
+
     class Options(FamilyParams):
         base_url: str | None = None  # None -> OpenAI's own API
         api_key_env: str | None = "OPENAI_API_KEY"  # None -> no key (local servers)

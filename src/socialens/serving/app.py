@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import hmac
 import json
 import logging
@@ -21,7 +20,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
-from socialens.classifiers.base import MODEL_INFO_FILE, Classifier, load_classifier
+from socialens.classifiers.base import MODEL_INFO_FILE, Classifier, load_classifier, model_digest
 from socialens.data.schema import Example
 from socialens.serving.batcher import BatcherClosed, MicroBatcher, default_inference_threads
 from socialens.serving.schemas import (
@@ -67,15 +66,16 @@ class ServedModel:
     evaluation: dict[str, Any] | None = None
 
 
-def load_served_model(model_dir: str | Path) -> ServedModel:
-    """Load a saved model directory and what /v1/model reports about it."""
+def load_served_model(model_dir: str | Path, **load_options: Any) -> ServedModel:
+    """Load a saved model directory and what /v1/model reports about it. ``load_options`` go to
+    ``load_classifier`` (``trust_pickle``, ``allow_endpoints``, ``allow_key_envs``); the version is
+    the start of ``model_digest``, a hash of every file in the directory."""
     model_dir = Path(model_dir)
-    classifier = load_classifier(model_dir)
-    raw_info = (model_dir / MODEL_INFO_FILE).read_bytes()
-    info = json.loads(raw_info)
+    classifier = load_classifier(model_dir, **load_options)
+    info = json.loads((model_dir / MODEL_INFO_FILE).read_bytes())
     ref = ModelRef(
         id=model_dir.resolve().name,
-        version=hashlib.sha256(raw_info).hexdigest()[:12],
+        version=model_digest(model_dir)[:12],
         family=info["family"],
     )
     # bench saves a cell's model as <cell>/model beside the cell's test metrics

@@ -34,7 +34,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from socialens.classifiers.base import MODEL_INFO_FILE, PredictionRecord, read_model_info, update_model_info
+from socialens.classifiers.base import (
+    MODEL_INFO_FILE,
+    PredictionRecord,
+    Trust,
+    read_model_info,
+    update_model_info,
+)
 from socialens.data.schema import Example
 from socialens.errors import ConfigError
 from socialens.serving.onnx_session import FP32_FILE, INT8_FILE, ONNX_DIR, OnnxEncoderSession
@@ -233,6 +239,7 @@ def export_onnx(
     quantization: str = "auto",
     min_agreement: float = MIN_AGREEMENT,
     progress=None,
+    trust_pickle: bool = False,
 ) -> ExportReport:
     """Export, quantise, check against torch on ``dev_examples`` and record the result in the model info.
 
@@ -246,7 +253,9 @@ def export_onnx(
         raise ConfigError(f"min_agreement: got {min_agreement}; expected a fraction between 0 and 1")
     model_dir = Path(model_dir)
     check_model_dir(model_dir)
-    torch_clf = EncoderClassifier.load(model_dir, progress=progress, engine="torch")
+    torch_clf = EncoderClassifier.load(
+        model_dir, progress=progress, engine="torch", trust=Trust.of(trust_pickle=trust_pickle)
+    )
     torch_records = torch_clf.predict(dev_examples) if dev_examples else None
     target = model_dir / ONNX_DIR
     if quantization == "auto":

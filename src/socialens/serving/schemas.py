@@ -23,7 +23,7 @@ class ClassifyRequest(BaseModel):
 
 class ModelRef(BaseModel):
     id: str = Field(description="The model directory's name.")
-    version: str = Field(description="Short content hash of the model's socialens_model.json.")
+    version: str = Field(description="Short content hash of every file in the model directory.")
     family: str
 
 

@@ -59,13 +59,15 @@ def build_server(
     port: int = 8080,
     settings: ServiceSettings | None = None,
     log_level: str = "info",
+    **load_options,
 ):
-    """A configured ``uvicorn.Server`` for the model in ``model_dir`` (not yet started)."""
+    """A configured ``uvicorn.Server`` for the model in ``model_dir`` (not yet started);
+    ``load_options`` go to ``load_classifier`` (what the user trusts the directory with)."""
     import uvicorn
 
     settings = settings or ServiceSettings()
     check_settings(settings)
-    app = create_app(load_served_model(model_dir), settings, access_logger())
+    app = create_app(load_served_model(model_dir, **load_options), settings, access_logger())
     config = uvicorn.Config(
         app,
         host=host,
