@@ -90,6 +90,10 @@ def test_test_sample_is_stratified_and_fixed(tmp_path):
     assert sorted(r.gold for r in records) == ["belief", "belief", "debunk", "debunk", "other", "other"]
     stats = json.loads((tmp_path / "runs" / "t" / "tiny" / "split.json").read_text())["stats"]
     assert stats["test_before_sample"] == 9 and stats["test_sample"] == 6
+    # the class counts describe the test set evaluated, and the one it was sampled from
+    assert stats["class_counts"]["test"] == {"belief": 2, "debunk": 2, "other": 2}
+    assert sum(stats["class_counts"]["test_before_sample"].values()) == 9
+    assert stats["rows_after"]["test"] == 6
 
 
 def test_a_dataset_that_cannot_load_fails_its_cells_and_the_grid_goes_on(tmp_path):

@@ -247,3 +247,42 @@ def test_cli_predicts_a_csv_with_scores_and_a_one_line_error_for_bad_input(model
     ]
     result = runner.invoke(app, ["predict", str(model_dir), str(TINY), "--out", str(tmp_path / "o.txt")])
     assert result.exit_code == 2 and "unsupported output format '.txt'" in result.output
+
+
+def test_a_repeated_id_makes_that_row_invalid_across_chunks_and_resumes(model_dir, tmp_path):
+    source = tmp_path / "in.csv"
+    ids = ["a", "b", "a", "c", "b", "d", "a"]
+    source.write_text("id,text\n" + "".join(f"{i},debunked claim number {n}\n" for n, i in enumerate(ids)))
+    out = tmp_path / "out.jsonl"
+    summary = run(model_dir, source, out, chunk_rows=2)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ids  # one row per input row, in order
+    assert [r["status"] for r in rows] == ["ok", "ok", "invalid", "ok", "invalid", "ok", "invalid"]
+    assert summary.statuses == {"ok": 4, "invalid": 3}
+    assert rows[2]["label"] is None and rows[2]["p_belief"] is None
+    assert rows[2]["error"].startswith("duplicate id in column 'id': an earlier row has the same id")
+    assert summary.first_problem == {"invalid": f"a: {rows[2]['error']}"}
+
+    # killed after the second chunk: the resumed run still knows the ids written before it
+    InterruptedOnThirdCall.calls = 0
+    resumed_out = tmp_path / "resumed.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        predict_stream(
+            InterruptedOnThirdCall.load(model_dir),
+            RowStream(source),
+            resumed_out,
+            model_dir=model_dir,
+            chunk_rows=2,
+        )
+    summary = run(model_dir, source, resumed_out, chunk_rows=2)
+    assert summary.resumed_from == 4
+    assert resumed_out.read_bytes() == out.read_bytes()
+
+
+def test_the_input_file_is_never_the_output(model_dir, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"text": "debunked again"}) + "\n")
+    before = source.read_bytes()
+    with pytest.raises(DataError, match=r"in.jsonl: this is the input file; expected a different --out path"):
+        run(model_dir, source, tmp_path / "." / "in.jsonl")
+    assert source.read_bytes() == before and not progress_path(source).exists()

@@ -48,7 +48,7 @@ def fingerprint(*parts: Any) -> str:
 
 def load_split(entry, data_root: str | None) -> Split:
     from socialens.data.datasets import load_dataset, load_dataset_config
-    from socialens.data.prepare import prepare, stratified_split
+    from socialens.data.prepare import class_counts, prepare, stratified_split
 
     config = load_dataset_config(entry.config, data_root=data_root)
     raw = load_dataset(config, data_root=data_root, drop_invalid=entry.drop_invalid)
@@ -62,8 +62,16 @@ def load_split(entry, data_root: str | None) -> Split:
         split.stats["official_metric"] = official
     if entry.test_sample is not None and entry.test_sample < len(split.test):
         split.stats["test_before_sample"] = len(split.test)
+        before = class_counts(split.test)
         _, split.test = stratified_split(split.test, entry.test_sample, seed=entry.split_seed)
         split.stats["test_sample"] = len(split.test)
+        # class counts and rows of the test set evaluated, and of the one it was sampled from
+        split.stats["class_counts"] = {
+            **split.stats.get("class_counts", {}),
+            "test": class_counts(split.test),
+            "test_before_sample": before,
+        }
+        split.stats.setdefault("rows_after", {})["test"] = len(split.test)
     return split
 
 

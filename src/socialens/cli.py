@@ -37,10 +37,39 @@ def _fail(error: Exception) -> None:
 def _parse_labels(labels: str | None):
     from socialens.data.schema import LabelSchema
 
-    if not labels:
+    if labels is None:
         return None
     names = [name.strip() for name in labels.split(",") if name.strip()]
-    return LabelSchema.from_names(names)
+    if not names:
+        raise SocialensError(f"--labels '{labels}': no label names; expected comma-separated names: a,b,c")
+    if len(set(names)) < len(names):
+        twice = next(name for name in names if names.count(name) > 1)
+        raise SocialensError(f"--labels '{labels}': '{twice}' is listed twice; expected each label once")
+    try:
+        return LabelSchema.from_names(names)
+    except ValueError as exc:  # two spellings of one label, e.g. pos,POS
+        raise SocialensError(f"--labels '{labels}': {exc}; expected labels that differ beyond case") from None
+
+
+def _check_at_least(minimum: int = 1, **options: int | None) -> None:
+    """A one-line error for the first numeric option below ``minimum`` (None: not given)."""
+    for name, value in options.items():
+        if value is not None and value < minimum:
+            raise SocialensError(f"--{name.replace('_', '-')}: expected at least {minimum}, got {value}")
+
+
+def _checked_params(model, options: dict[str, str], **values):
+    """``model(**values)``, a pydantic model built from command-line options; a bad value is one
+    line naming the option (``options`` maps a field to its option where the names differ)."""
+    from pydantic import ValidationError
+
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first.get("loc") else "value"
+        option = options.get(field, "--" + field.replace("_", "-"))
+        raise SocialensError(f"{option} {first.get('input')!r}: {first['msg']}") from None
 
 
 def _meta(metadata: list[str] | None) -> dict[str, str] | None:
@@ -176,6 +205,8 @@ def report(
     from socialens.evaluation.report import build_report
 
     try:
+        if not hardware_price_per_hour >= 0:  # also refuses nan
+            raise SocialensError(f"--hardware-price-per-hour: expected 0 or more, got {hardware_price_per_hour}")
         result = build_report(run_dirs, out, hardware_price_per_hour=hardware_price_per_hour)
     except (SocialensError, FileNotFoundError, ValueError) as exc:
         _fail(exc)
@@ -213,6 +244,7 @@ def data_check(
             schema=_parse_labels(labels),
             format=format,
             drop_invalid=drop_invalid,
+            require_text=True,  # an empty text is no example, whatever its label
         )
     except SocialensError as exc:
         _fail(exc)
@@ -248,6 +280,8 @@ def data_split(
     from socialens.data.prepare import write_split
 
     try:
+        _check_at_least(cap=cap)
+        _check_at_least(0, seed=seed)
         split = _load_split(source, text, label, labels, metadata, seed, cap, data_root, drop_invalid)
         write_split(split, out)
     except SocialensError as exc:
@@ -348,14 +382,12 @@ def export_onnx_command(
     trust_pickle: TrustPickle = False,
 ) -> None:
     """Export an encoder to ONNX + int8, check it against torch, and make load() use it."""
-    from socialens.classifiers.base import read_model_info
+    from socialens.classifiers.base import check_model_info
     from socialens.data.readers import read_examples
-    from socialens.data.schema import LabelSchema
     from socialens.serving.onnx_export import check_model_dir, export_onnx
 
     try:
-        check_model_dir(model_dir)
-        schema = LabelSchema.from_dict(read_model_info(model_dir)["schema"])
+        schema = check_model_info(model_dir, check_model_dir(model_dir))
         if dev is not None:
             examples = read_examples(
                 dev, text=text, label=label, id=id, schema=schema, require_labels=False
@@ -398,12 +430,20 @@ def train(
     from socialens.evaluation.metrics import compute_metrics
 
     try:
-        split = _load_training_data(data, text, label, labels, None, seed, cap, data_root)
+        _check_at_least(cap=cap, epochs=epochs)
+        _check_at_least(0, seed=seed)
         family_cls = get_family(family)
         overrides = {k: v for k, v in {"model": model, "epochs": epochs}.items() if v is not None}
         unknown = set(overrides) - set(family_cls.Params.model_fields)
         if unknown:
             raise SocialensError(f"--{sorted(unknown)[0]} does not apply to the '{family}' family")
+        split = _load_training_data(data, text, label, labels, None, seed, cap, data_root)
+        present = sorted({ex.label for ex in split.train if ex.label is not None})
+        if len(present) < 2:
+            raise SocialensError(
+                f"{data}: the training split ({len(split.train)} examples) has {len(present)} distinct "
+                "label(s); expected at least two to train a classifier"
+            )
         classifier = family_cls(params=family_cls.Params(**overrides), seed=seed)
         console.print(f"training {family} on {len(split.train)} examples (dev {len(split.dev)})")
         classifier.fit(split.train, split.dev, schema=split.schema)
@@ -458,6 +498,7 @@ def predict(
     try:
         if engine not in ("local", "ray"):
             raise SocialensError(f"--engine {engine}: expected local or ray")
+        _check_at_least(batch_size=batch_size, chunk_size=chunk_size, ray_actors=ray_actors)
         load_options = _load_options(trust_pickle, allow_endpoint, allow_key_env)
         classifier = load_classifier(model_dir, **load_options)
         stream = RowStream(
@@ -487,6 +528,8 @@ def predict(
         highlight=False,
         soft_wrap=True,
     )
+    for status, example in sorted(summary.first_problem.items()):
+        console.print(f"first {status} row: {example}", highlight=False, soft_wrap=True)
     if label is not None:
         records = [r for r in read_output_records(out) if r.gold is not None]
         if records:
@@ -653,8 +696,11 @@ def instruct_train(
     from socialens.tuning.lora import LoraParams, read_chat_records, train_lora
 
     try:
-        records = read_chat_records(data_dir / "train.jsonl")[:max_examples]
-        params = LoraParams(
+        _check_at_least(max_examples=max_examples)
+        options = {"r": "--lora-r", "alpha": "--lora-r", "learning_rate": "--lr", "num_threads": "--threads"}
+        params = _checked_params(
+            LoraParams,
+            options,
             r=lora_r,
             alpha=2 * lora_r,
             epochs=epochs,
@@ -666,6 +712,7 @@ def instruct_train(
             num_threads=threads,
             sampling=sampling,
         )
+        records = read_chat_records(data_dir / "train.jsonl")[:max_examples]
         console.print(f"LoRA-tuning {base} on {len(records)} records from {data_dir}", highlight=False)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console) as progress:

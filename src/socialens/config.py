@@ -4,7 +4,7 @@ what was expected (in the spirit of spaCy's config errors)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -24,7 +24,7 @@ class DatasetEntry(BaseModel):
     test_sample: int | None = Field(
         default=None, gt=0, description="evaluate on a stratified sample of this many test examples"
     )
-    split_seed: int = 0
+    split_seed: int = Field(default=0, ge=0)  # numpy and scikit-learn take seeds from 0 to 2**32 - 1
     official_test: bool = Field(
         default=False,
         description="keep the dataset's own test split exactly as given (no duplicate, short-text or "
@@ -87,7 +87,7 @@ class Experiment(BaseModel):
     output_dir: str = "runs"
     datasets: list[DatasetEntry] = Field(min_length=1)
     models: list[ModelEntry] = Field(min_length=1)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1)
     bootstrap: int = Field(default=1000, ge=0)
     slice_by: list[str] = Field(default_factory=lambda: ["topic", "language"])
     energy: EnergySettings = Field(default_factory=lambda: EnergySettings())

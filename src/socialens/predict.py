@@ -43,6 +43,7 @@ class PredictSummary:
     statuses: Counter = field(default_factory=Counter)
     seconds: float = 0.0
     resumed_from: int = 0  # input rows already done by an earlier, interrupted run
+    first_problem: dict[str, str] = field(default_factory=dict)  # status -> "id: error" of its first row
 
     @property
     def rows_per_s(self) -> float:
@@ -182,6 +183,67 @@ def _progress(console: Console | None) -> Progress:
 ChunkSource = Callable[[Position], Iterator[tuple[list[dict[str, Any]], Position]]]
 
 
+class DuplicateIds:
+    """Marks an output row ``invalid`` when an earlier row of the same input had its id, so the
+    ids of the ``ok`` rows are unique whatever the input holds. Ids seen are kept as a sorted
+    array of 64-bit hashes (8 bytes per row, so memory stays small for files of any size)."""
+
+    def __init__(self, column: str) -> None:
+        import numpy as np
+
+        self.column = column
+        self.seen = np.empty(0, dtype=np.uint64)
+
+    @staticmethod
+    def _hash(value: Any) -> int:
+        return hash(str(value)) & 0xFFFFFFFFFFFFFFFF
+
+    def _add(self, hashes: list[int]) -> None:
+        import numpy as np
+
+        new = np.unique(np.array(hashes, dtype=np.uint64))
+        if len(new):
+            self.seen = np.insert(self.seen, np.searchsorted(self.seen, new), new)
+
+    def remember(self, stream: RowStream, until: Position) -> None:
+        """Take in the ids of the rows an interrupted run already wrote (a resume)."""
+        hashes = []
+        for row, end in stream.rows(stream.data_start):
+            if end.rows > until.rows:
+                break
+            hashes.append(self._hash(stream.check(row, end.rows).id))
+        self._add(hashes)
+
+    def flag(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        import numpy as np
+
+        hashes = [self._hash(row["id"]) for row in rows]
+        found = np.searchsorted(self.seen, np.array(hashes, dtype=np.uint64))
+        earlier = set()
+        out = []
+        for row, key, at in zip(rows, hashes, found.tolist(), strict=True):
+            if key in earlier or (at < len(self.seen) and int(self.seen[at]) == key):
+                row = {k: (None if k == "label" or k.startswith("p_") else v) for k, v in row.items()}
+                row["status"] = Status.INVALID.value
+                row["error"] = (
+                    f"duplicate id in column '{self.column}': an earlier row has the same id; expected "
+                    "unique ids (this row gets no label)"
+                )
+            earlier.add(key)
+            out.append(row)
+        self._add(hashes)
+        return out
+
+
+def check_not_input(stream: RowStream, out: Path) -> None:
+    """Refuse an output path that is the input itself: writing it would destroy what is read."""
+    if out.exists() and out.resolve() == stream.path.resolve():
+        raise DataError(
+            f"{out}: this is the input file; expected a different --out path (writing it would overwrite "
+            "the rows being read)"
+        )
+
+
 def local_chunks(
     classifier, stream: RowStream, chunk_rows: int, batch_size: int, with_gold: bool
 ) -> ChunkSource:
@@ -209,12 +271,16 @@ def write_resumable(
     """Write the output rows ``chunks`` yields into ``out``, committing after each chunk, resuming
     from ``out``'s progress sidecar when an earlier run with the same fingerprint was killed."""
     check_output_path(out)
+    check_not_input(stream, out)
     sidecar = progress_path(out)
     checkpoint = _load_checkpoint(sidecar, fingerprint, force)
     position = checkpoint["position"] if checkpoint else stream.data_start
     summary = PredictSummary(rows=position.rows, resumed_from=position.rows)
     if checkpoint:
         summary.statuses = checkpoint["statuses"]
+    duplicates = DuplicateIds(stream.id) if stream.id else None  # row-number ids are unique
+    if duplicates is not None and checkpoint:
+        duplicates.remember(stream, position)
     sink = open_sink(out, columns, checkpoint["mark"] if checkpoint else None)
     if checkpoint is None:
         _write_json_atomically(
@@ -231,6 +297,11 @@ def write_resumable(
                 rate=0,
             )
             for rows, end in chunks(position):
+                if duplicates is not None:
+                    rows = duplicates.flag(rows)
+                for row in rows:
+                    if row["status"] not in ("ok", *summary.first_problem):
+                        summary.first_problem[row["status"]] = f"{row['id']}: {row['error']}"
                 sink.write(rows)
                 mark = sink.commit()
                 summary.rows = end.rows

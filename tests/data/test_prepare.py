@@ -6,6 +6,7 @@ import pytest
 from socialens.data.datasets import RawDataset
 from socialens.data.prepare import normalise_text, prepare, read_split, stratified_split, write_split
 from socialens.data.schema import Example, LabelSchema
+from socialens.errors import DataError
 
 SCHEMA = LabelSchema.from_names(["a", "b", "c"])
 
@@ -129,3 +130,36 @@ def test_write_and_read_split(tmp_path):
 def test_bad_ratios():
     with pytest.raises(ValueError, match="split_ratios"):
         prepare(raw(all=make({"a": 10})), split_ratios=(0.5, 0.2, 0.1))
+
+
+def test_a_cap_below_one_is_refused_not_an_empty_training_set():
+    with pytest.raises(DataError, match=r"cap -5: expected a positive number of training examples"):
+        prepare(raw(all=make({"a": 20, "b": 10})), cap=-5)
+
+
+def test_a_damaged_split_folder_names_the_file_and_line(tmp_path):
+    out = write_split(prepare(raw(all=make({"a": 20, "b": 10}))), tmp_path / "out")
+    train = out / "train.jsonl"
+    lines = train.read_text().splitlines()
+    train.write_text("\n".join(lines[:3]) + "\n" + lines[3][:25])  # cut in the middle of line 4
+    with pytest.raises(DataError, match=r"out/train.jsonl:4: malformed example \(Unterminated string"):
+        read_split(out)
+    edited = json.loads(lines[0])
+    edited["label"] = "zzz"
+    train.write_text("\n".join([*lines[:1], json.dumps(edited), *lines[2:]]) + "\n")
+    with pytest.raises(
+        DataError, match=r"train.jsonl:2: label not in the split's schema.json; expected one of a, b, c"
+    ):
+        read_split(out)
+    train.write_text(json.dumps({"id": "x", "label": "a"}) + "\n")
+    with pytest.raises(DataError, match=r"train.jsonl:1: malformed example \(missing field 'text'\)"):
+        read_split(out)
+    (out / "schema.json").write_text('{"labels": [')
+    with pytest.raises(DataError, match=r"schema.json: unreadable"):
+        read_split(out)
+
+
+def test_writing_a_split_over_a_file_is_refused(tmp_path):
+    (tmp_path / "taken").write_text("x")
+    with pytest.raises(DataError, match=r"taken: exists and is not a folder"):
+        write_split(prepare(raw(all=make({"a": 20, "b": 10}))), tmp_path / "taken")

@@ -285,3 +285,32 @@ def test_drop_invalid_with_nothing_left(tmp_path):
     path = write(tmp_path, "d.csv", "text,stance\na,maybe\n")
     with pytest.raises(DataError, match=r"empty dataset \(all 1 rows were invalid\)"):
         read_csv(path, drop_invalid=True)
+
+
+def test_a_duplicate_id_error_names_the_way_through_and_drop_invalid_takes_it(tmp_path):
+    path = write(tmp_path, "d.csv", "id,text,stance\n1,a,favor\n2,b,none\n1,c,none\n")
+    with pytest.raises(DataError) as exc:
+        read_csv(path, id="id")
+    assert "--drop-invalid" in one_line(exc) and "drop_invalid: true" in one_line(exc)
+    result = read_csv(path, id="id", drop_invalid=True)
+    assert [ex.text for ex in result.examples] == ["a", "b"] and result.dropped == {"duplicate_id": 1}
+
+
+def test_require_text_rejects_empty_and_blank_texts(tmp_path):
+    path = write(tmp_path, "d.csv", 'text,stance\n"",favor\n" \t ",none\nreal text,none\n')
+    assert len(read_csv(path).examples) == 3  # kept by default: preparation drops and counts short texts
+    with pytest.raises(DataError, match=r"d.csv:2: empty text in column 'text'; expected non-empty text"):
+        read_csv(path, require_text=True)
+    result = read_csv(path, require_text=True, drop_invalid=True)
+    assert [ex.text for ex in result.examples] == ["real text"] and result.dropped == {"empty_text": 2}
+
+
+def test_a_text_that_is_not_a_string_is_a_bad_row(tmp_path):
+    path = tmp_path / "d.parquet"
+    pd.DataFrame({"text": [7, 8], "stance": ["favor", "none"]}).to_parquet(path)
+    with pytest.raises(DataError) as exc:
+        read_csv(path)
+    assert one_line(exc) == f"{path}, row 1: a value of type int in text column 'text'; expected a string"
+    jsonl = write(tmp_path, "d.jsonl", '{"text": 1.5, "stance": "none"}\n{"text": "ok", "stance": "none"}\n')
+    result = read_csv(jsonl, drop_invalid=True)
+    assert [ex.text for ex in result.examples] == ["ok"] and result.dropped == {"text_not_string": 1}

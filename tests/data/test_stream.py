@@ -125,3 +125,68 @@ def test_missing_column_and_missing_file_are_one_line_errors(tmp_path):
         RowStream(tmp_path / "nope.jsonl")
     with pytest.raises(DataError, match="chunk size 0"):
         list(RowStream(path, text="body").chunks(0))
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        ('id,text\na,first\nb,"second never closes\nc,third\nd,fourth\n', "never closes"),
+        (
+            'id,text\na,first\nb,"second closes late\nc,third\nd,"fourth, quoted"\n',
+            "closes only 2 line(s) later, leaving 3 fields where 2 are expected",
+        ),
+    ],
+)
+def test_an_unbalanced_quote_is_one_malformed_row_and_the_lines_it_swallowed_are_rows(tmp_path, content, why):
+    path = tmp_path / "in.csv"
+    path.write_text(content)
+    stream = RowStream(path)
+    got = items(stream, chunk_rows=10)
+    assert [(type(g).__name__, g.id) for g in got] == [
+        ("Example", "a"),
+        ("Rejected", "row-2"),
+        ("Example", "c"),
+        ("Example", "d"),
+    ]
+    assert got[1].reason == "malformed_row" and "\n" not in got[1].message
+    assert got[1].message.startswith(
+        f"{path}:3: unterminated quote: a quoted field opened on this line {why};"
+    )
+    for chunk in stream.chunks(1):  # every row end, inside the swallowed lines too, is a restart point
+        assert items(RowStream(path), 1, start=chunk.end) == got[chunk.end.rows :]
+    assert [b.rows for b in stream.boundaries(1)] == [0, 1, 2, 3, 4]
+
+
+def test_a_quoted_multiline_field_that_closes_at_the_end_is_no_alarm(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_text('id,text\na,first\nb,"second\nspans two lines"')  # no final newline
+    got = items(RowStream(path))
+    assert [ex.text for ex in got] == ["first", "second\nspans two lines"]
+
+
+def test_empty_files_and_non_text_columns_are_one_line_errors(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(DataError, match=r"empty.csv: empty file; expected a header row, then data rows"):
+        RowStream(empty)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("{cut\n")
+    with pytest.raises(DataError, match=r"broken.jsonl: no JSON object; expected one JSON object per line"):
+        RowStream(broken)
+    numbers = tmp_path / "numbers.parquet"
+    pd.DataFrame({"text": [1, 2], "note": ["a", "b"]}).to_parquet(numbers)
+    with pytest.raises(DataError, match=r"column 'text' holds int64 values; expected a string column"):
+        RowStream(numbers)
+    assert [ex.text for ex in items(RowStream(numbers, text="note"))] == ["a", "b"]
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(json.dumps({"text": 5}) + "\n" + json.dumps({"text": ["a"]}) + "\n" + '{"text": "ok"}\n')
+    got = items(RowStream(mixed))
+    assert [getattr(g, "reason", "example") for g in got] == ["text_not_string", "text_not_string", "example"]
+    assert got[0].message == f"{mixed}:1: a value of type int in text column 'text'; expected a string"
+
+
+def olid_like(n: int, quoted: dict[int, str]) -> str:
+    lines = ["id\ttweet\tlabel"]
+    for i in range(1, n + 1):
+        lines.append(f"{i}\t{quoted.get(i, f'tweet {i}')}\t{'OFF' if i % 10 == 0 else 'NOT'}")
+    return "\n".join(lines) + "\n"

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict
 
 from socialens.data.schema import Example, LabelSchema
-from socialens.errors import ConfigError
+from socialens.errors import ConfigError, SocialensError
 
 
 class Status(StrEnum):
@@ -235,9 +235,19 @@ def load_classifier(
     info_path = directory / MODEL_INFO_FILE
     if not info_path.is_file():
         raise ConfigError(f"{directory}: not a socialens model directory (missing {MODEL_INFO_FILE})")
-    info = json.loads(info_path.read_text(encoding="utf-8"))
+    info = read_model_info(directory)
+    check_model_info(directory, info)
     trust = Trust.of(trust_pickle, allow_endpoints, allow_key_envs)
-    return get_family(info["family"]).load(directory, trust=trust)
+    family = get_family(info["family"])
+    try:
+        return family.load(directory, trust=trust)
+    except SocialensError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a broken or incomplete directory, one line
+        raise ConfigError(
+            f"{directory}: cannot load this {info['family']} model ({one_line(exc)}); expected a complete, "
+            "intact model directory as `socialens train` writes it (copy it again or retrain)"
+        ) from None
 
 
 def model_digest(directory: str | Path) -> str:
@@ -291,7 +301,60 @@ def write_model_info(
 
 
 def read_model_info(directory: str | Path) -> dict[str, Any]:
-    return json.loads((Path(directory) / MODEL_INFO_FILE).read_text(encoding="utf-8"))
+    """The model's ``socialens_model.json``; a missing, unreadable or non-object file is a one-line
+    ConfigError naming it."""
+    path = Path(directory) / MODEL_INFO_FILE
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{Path(directory)}: not a socialens model directory (missing {MODEL_INFO_FILE})"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(
+            f"{path}: unreadable ({one_line(exc)}); expected the JSON object `socialens train` writes"
+        ) from None
+    if not isinstance(info, dict):
+        raise ConfigError(
+            f"{path}: a JSON {type(info).__name__}; expected the JSON object `socialens train` writes"
+        )
+    return info
+
+
+def check_model_info(directory: str | Path, info: dict[str, Any]) -> LabelSchema:
+    """The label schema of a model's info, after checking the fields every family reads
+    (``family``: a string, ``schema``: at least one label); else a one-line ConfigError."""
+    path = Path(directory) / MODEL_INFO_FILE
+    if not isinstance(info.get("family"), str):
+        raise ConfigError(
+            f"{path}: field 'family' is missing or not a string; expected a family name such as tfidf"
+        )
+    if "schema" not in info:
+        raise ConfigError(
+            f"{path}: field 'schema' is missing; expected the model's labels ({{\"labels\": [...]}})"
+        )
+    try:
+        return LabelSchema.from_dict(info["schema"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(
+            f"{path}: field 'schema' is malformed ({one_line(exc)}); "
+            'expected {"labels": [{"name": ...}, ...]} with at least one label'
+        ) from None
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one short line: its type and message, whitespace collapsed."""
+    errors = getattr(exc, "errors", None)
+    if isinstance(exc, KeyError):
+        text = f"missing field {exc}"
+    elif isinstance(exc, ValueError) and callable(errors):  # pydantic: the first bad field
+        first = errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ())) or "value"
+        text = f"field '{where}': {first.get('msg', 'invalid value')}"
+    else:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        text = f"{type(exc).__name__}: {text}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def update_model_info(directory: str | Path, **fields: Any) -> dict[str, Any]:

@@ -8,6 +8,7 @@ pads each batch only to its longest member, and restores the input order afterwa
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 import time
@@ -23,6 +24,7 @@ from socialens.classifiers.base import (
     PredictionRecord,
     Trust,
     infer_schema,
+    one_line,
     probability_records,
     read_model_info,
     register,
@@ -30,6 +32,7 @@ from socialens.classifiers.base import (
     write_model_info,
 )
 from socialens.data.schema import Example, LabelSchema
+from socialens.errors import ConfigError
 from socialens.runtime import torch_threads
 from socialens.serving.onnx_session import INT8_ENGINE, ONNX_DIR
 
@@ -210,13 +213,16 @@ class EncoderClassifier:
             tempfile.TemporaryDirectory() as tmp,
         ):
             set_seed(self.seed)
-            self.tokenizer_ = AutoTokenizer.from_pretrained(path)
-            self.model_ = AutoModelForSequenceClassification.from_pretrained(
-                path,
-                num_labels=len(names),
-                id2label=dict(enumerate(names)),
-                label2id={n: i for i, n in enumerate(names)},
-            )
+            try:
+                self.tokenizer_ = AutoTokenizer.from_pretrained(path)
+                self.model_ = AutoModelForSequenceClassification.from_pretrained(
+                    path,
+                    num_labels=len(names),
+                    id2label=dict(enumerate(names)),
+                    label2id={n: i for i, n in enumerate(names)},
+                )
+            except OSError as exc:  # no such hub id, no hub access, a folder without a model
+                raise base_model_error(p.model, path, exc) from None
             train_rows = self._encode(train, with_labels=True)
             dev_rows = self._encode(dev, with_labels=True) if dev else None
             weights = None
@@ -383,6 +389,23 @@ class EncoderClassifier:
             else:
                 obj.model_ = _load_torch_model(directory, trust)
         return obj
+
+
+def base_model_error(ref: str, resolved: str, exc: OSError) -> ConfigError:
+    """One line for a base model that cannot be loaded, saying where it was looked for."""
+    reason = one_line(exc, 160)
+    if Path(resolved).exists():
+        return ConfigError(
+            f"model '{ref}': cannot load the model at {resolved} ({reason}); expected a model folder"
+        )
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        where = "not in the local Hugging Face cache, and HF_HUB_OFFLINE=1 keeps the hub off"
+    else:
+        where = f"and the Hugging Face hub did not provide it ({reason})"
+    return ConfigError(
+        f"model '{ref}': not a built-in, not a local folder, {where}; expected builtin:<name> "
+        "(`socialens models` lists them), a local model folder, or a hub id with hub access"
+    )
 
 
 def _load_torch_model(directory: Path, trust: Trust | None = None):

@@ -104,6 +104,8 @@ def prepare(
     train are counted but not dropped."""
     if abs(sum(split_ratios) - 1.0) > 1e-6 or any(r < 0 for r in split_ratios):
         raise ValueError(f"split_ratios must be three non-negative numbers summing to 1, got {split_ratios}")
+    if cap is not None and cap < 1:  # a cap of 0 or less would empty the training set
+        raise DataError(f"cap {cap}: expected a positive number of training examples")
     stats: dict[str, Any] = {
         "seed": seed,
         "cap": cap,
@@ -193,7 +195,12 @@ def prepare(
 def write_split(split: Split, out_dir: str | Path) -> Path:
     """Write train/dev/test.jsonl (one Example.to_dict per line), schema.json and stats.json."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise DataError(
+            f"{out}: exists and is not a folder; expected a folder for train/dev/test.jsonl"
+        ) from None
     for name, rows in split.parts().items():
         with (out / f"{name}.jsonl").open("w", encoding="utf-8") as handle:
             for ex in rows:
@@ -207,23 +214,73 @@ def write_split(split: Split, out_dir: str | Path) -> Path:
 
 
 def read_split(directory: str | Path) -> Split:
-    """Read back what write_split wrote."""
+    """Read back what write_split wrote; a damaged file is a one-line DataError naming it (and the
+    line, for the JSONL parts)."""
     directory = Path(directory)
     if not (directory / "schema.json").is_file():
         raise DataError(
             f"{directory}: not a split folder (missing schema.json); expected the output of write_split"
         )
-    schema = LabelSchema.from_dict(json.loads((directory / "schema.json").read_text(encoding="utf-8")))
-    parts = {}
-    for name in ("train", "dev", "test"):
-        path = directory / f"{name}.jsonl"
-        rows = []
-        if path.is_file():
-            with path.open(encoding="utf-8") as handle:
-                rows = [Example.from_dict(json.loads(line)) for line in handle if line.strip()]
-        parts[name] = rows
+    schema_path = directory / "schema.json"
+    try:
+        schema = LabelSchema.from_dict(_read_json_object(schema_path))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DataError(
+            f"{schema_path}: not a label schema ({_short(exc)}); expected the schema.json `data split` writes"
+        ) from None
+    parts = {
+        name: _read_examples_jsonl(directory / f"{name}.jsonl", schema) for name in ("train", "dev", "test")
+    }
     stats_path = directory / "stats.json"
-    stats = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.is_file() else {}
+    stats = _read_json_object(stats_path) if stats_path.is_file() else {}
     name = stats.pop("name", directory.name)
     task = stats.pop("task", "")
     return Split(**parts, schema=schema, name=name, stats=stats, task=task)
+
+
+def _short(exc: BaseException) -> str:
+    return f"missing field {exc}" if isinstance(exc, KeyError) else " ".join(str(exc).split())[:200]
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(
+            f"{path}: unreadable ({_short(exc)}); expected the JSON `data split` writes"
+        ) from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: a JSON {type(data).__name__}; expected the JSON object `data split` writes")
+    return data
+
+
+def _read_examples_jsonl(path: Path, schema: LabelSchema) -> list[Example]:
+    """One split part, checked line by line: a truncated or edited file names its line."""
+    if not path.is_file():
+        return []
+    rows = []
+    expected = 'expected one example per line ({"id", "text", "label", "metadata"}) as `data split` writes'
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            if not raw.strip():
+                continue
+            try:
+                data = json.loads(raw.decode("utf-8"))
+                if not isinstance(data, dict):
+                    raise ValueError(f"a JSON {type(data).__name__}")
+                example = Example.from_dict(data)
+                if not isinstance(example.text, str):
+                    raise ValueError("field 'text' is not a string")
+            except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else _short(exc)
+                raise DataError(f"{path}:{number}: malformed example ({reason}); {expected}") from None
+            if example.label is not None:
+                label = schema.normalise(example.label)
+                if label is None:
+                    raise DataError(
+                        f"{path}:{number}: label not in the split's schema.json; expected one of "
+                        f"{', '.join(schema.names)}"
+                    )
+                example.label = label
+            rows.append(example)
+    return rows

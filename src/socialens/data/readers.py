@@ -48,6 +48,7 @@ REASONS = (
     "duplicate_id",
     "text_too_long",
     "empty_text",
+    "text_not_string",
 )
 
 
@@ -400,6 +401,7 @@ def read_examples(
     id_prefix: str | None = None,
     constant_metadata: Mapping[str, Any] | None = None,
     hf_name: str | None = None,
+    require_text: bool = False,
 ) -> ReadResult:
     """Read one file (or TweetEval folder, or Hugging Face dataset split) into Examples.
 
@@ -410,6 +412,8 @@ def read_examples(
     ``constant_metadata`` is added to every example. ``schema`` (a LabelSchema or label names)
     normalises gold labels; without one the label set is inferred from the data.
     ``split`` is the TweetEval file prefix (train/dev/test) or the Hugging Face split name.
+    ``require_text`` makes an empty or whitespace-only text a bad row (reason ``empty_text``);
+    otherwise it is kept, for preparation to drop and count as a short text.
     """
     fmt = (format or "auto").lower()
     if fmt == "auto":
@@ -455,6 +459,7 @@ def read_examples(
         require_labels=require_labels,
         id_prefix=id_prefix or split or "row",
         constant_metadata=dict(constant_metadata or {}),
+        require_text=require_text,
     )
 
 
@@ -473,6 +478,7 @@ def _to_examples(
     require_labels: bool,
     id_prefix: str,
     constant_metadata: dict[str, Any],
+    require_text: bool = False,
 ) -> ReadResult:
     result = ReadResult(examples=[], file=source)
     if not columns and not rows:
@@ -510,6 +516,7 @@ def _to_examples(
             require_labels=require_labels,
             id_prefix=id_prefix,
             constant_metadata=constant_metadata,
+            require_text=require_text,
         )
         if isinstance(checked, tuple):
             reject(*checked)
@@ -517,7 +524,9 @@ def _to_examples(
         if checked.id in seen_ids:
             reject(
                 "duplicate_id",
-                f"{row.loc}: duplicate id '{checked.id}' in column '{id_column}' (first at {seen_ids[checked.id]}); expected unique ids",
+                f"{row.loc}: duplicate id '{checked.id}' in column '{id_column}' (first at {seen_ids[checked.id]}); expected unique ids "
+                "(--drop-invalid, or drop_invalid: true in the experiment's dataset entry, keeps the first "
+                "and drops and counts the repeats)",
             )
             continue
         seen_ids[checked.id] = row.loc
@@ -560,6 +569,13 @@ def check_row(
         return row.error
     values = row.values or {}
     loc = row.loc
+    for column in text_columns:  # a number or a list printed as text would be classified as such
+        value = values.get(column)
+        if not _is_missing(value) and not isinstance(value, str):
+            return (
+                "text_not_string",
+                f"{loc}: a value of type {type(value).__name__} in text column '{column}'; expected a string",
+            )
     parts = [_as_text(values.get(column)) for column in text_columns]
     text = "\n\n".join(part for part in parts if part)
     columns = "+".join(text_columns)

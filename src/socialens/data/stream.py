@@ -14,6 +14,7 @@ Text files are read as bytes split on b"\\n", so the encoding must keep b"\\n" a
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -116,12 +117,32 @@ class RowStream:
             "utf-8" if self.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else self.encoding
         )
         self.columns, self.data_start = self._open_columns()
+        if not self.columns:
+            jsonl = self.format == "jsonl"
+            what = "no JSON object" if jsonl and self.path.stat().st_size else "empty file"
+            expected = "one JSON object per line" if jsonl else "a header row, then data rows"
+            raise DataError(f"{self.path}: {what}; expected {expected} with column '{self.text_columns[0]}'")
         if self.id is None and "id" in self.columns:
             self.id = "id"
         found = ", ".join(self.columns) or "none"
         for column in [*self.text_columns, *filter(None, [self.id, self.label]), *self.metadata_map.values()]:
             if column not in self.columns:
                 raise DataError(f"{self.path}: missing column '{column}'; found columns: {found}")
+        if self.format == "parquet":
+            self._check_parquet_text_types()
+
+    def _check_parquet_text_types(self) -> None:
+        """A text column must hold strings: numbers would be labelled as the digits they print as."""
+        import pyarrow as pa
+
+        schema = self._parquet().schema_arrow
+        for column in self.text_columns:
+            kind = schema.field(column).type
+            if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)):
+                raise DataError(
+                    f"{self.path}: column '{column}' holds {kind} values; expected a string column of texts "
+                    "(cast it to string first if the values really are texts)"
+                )
 
     @property
     def text_columns(self) -> list[str]:
@@ -185,40 +206,89 @@ class RowStream:
         delimiter = self.delimiter or ("\t" if self.format == "tsv" else ",")
         return csv.reader(lines, delimiter=delimiter, quoting=_QUOTING[self.quoting])
 
+    def _unterminated_quote(self, handle, offset: int) -> bool:
+        """Whether the record starting at byte ``offset`` and running to the end of the file does
+        so only because a quoted field in it is never closed (the non-strict reader takes the rest
+        of the file into that field without a word)."""
+        handle.seek(offset)
+        text = handle.read().decode(self._codec, errors="surrogateescape")
+        delimiter = self.delimiter or ("\t" if self.format == "tsv" else ",")
+        try:
+            for _ in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True):
+                pass
+        except csv.Error as exc:
+            return "unexpected end of data" in str(exc)
+        return False
+
     def _csv_rows(self, start: Position) -> Iterator[tuple[_Row, Position]]:
-        counter = _Counter(start)
         rows = start.rows
         sep = "tab" if (self.delimiter or ("\t" if self.format == "tsv" else ",")) == "\t" else "','"
+        size = self.path.stat().st_size
         with self.path.open("rb") as handle:
-            reader = self._csv_reader(self._decoded_lines(handle, counter))
-            while True:
-                loc = f"{self.path}:{counter.line}"
-                try:
-                    fields = next(reader)
-                except StopIteration:
+            while True:  # one pass, restarted once per unterminated quote
+                restart = yield from self._csv_pass(handle, start, rows, sep, size)
+                if restart is None:
                     return
-                except csv.Error as exc:
-                    rows += 1
-                    message = f"{loc}: malformed row ({exc}); expected {sep}-separated fields"
-                    yield (
-                        _Row(loc, error=("malformed_row", message)),
-                        Position(rows, counter.offset, counter.line),
-                    )
-                    continue
-                if not fields or (len(fields) == 1 and not fields[0].strip()):
-                    continue  # a blank line is not a row
+                start, rows = restart, restart.rows
+
+    def _csv_pass(self, handle, start: Position, rows: int, sep: str, size: int):
+        """Rows from ``start`` until the end of the file (returns None) or until a quoted field
+        that never closes: that record's first line is yielded as a malformed row and the
+        position after that line is returned, to read the lines it had swallowed as rows."""
+        counter = _Counter(start)
+        reader = self._csv_reader(self._decoded_lines(handle, counter))
+        while True:
+            first_line, first_offset = counter.line, counter.offset
+            loc = f"{self.path}:{counter.line}"
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return None
+            except csv.Error as exc:
                 rows += 1
-                end = Position(rows, counter.offset, counter.line)
-                if any(_SURROGATE.search(value) for value in fields):
-                    yield _non_utf8_row(loc, self.encoding), end
+                message = f"{loc}: malformed row ({exc}); expected {sep}-separated fields"
+                yield (
+                    _Row(loc, error=("malformed_row", message)),
+                    Position(rows, counter.offset, counter.line),
+                )
+                continue
+            spanned = counter.line - first_line  # physical lines this record took
+            if spanned > 1 and self.quoting != "none":
+                # A quote opened on the record's first line (its newline is inside quotes). If it
+                # never closes, or closes so late that the row has the wrong number of fields, it
+                # swallowed the lines after it: that line is a malformed row, and those lines are
+                # read again as rows of their own, so none of them is lost.
+                why = None
+                if counter.offset >= size and self._unterminated_quote(handle, first_offset):
+                    why = "never closes"
                 elif len(fields) != len(self.columns):
-                    message = (
-                        f"{loc}: malformed row: {len(fields)} fields, expected {len(self.columns)} "
-                        f"({sep}-separated: {', '.join(self.columns)})"
+                    why = (
+                        f"closes only {spanned - 1} line(s) later, leaving {len(fields)} fields where "
+                        f"{len(self.columns)} are expected"
                     )
-                    yield _Row(loc, error=("malformed_row", message)), end
-                else:
-                    yield _Row(loc, dict(zip(self.columns, fields, strict=True))), end
+                if why is not None:
+                    handle.seek(first_offset)
+                    after = Position(rows + 1, first_offset + len(handle.readline()), first_line + 1)
+                    message = (
+                        f"{loc}: unterminated quote: a quoted field opened on this line {why}; expected "
+                        "a closing '\"' on this line (the lines after it are read as rows of their own)"
+                    )
+                    yield _Row(loc, error=("malformed_row", message)), after
+                    return after
+            if not fields or (len(fields) == 1 and not fields[0].strip()):
+                continue  # a blank line is not a row
+            rows += 1
+            end = Position(rows, counter.offset, counter.line)
+            if any(_SURROGATE.search(value) for value in fields):
+                yield _non_utf8_row(loc, self.encoding), end
+            elif len(fields) != len(self.columns):
+                message = (
+                    f"{loc}: malformed row: {len(fields)} fields, expected {len(self.columns)} "
+                    f"({sep}-separated: {', '.join(self.columns)})"
+                )
+                yield _Row(loc, error=("malformed_row", message)), end
+            else:
+                yield _Row(loc, dict(zip(self.columns, fields, strict=True))), end
 
     def _jsonl_rows(self, start: Position) -> Iterator[tuple[_Row, Position]]:
         counter = _Counter(start)

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from socialens.classifiers.base import read_records
+from socialens.classifiers.base import PredictionRecord
+from socialens.errors import DataError
 from socialens.evaluation.costs import DEFAULT_HARDWARE_PRICE_PER_HOUR, aggregate_costs, cell_costs
 from socialens.evaluation.metrics import (
     NON_OK_COLUMNS,
@@ -66,6 +67,11 @@ def build_report(
         runs.append(run)
         rows += run_rows
         browsers += run_browsers
+        if not run_rows:  # an empty or wrong folder must not give an empty report that looks fine
+            raise DataError(
+                f"{run_dir}: no prediction records found; expected a run folder written by bench "
+                "(<dataset>/<model>/seed-<n>/predictions.jsonl)"
+            )
     datasets: dict[str, Any] = {}
     for name in dict.fromkeys(row["dataset"] for row in rows):
         ds_rows = [row for row in rows if row["dataset"] == name]
@@ -132,6 +138,24 @@ def environment() -> dict[str, Any]:
     return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions}
 
 
+def _read_cell_records(path: Path) -> list[PredictionRecord]:
+    """A cell's prediction records; a damaged line is a one-line DataError naming the file and line."""
+    records = []
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(PredictionRecord.from_dict(json.loads(line.decode("utf-8"))))
+            except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+                raise DataError(
+                    f"{path}:{number}: unreadable prediction record ({reason}); expected the JSON lines "
+                    "bench writes"
+                ) from None
+    return records
+
+
 def _seed_of(cell_dir: Path) -> int:
     try:
         return int(cell_dir.name.split("-", 1)[1])
@@ -143,7 +167,8 @@ def _load_run(
     run_dir: Path, price: float, n_bootstrap: int | None, max_examples: int
 ) -> tuple[dict, list[dict], list[dict]]:
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"run dir {run_dir} does not exist")
+        what = "is not a folder" if run_dir.exists() else "does not exist"
+        raise FileNotFoundError(f"run dir {run_dir} {what}; expected a run folder written by bench")
     config_path = run_dir / "experiment.yaml"
     config_text = config_path.read_text(encoding="utf-8") if config_path.is_file() else ""
     experiment = yaml.safe_load(config_text) or {} if config_text else {}
@@ -180,7 +205,7 @@ def _load_run(
                     continue
                 stored_path = cell_dir / "metrics.json"
                 stored = json.loads(stored_path.read_text(encoding="utf-8")) if stored_path.is_file() else {}
-                cells.append((_seed_of(cell_dir), read_records(cell_dir / "predictions.jsonl"), stored))
+                cells.append((_seed_of(cell_dir), _read_cell_records(cell_dir / "predictions.jsonl"), stored))
             cells_by_model[model_dir.name] = cells
             if not labels:
                 labels = next((c[2]["labels"] for c in cells if "labels" in c[2]), [])
