@@ -7,13 +7,22 @@ from rich.console import Console
 from socialens.bench import run_bench
 from socialens.classifiers.base import read_records
 from socialens.config import load_experiment
+from socialens.errors import ConfigError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bench"
 
 
-def make_experiment(tmp_path, models: str, seeds: str = "[0, 1]"):
-    dataset = (FIXTURES / "tiny.yaml").read_text().replace("path: .", f"path: {FIXTURES}")
+def write_tiny_dataset(tmp_path: Path) -> Path:
+    """The fixture dataset YAML with its data beside it: a dataset YAML reads only under the data
+    root or its own folder."""
+    (tmp_path / "tiny.csv").write_bytes((FIXTURES / "tiny.csv").read_bytes())
+    dataset = (FIXTURES / "tiny.yaml").read_text().replace("path: .", f"path: {tmp_path}")
     (tmp_path / "tiny.yaml").write_text(dataset)
+    return tmp_path / "tiny.yaml"
+
+
+def make_experiment(tmp_path, models: str, seeds: str = "[0, 1]"):
+    write_tiny_dataset(tmp_path)
     (tmp_path / "exp.yaml").write_text(
         f"name: t\noutput_dir: {tmp_path / 'runs'}\ndatasets: [{tmp_path / 'tiny.yaml'}]\n"
         f"models:\n{models}\nseeds: {seeds}\nbootstrap: 200\nslice_by: [topic]\n"
@@ -108,8 +117,7 @@ def test_a_dataset_that_cannot_load_fails_its_cells_and_the_grid_goes_on(tmp_pat
 def test_official_metric_is_scored_in_metrics_summary_and_report(tmp_path):
     from socialens.evaluation.report import build_report
 
-    dataset = (FIXTURES / "tiny.yaml").read_text().replace("path: .", f"path: {FIXTURES}")
-    (tmp_path / "tiny.yaml").write_text(dataset)
+    write_tiny_dataset(tmp_path)
     (tmp_path / "exp.yaml").write_text(
         f"name: t\noutput_dir: {tmp_path / 'runs'}\n"
         f"datasets: [{{config: {tmp_path / 'tiny.yaml'}, official_metric: f1_belief}}]\n"
@@ -129,8 +137,7 @@ def test_official_metric_is_scored_in_metrics_summary_and_report(tmp_path):
 
 
 def test_a_bad_official_metric_override_names_the_field(tmp_path):
-    dataset = (FIXTURES / "tiny.yaml").read_text().replace("path: .", f"path: {FIXTURES}")
-    (tmp_path / "tiny.yaml").write_text(dataset)
+    write_tiny_dataset(tmp_path)
     (tmp_path / "exp.yaml").write_text(
         f"name: t\noutput_dir: {tmp_path / 'runs'}\n"
         f"datasets: [{{config: {tmp_path / 'tiny.yaml'}, official_metric: f1_Belief}}]\n"
@@ -139,3 +146,77 @@ def test_a_bad_official_metric_override_names_the_field(tmp_path):
     result = run_bench(load_experiment(tmp_path / "exp.yaml"), console=Console(quiet=True))
     assert [c.status for c in result.cells] == ["failed"]
     assert "field 'official_metric': unknown metric 'f1_Belief'" in result.cells[0].error
+
+
+# --- an experiment and its datasets read and write only in their place (docs/security.md) -------
+
+
+def test_a_dataset_name_cannot_make_bench_write_outside_its_run(tmp_path):
+    """Measured: a dataset `name: ../../../../tmp/x` made bench write its split and cell folders
+    outside runs/. The name is refused (the dataset's cells fail) and nothing is written outside."""
+    work = tmp_path / "work"
+    work.mkdir()
+    experiment = make_experiment(work, TFIDF, seeds="[0]")
+    dataset = work / "tiny.yaml"
+    dataset.write_text(dataset.read_text().replace("name: tiny", "name: ../../../escaped"))
+    result = run_bench(experiment, console=Console(quiet=True))
+    assert not (tmp_path / "escaped").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
+    assert [c.status for c in result.cells] == ["failed"]
+    assert f"{dataset}: name: not a safe name (it names a folder)" in result.cells[0].error
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "flag"),
+    [
+        ("output_dir: ../elsewhere", "output_dir", "--output-dir"),
+        ("output_dir: {outside}", "output_dir", "--output-dir"),
+        ("data_root: {outside}", "data_root", "--data-root"),
+        ("data_root: ../../..", "data_root", "--data-root"),
+        ("datasets: [{outside}/tiny.yaml]", "datasets[0].config", "--data-root"),
+    ],
+    ids=["output-dotdot", "output-absolute", "data-root-absolute", "data-root-dotdot", "dataset-yaml"],
+)
+def test_experiment_paths_outside_their_place_are_refused(tmp_path, line, field, flag):
+    work, outside = tmp_path / "work", tmp_path / "outside"
+    work.mkdir()
+    outside.mkdir()
+    write_tiny_dataset(outside)
+    make_experiment(work, TFIDF, seeds="[0]")
+    exp = work / "exp.yaml"
+    text = exp.read_text().replace(f"output_dir: {work / 'runs'}\n", "")
+    key = line.split(":")[0]
+    text = "\n".join(row for row in text.splitlines() if not row.startswith(f"{key}:"))
+    exp.write_text(f"{line.format(outside=outside)}\n{text}\n")
+    experiment = load_experiment(exp)
+    output_dir = None if key == "output_dir" else str(work / "runs")  # --output-dir: the user's say
+    with pytest.raises(ConfigError) as exc:
+        run_bench(experiment, output_dir=output_dir, console=Console(quiet=True))
+    message = str(exc.value)
+    assert "\n" not in message
+    assert message.startswith(f"{exp}: field '{field}' = ") and f"pass {flag}" in message
+    assert not (tmp_path / "elsewhere").exists() and not (outside / "t").exists()
+    assert sorted(p.name for p in outside.iterdir()) == ["tiny.csv", "tiny.yaml"]
+
+
+def test_the_users_own_flags_lift_the_experiment_path_checks(tmp_path):
+    work, outside = tmp_path / "work", tmp_path / "outside"
+    work.mkdir()
+    outside.mkdir()
+    make_experiment(work, TFIDF, seeds="[0]")
+    exp = work / "exp.yaml"
+    exp.write_text(exp.read_text().replace(f"output_dir: {work / 'runs'}", f"output_dir: {outside}"))
+    result = run_bench(load_experiment(exp), output_dir=str(outside / "mine"), console=Console(quiet=True))
+    assert [c.status for c in result.cells] == ["done"]
+    assert (outside / "mine" / "t" / "tiny" / "tf" / "seed-0" / "metrics.json").is_file()
+
+
+def test_bench_does_not_follow_a_symlink_out_of_its_run_directory(tmp_path):
+    experiment = make_experiment(tmp_path, TFIDF, seeds="[0]")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "runs" / "t").mkdir(parents=True)
+    (tmp_path / "runs" / "t" / "tiny").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ConfigError, match=r"resolves outside the run directory .*runs/t; refusing to write"):
+        run_bench(experiment, console=Console(quiet=True))
+    assert list(outside.iterdir()) == []

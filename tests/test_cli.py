@@ -36,7 +36,32 @@ def test_data_check_unknown_label_is_one_line_error(tmp_path):
     assert result.exit_code == 2
     lines = [line for line in result.output.strip().splitlines() if line.strip()]
     assert len(lines) == 1
-    assert "bad.csv" in lines[0] and "maybe" in lines[0] and "belief" in lines[0]
+    assert "bad.csv:3: unknown label in column 'label'" in lines[0] and "belief" in lines[0]
+    assert "maybe" not in lines[0]  # the line and column are named; the file's contents are not echoed
+
+
+MARKUP_LABELS = ("[/red]", "x:x:y")  # rich markup and an :emoji: code, if they were not plain text
+
+
+def test_data_check_prints_labels_and_paths_as_plain_text(tmp_path):
+    """Measured: a label `[/red]` crashed `data check` with rich.errors.MarkupError and `x:x:y`
+    was shown as "x❌y"; labels, paths and messages are printed exactly as they are."""
+    data = tmp_path / "[bold]odd:x: name.csv"
+    data.write_text("text,label\nfirst text,[/red]\nsecond text,x:x:y\nthird text,x:x:y\n")
+    for labels in (None, ",".join(MARKUP_LABELS)):  # inferred, and given on the command line
+        result = invoke("data", "check", data, *(["--labels", labels] if labels else []))
+        assert result.exit_code == 0, result.output
+        assert f"{data}: 3 valid examples" in result.output
+        assert "[/red]" in result.output and "x:x:y" in result.output and "\u274c" not in result.output
+    data.write_text("text,label\nfirst text,[/red]\nsecond text,other\n")
+    result = invoke("data", "check", data, "--labels", ",".join(MARKUP_LABELS))
+    assert result.exit_code == 2, result.output
+    assert [line for line in result.output.splitlines() if line.strip()] == [
+        f"error: {data}:3: unknown label in column 'label'; expected one of [/red], x:x:y"
+    ]
+    missing = tmp_path / "[/red]:x:.csv"
+    result = invoke("data", "check", missing)
+    assert result.exit_code == 2 and result.output.strip() == f"error: {missing}: file not found"
 
 
 def test_data_check_missing_file(tmp_path):

@@ -60,3 +60,23 @@ def test_invalid_yaml_names_the_line(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="experiment file not found"):
         load_experiment(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        ("name: t1", "name: ../../../tmp/x", "name"),
+        ("name: t1", "name: .hidden", "name"),
+        ("id: tf,", "id: ../tf,", "models[0].id"),
+        ("id: enc,", "id: 'a/b',", "models[1].id"),
+    ],
+)
+def test_names_that_become_folders_must_be_safe_names(tmp_path, old, new, field):
+    path = write(tmp_path, GOOD.replace(old, new))
+    with pytest.raises(ConfigError) as info:
+        load_experiment(path)
+    value = new.split(": ")[1].rstrip(",").strip("'")
+    assert str(info.value) == (
+        f"{path}: field '{field}' = {value!r}: not a safe name (it names a folder); "
+        "expected letters, digits, '.', '_' and '-', not starting with '.'"
+    )

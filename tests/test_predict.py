@@ -115,7 +115,7 @@ def test_bad_rows_get_invalid_records_and_nothing_is_dropped(model_dir, tmp_path
     assert rows[0]["label"] == "debunk" and rows[5]["label"] == "belief" and rows[5]["gold"] is None
     assert "empty text in column 'text'" in rows[1]["error"] and rows[1]["label"] is None
     assert f"{source}:3: malformed row: invalid JSON" in rows[2]["error"]
-    assert "unknown label 'nonsense'" in rows[3]["error"]
+    assert f"{source}:4: unknown label in column 'label'" in rows[3]["error"]
     assert rows[4]["p_belief"] is None and rows[0]["error"] is None
 
 
@@ -243,7 +243,8 @@ def test_cli_predicts_a_csv_with_scores_and_a_one_line_error_for_bad_input(model
     result = runner.invoke(app, ["predict", str(model_dir), str(TINY), "--out", str(out), "--text", "body"])
     assert result.exit_code == 2
     assert [line for line in result.output.splitlines() if line.strip()] == [
-        f"error: {TINY}: missing column 'body'; found columns: id, text, label, topic"
+        f"error: {TINY}: missing column 'body' (none of the file's 4 columns has that name); "
+        "expected columns: body, id"
     ]
     result = runner.invoke(app, ["predict", str(model_dir), str(TINY), "--out", str(tmp_path / "o.txt")])
     assert result.exit_code == 2 and "unsupported output format '.txt'" in result.output

@@ -15,6 +15,7 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from socialens.classifiers.base import PredictionRecord, Status, get_family, read_records, write_records
 from socialens.config import EnergySettings, Experiment, ModelEntry, validate_model_params
@@ -22,6 +23,7 @@ from socialens.data.schema import Split
 from socialens.errors import ConfigError, SocialensError
 from socialens.evaluation.energy import EnergyMeter
 from socialens.evaluation.metrics import aggregate_seeds, check_metric_name, compute_metrics, official_metric
+from socialens.paths import confine, is_inside
 
 
 @dataclass
@@ -178,6 +180,64 @@ def score_cell(cell_dir: Path, split: Split, experiment: Experiment, seed: int) 
     return metrics
 
 
+def check_places(experiment: Experiment, data_root: str | None, output_dir: str | None) -> None:
+    """What an experiment file names stays in its place (docs/security.md, "Configs and paths"):
+    its ``data_root`` under its own folder or a data root the user chose ($SOCIALENS_DATA_ROOT, the
+    default ../shared/datasets); its ``output_dir`` under the current folder or its own folder;
+    each dataset YAML it names (``builtin:<name>`` or a .yaml/.yml file) under the current folder,
+    its own folder or the data root. ``--data-root`` and ``--output-dir`` (the caller's
+    ``data_root`` / ``output_dir``) are the user's say and lift the first two checks."""
+    from socialens.data.datasets import resolve_data_root, user_data_roots
+
+    source = experiment.source or "experiment"
+    own = ("the experiment's folder", experiment.source.parent if experiment.source else None)
+    here = ("the current folder", Path.cwd())
+    if data_root is None and experiment.data_root is not None:
+        confine(
+            experiment.data_root,
+            [own, *user_data_roots()],
+            source=source,
+            field="data_root",
+            value=experiment.data_root,
+            opt_in="pass --data-root to read data from another folder",
+        )
+    if output_dir is None:
+        confine(
+            experiment.output_dir,
+            [here, own],
+            source=source,
+            field="output_dir",
+            value=experiment.output_dir,
+            opt_in="pass --output-dir to write the run elsewhere",
+        )
+    root = ("the data root", resolve_data_root(data_root or experiment.data_root))
+    for index, entry in enumerate(experiment.datasets):
+        if entry.config.startswith("builtin:"):
+            continue
+        field_name = f"datasets[{index}].config"
+        if not entry.config.endswith((".yaml", ".yml")):
+            raise ConfigError(
+                f"{source}: field '{field_name}' = {entry.config!r}: expected builtin:<name> or a "
+                "dataset .yaml/.yml file"
+            )
+        confine(
+            entry.config,
+            [here, own, root],
+            source=source,
+            field=field_name,
+            value=entry.config,
+            opt_in="copy the dataset YAML into one of them, or pass --data-root",
+        )
+
+
+def inside_run_dir(run_dir: Path, path: Path) -> Path:
+    """``path`` when it resolves inside ``run_dir`` (names are safe names, so only a symlink planted
+    in the run folder can lead elsewhere); else a ConfigError: bench writes only under its run."""
+    if not is_inside(path, run_dir):
+        raise ConfigError(f"{path}: resolves outside the run directory {run_dir}; refusing to write there")
+    return path
+
+
 def run_bench(
     experiment: Experiment,
     *,
@@ -189,6 +249,7 @@ def run_bench(
     no_cache: bool = False,
 ) -> BenchResult:
     console = console or Console()
+    check_places(experiment, data_root, output_dir)
     data_root = data_root or experiment.data_root
     run_dir = Path(output_dir or experiment.output_dir) / experiment.name
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -205,7 +266,13 @@ def run_bench(
         }
     result = BenchResult(run_dir=run_dir)
     total = len(experiment.datasets) * len(experiment.models) * len(experiment.seeds)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    # markup=False: descriptions hold config paths and names, shown as they are (never rich markup)
+    columns = (
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as progress:
         grid = progress.add_task("bench", total=total)
         for dataset_entry in experiment.datasets:
@@ -213,7 +280,7 @@ def run_bench(
             try:
                 split = load_split(dataset_entry, data_root)
             except SocialensError as exc:  # a dataset that cannot load fails its cells, not the grid
-                console.print(f"[red]dataset failed[/red] {dataset_entry.config}: {exc}", highlight=False)
+                console.print(Text.assemble(("dataset failed", "red"), f" {dataset_entry.config}: {exc}"))
                 for entry in experiment.models:
                     for seed in experiment.seeds:
                         result.cells.append(
@@ -221,7 +288,7 @@ def run_bench(
                         )
                         progress.advance(grid)
                 continue
-            dataset_dir = run_dir / split.name
+            dataset_dir = inside_run_dir(run_dir, run_dir / split.name)
             dataset_dir.mkdir(parents=True, exist_ok=True)
             (dataset_dir / "split.json").write_text(
                 json.dumps({"schema": split.schema.to_dict(), "stats": split.stats}, indent=2, default=str),
@@ -241,7 +308,7 @@ def run_bench(
                         entry,
                         params[entry.id],
                         seed,
-                        dataset_dir / entry.id / f"seed-{seed}",
+                        inside_run_dir(run_dir, dataset_dir / entry.id / f"seed-{seed}"),
                         force,
                         save_models,
                         console,
@@ -312,8 +379,10 @@ def _run_or_skip(
         cell_dir.mkdir(parents=True, exist_ok=True)
         (cell_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
         console.print(
-            f"[red]cell failed[/red] {split.name} / {entry.id} / seed {seed}: {message} "
-            f"(traceback in {cell_dir / 'error.txt'})"
+            Text.assemble(
+                ("cell failed", "red"),
+                f" {split.name} / {entry.id} / seed {seed}: {message} (traceback in {cell_dir / 'error.txt'})",
+            )
         )
         return CellResult(split.name, entry.id, seed, "failed", error=message)
     metrics.update(
@@ -439,12 +508,13 @@ def print_summary(rows: list[dict[str, Any]], console: Console) -> None:
     """One table per dataset, with that dataset's own label columns; piped output gets a wide page
     instead of rich's 80-column default."""
     if not console.is_terminal:
-        console = Console(file=console.file, width=200, quiet=console.quiet)
+        console = Console(file=console.file, width=200, quiet=console.quiet, markup=False, emoji=False)
     for dataset in dict.fromkeys(row["dataset"] for row in rows):
         header, body = summary_table([row for row in rows if row["dataset"] == dataset])
-        table = Table(title=f"{dataset}: test-set scores, mean ± std over seeds")
+        # Text, not str: dataset names, model ids and labels are shown as they are, never as markup
+        table = Table(title=Text(f"{dataset}: test-set scores, mean ± std over seeds"))
         for name in header[1:]:
-            table.add_column(name, justify="left" if name == "model" else "right")
+            table.add_column(Text(name), justify="left" if name == "model" else "right")
         for cells in body:
-            table.add_row(*cells[1:])
+            table.add_row(*(Text(cell) for cell in cells[1:]))
         console.print(table)

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from socialens.errors import SocialensError
 
@@ -26,11 +27,17 @@ instruct_app = typer.Typer(
     help="Instruction-tuning data (the LlamaLens recipe) and tuning.", no_args_is_help=True
 )
 app.add_typer(instruct_app, name="instruct")
-console = Console()
+# No rich markup and no :emoji: codes: what is printed holds paths, labels, column names and
+# texts from files, shown exactly as they are ("[/red]" or "x:x:y" is text, never markup).
+console = Console(markup=False, emoji=False)
+
+
+def _error_text(error: Exception | str) -> Text:
+    return Text.assemble(("error:", "red"), f" {error}")
 
 
 def _fail(error: Exception) -> None:
-    console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+    console.print(_error_text(error), highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -182,8 +189,10 @@ def bench(
         console.print(f"report: {files['html']} (also report.md, report.json)", highlight=False)
     except Exception as exc:  # noqa: BLE001
         console.print(
-            f"[red]report failed[/red] ({type(exc).__name__}: {exc}); "
-            f"rebuild it with: socialens report {result.run_dir}",
+            Text.assemble(
+                ("report failed", "red"),
+                f" ({type(exc).__name__}: {exc}); rebuild it with: socialens report {result.run_dir}",
+            ),
             highlight=False,
             soft_wrap=True,
         )
@@ -255,7 +264,7 @@ def data_check(
     table.add_column("count", justify="right")
     table.add_column("share", justify="right")
     for name, count in counts.most_common():
-        table.add_row(str(name), str(count), f"{count / max(1, len(result.examples)):.1%}")
+        table.add_row(Text(str(name)), str(count), f"{count / max(1, len(result.examples)):.1%}")
     console.print(table)
     for reason, count in sorted(result.dropped.items()):
         console.print(f"dropped {count} row(s): {reason}")
@@ -743,7 +752,7 @@ def main() -> None:  # pragma: no cover - console entry
     try:
         app()
     except SocialensError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        console.print(_error_text(exc), highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

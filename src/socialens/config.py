@@ -7,9 +7,18 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from socialens.errors import ConfigError
+from socialens.paths import safe_name
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -39,8 +48,13 @@ class ModelEntry(BaseModel):
 
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
-    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    id: str
     family: str
+
+    @field_validator("id")
+    @classmethod
+    def _safe_id(cls, value: str) -> str:
+        return safe_name(value)  # bench writes runs/<experiment>/<dataset>/<model id>/
 
     @property
     def params(self) -> dict[str, Any]:
@@ -81,7 +95,7 @@ class EnergySettings(BaseModel):
 class Experiment(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    name: str
     description: str = ""
     data_root: str | None = None
     output_dir: str = "runs"
@@ -91,6 +105,18 @@ class Experiment(BaseModel):
     bootstrap: int = Field(default=1000, ge=0)
     slice_by: list[str] = Field(default_factory=lambda: ["topic", "language"])
     energy: EnergySettings = Field(default_factory=lambda: EnergySettings())
+    # the experiment file it was loaded from (set by load_experiment; None when built in code):
+    # the folder its paths may point into
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        return self._source
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        return safe_name(value)  # bench writes <output_dir>/<name>/
 
     @field_validator("datasets", mode="before")
     @classmethod
@@ -176,6 +202,7 @@ def load_model_file(path: str | Path, model: type[M], kind: str, top_level: str)
 def load_experiment(path: str | Path) -> Experiment:
     path = Path(path)
     experiment = load_model_file(path, Experiment, "experiment", "name, datasets and models")
+    experiment._source = path
     for index, entry in enumerate(experiment.models):
         validate_model_params(entry, index, str(path))
     return experiment

@@ -105,7 +105,8 @@ def test_option_of_another_backend_is_a_config_error():
 
 @pytest.mark.slow
 def test_killed_bench_resumes_from_the_cache_with_identical_records(tmp_path):
-    dataset = (FIXTURES / "tiny.yaml").read_text().replace("path: .", f"path: {FIXTURES}")
+    (tmp_path / "tiny.csv").write_bytes((FIXTURES / "tiny.csv").read_bytes())  # data beside its YAML
+    dataset = (FIXTURES / "tiny.yaml").read_text().replace("path: .", f"path: {tmp_path}")
     (tmp_path / "tiny.yaml").write_text(dataset)
 
     def experiment(name, cache):

@@ -282,3 +282,82 @@ def test_real_dataset_details(shared_datasets):
     }
     sarcasm = load_dataset(CONFIGS / "arsarcasm_v2-sarcasm.yaml", data_root=shared_datasets)
     assert Counter(ex.metadata["dialect"] for ex in sarcasm.splits["test"])["msa"] == 2323
+
+
+# --- a dataset YAML reads only under the data root or its own folder (docs/security.md) --------
+
+
+@pytest.fixture
+def places(tmp_path):
+    """A data root, a folder holding the dataset YAML, and a readable CSV outside both."""
+    root, configs, outside = tmp_path / "root", tmp_path / "configs", tmp_path / "outside"
+    for folder in (root, configs, outside):
+        folder.mkdir()
+    (outside / "secret.csv").write_text("text,label\nprivate text,a\n")
+    (root / "link").symlink_to(outside, target_is_directory=True)
+    (configs / "link.csv").symlink_to(outside / "secret.csv")
+    return root, configs, outside
+
+
+ESCAPING = [
+    ("path: {outside}\nfile: secret.csv", "path", "{outside}"),  # an absolute path (path: /etc)
+    ("path: ../outside\npath_base: config\nfile: secret.csv", "path", "../outside"),
+    ("path: .\nfile: ../outside/secret.csv", "file", "../outside/secret.csv"),
+    ("path: .\nfiles: {{train: ../outside/secret.csv}}", "files.train", "../outside/secret.csv"),
+    ("path: link\nfile: secret.csv", "path", "link"),  # a symlink in the data root
+    ("path: .\npath_base: config\nfile: link.csv", "file", "link.csv"),  # a symlink beside the YAML
+    (
+        "path: .\npath_base: config\nfile: secret.csv\nsubsets: [{{path: ../outside}}]",
+        "subsets[0].path",
+        "../outside",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("paths", "field", "value"),
+    ESCAPING,
+    ids=["absolute", "dotdot", "dotdot-file", "dotdot-split", "symlink-dir", "symlink-file", "subset"],
+)
+def test_data_paths_escaping_the_data_root_and_yaml_folder_are_refused(places, paths, field, value):
+    root, configs, outside = places
+    yaml_path = configs / "dataset.yaml"
+    yaml_path.write_text(
+        f"name: tiny\nformat: csv\n{paths.format(outside=outside)}\n"
+        "columns: {text: text, label: label}\nschema: {labels: [a, b]}\n"
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_dataset(yaml_path, data_root=root)
+    message = str(exc.value)
+    assert "\n" not in message and "private text" not in message
+    assert message.startswith(
+        f"{yaml_path}: field '{field}' = '{value.format(outside=outside)}' resolves to "
+    )
+    assert f"outside the data root ('{root}') or the dataset YAML's folder ('{configs}')" in message
+    assert "--data-root" in message
+
+
+def test_a_data_root_given_by_the_user_may_hold_an_absolute_path(places):
+    root, configs, outside = places
+    yaml_path = configs / "dataset.yaml"
+    yaml_path.write_text(
+        f"name: tiny\nformat: csv\npath: {outside}\nfile: secret.csv\n"
+        "columns: {text: text, label: label}\nschema: {labels: [a, b]}\n"
+    )
+    assert len(load_dataset(yaml_path, data_root=outside).splits["all"]) == 1  # --data-root: the user's say
+    (configs / "data").mkdir()
+    (configs / "data" / "d.csv").write_text("text,label\nbeside the yaml,b\n")
+    yaml_path.write_text(
+        f"name: tiny\nformat: csv\npath: {configs / 'data'}\nfile: d.csv\n"
+        "columns: {text: text, label: label}\nschema: {labels: [a, b]}\n"
+    )
+    assert load_dataset(yaml_path, data_root=root).splits["all"][0].label == "b"
+
+
+@pytest.mark.parametrize("name", ["../../../../tmp/x", "a/b", ".hidden", "..", "", "tab\tname"])
+def test_dataset_name_must_be_a_safe_name(tmp_path, name):
+    path = write_yaml(tmp_path, MINIMAL.format(path=".").replace("name: tiny", f"name: {name!r}"))
+    with pytest.raises(ConfigError) as exc:
+        load_dataset_config(path)
+    assert str(exc.value).startswith(f"{path}: name: not a safe name (it names a folder); expected letters, ")
+    assert "not starting with '.'" in str(exc.value)

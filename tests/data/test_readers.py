@@ -176,8 +176,12 @@ def test_missing_file(tmp_path):
 
 def test_missing_column_even_with_drop_invalid(tmp_path):
     path = write(tmp_path, "d.csv", "body,stance\nx,favor\n")
-    with pytest.raises(DataError, match="d.csv: missing column 'text'; found columns: body, stance"):
+    with pytest.raises(DataError) as exc:
         read_csv(path, drop_invalid=True)
+    assert one_line(exc) == (
+        f"{path}: missing column 'text' (none of the file's 2 columns has that name); "
+        "expected columns: text, stance"
+    )
 
 
 def test_unknown_label(tmp_path):
@@ -185,13 +189,13 @@ def test_unknown_label(tmp_path):
     with pytest.raises(DataError) as exc:
         read_csv(path)
     assert one_line(exc) == (
-        f"{path}:7: unknown label 'maybe' in column 'stance'; expected one of favor, against, none"
+        f"{path}:7: unknown label in column 'stance'; expected one of favor, against, none"
     )
 
 
 def test_line_numbers_count_multiline_fields(tmp_path):
     path = write(tmp_path, "d.csv", 'text,stance\n"two\nlines",favor\nbad,maybe\n')
-    with pytest.raises(DataError, match=r"d.csv:4: unknown label 'maybe'"):
+    with pytest.raises(DataError, match=r"d.csv:4: unknown label in column 'stance'"):
         read_csv(path)
 
 
@@ -230,7 +234,7 @@ def test_non_utf8(tmp_path):
 
 def test_duplicate_id(tmp_path):
     path = write(tmp_path, "d.csv", "id,text,stance\n1,a,favor\n2,b,none\n1,c,none\n")
-    with pytest.raises(DataError, match=r"d.csv:4: duplicate id '1' in column 'id' \(first at .*d.csv:2\)"):
+    with pytest.raises(DataError, match=r"d.csv:4: duplicate id in column 'id' \(first at .*d.csv:2\)"):
         read_csv(path, id="id")
 
 
@@ -278,7 +282,7 @@ def test_drop_invalid_counts_every_reason(tmp_path):
         "text_too_long": 1,
     }
     report = result.report()
-    assert "2 examples read, 6 rows dropped" in report and "unknown label 'maybe'" in report
+    assert "2 examples read, 6 rows dropped" in report and "unknown label in column 'stance'" in report
 
 
 def test_drop_invalid_with_nothing_left(tmp_path):
@@ -314,3 +318,52 @@ def test_a_text_that_is_not_a_string_is_a_bad_row(tmp_path):
     jsonl = write(tmp_path, "d.jsonl", '{"text": 1.5, "stance": "none"}\n{"text": "ok", "stance": "none"}\n')
     result = read_csv(jsonl, drop_invalid=True)
     assert [ex.text for ex in result.examples] == ["ok"] and result.dropped == {"text_not_string": 1}
+
+
+# --- errors name the file, line and column, never what the file holds (docs/security.md) ------
+
+SECRET = "hunter2-s3cr3t"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "kwargs", "expected"),
+    [
+        # the first line of a file that is not the data it was taken for (/etc/passwd style)
+        ("passwd", f"root:{SECRET}:0:0:root:/root:/bin/bash\n", {"format": "csv"}, "missing column 'text'"),
+        # a header listed in a field-count error
+        (
+            "d.tsv",
+            f"text\t{SECRET}\nonly one field\na\tb\n",
+            {"label": None},
+            "d.tsv:2: malformed row: 1 fields",
+        ),
+        (
+            "d.csv",
+            f"text,stance\nfine,favor\nhmm,{SECRET}\n",
+            {"label": "stance", "schema": STANCE},
+            "d.csv:3: unknown label in column 'stance'",
+        ),
+        (
+            "d.csv",
+            f"id,text\n{SECRET},a\n{SECRET},b\n",
+            {"id": "id", "label": None},
+            "d.csv:3: duplicate id in column 'id'",
+        ),
+        (
+            "d.jsonl",
+            f'{{"text": "x", "stance": "{SECRET}"}}\n{{"text": "y", "stance": "none"}}\n',
+            {"label": "stance", "schema": STANCE},
+            "d.jsonl:1: unknown label in column 'stance'",
+        ),
+    ],
+)
+def test_errors_never_echo_file_contents(tmp_path, name, content, kwargs, expected):
+    path = write(tmp_path, name, content)
+    kwargs = {"text": "text", **kwargs}
+    with pytest.raises(DataError) as exc:
+        read_examples(path, **kwargs)
+    message = one_line(exc)
+    assert SECRET not in message
+    assert expected in message and str(path) in message
+    if "missing column" not in expected:  # the --drop-invalid report quotes the same messages
+        assert SECRET not in read_examples(path, drop_invalid=True, **kwargs).report()

@@ -164,3 +164,59 @@ def test_instruction_style_is_the_tuning_chat_record(demo):
     assert shot_turns[1] == {"role": "assistant", "content": "Label: debunk"}
     with pytest.raises(ConfigError, match="instruction"):
         PromptBuilder(schema, "instruction", user_template=Path("x.jinja"))
+
+
+# A template file is shared like a config: it renders in Jinja's sandbox (docs/security.md).
+ESCAPES = {
+    # object's subclasses -> warnings.catch_warnings -> the builtins module -> open()
+    "subclasses": "{{% for c in ''.__class__.__mro__[1].__subclasses__() if c.__name__ == 'catch_warnings' %}}"
+    "{{{{ c()._module.__builtins__['open']('{marker}', 'w').write('pwned') }}}}{{% endfor %}}",
+    # the same walk from a template variable, then a function's __globals__ -> os.system
+    "globals": "{{% for c in labels.__class__.__base__.__subclasses__() if c.__name__ == '_wrap_close' %}}"
+    "{{{{ c.__init__.__globals__['system']('touch {marker}') }}}}{{% endfor %}}",
+    # Jinja's own global helper: a Python function, whose module imports os
+    "cycler": "{{{{ cycler.__init__.__globals__.os.system('touch {marker}') }}}}",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ESCAPES))
+def test_a_template_cannot_run_python(demo, tmp_path, name):
+    schema, _ = demo
+    marker = tmp_path / "marker"
+    path = tmp_path / "evil.jinja"
+    path.write_text("Classify: {{ text }}\n" + ESCAPES[name].format(marker=marker), encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        PromptBuilder(schema, path).messages(QUERY)
+    assert not marker.exists()
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}:2: not allowed in the template sandbox: ")
+    assert "unsafe" in message
+
+
+def test_undefined_variable_names_template_file_and_line(demo, tmp_path):
+    schema, _ = demo
+    path = tmp_path / "typo.jinja"
+    path.write_text("Text: {{ text }}\n\nTopic: {{ metadata.topik }}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        PromptBuilder(schema, path).messages(QUERY)
+    assert (
+        str(error.value) == f"{path}:3: undefined in prompt template: 'dict object' has no attribute 'topik'"
+    )
+    unknown = tmp_path / "unknown.jinja"
+    unknown.write_text("Text: {{ text }}\n{{ txet }}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"^{unknown}:2: unknown prompt template variable\(s\) txet;"):
+        PromptBuilder(schema, unknown)
+
+
+def test_sandboxed_templates_still_render_loops_filters_and_dicts(demo, tmp_path):
+    schema, _ = demo
+    path = tmp_path / "ok.jinja"
+    path.write_text(
+        "{% for name in labels %}{{ loop.index }}. {{ name | upper }}: {{ label_descriptions[name] }}\n"
+        "{% endfor %}{{ metadata.get('topic', 'none') }} | {{ text | truncate(20) }}",
+        encoding="utf-8",
+    )
+    content = PromptBuilder(schema, path).messages(QUERY)[-1]["content"]
+    assert content.startswith(f"1. BELIEF: {schema.description('belief')}\n")
+    assert content.endswith("vaccines | My nephew got...")

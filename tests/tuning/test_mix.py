@@ -275,3 +275,30 @@ def test_real_four_dataset_mix_in_every_order(shared_datasets, tmp_path):
         seen[shuffle] = [r["id"] for r in read_records(tmp_path / shuffle / "train.jsonl")]
     assert len({tuple(ids) for ids in seen.values()}) == 4
     assert all(sorted(ids) == sorted(seen["random"]) for ids in seen.values())
+
+
+@pytest.mark.parametrize(
+    ("entry", "field"),
+    [
+        ({"data_root": "{outside}"}, "data_root"),
+        ({"datasets": ["{outside}/tiny.yaml"]}, "datasets[0].config"),
+    ],
+    ids=["data-root", "dataset-yaml"],
+)
+def test_a_mix_reads_only_in_its_place(tmp_path, entry, field):
+    """A mix file is a shared config: its data_root and the dataset YAMLs it names stay under its
+    folder, the current folder or a data root the user chose (docs/security.md)."""
+    mine, outside = tmp_path / "mine", tmp_path / "outside"
+    mine.mkdir()
+    outside.mkdir()
+    _tiny_dataset(outside, "tiny", "en", "hate_speech", ["hate", "not_hate"], "text {i}")
+    mix = {
+        "name": "m",
+        "datasets": [str(_tiny_dataset(mine, "tiny", "en", "hate_speech", ["hate", "not_hate"], "t {i}"))],
+    }
+    mix.update(json.loads(json.dumps(entry).replace("{outside}", str(outside))))
+    (mine / "mix.yaml").write_text(yaml.safe_dump(mix), encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:
+        build_mix(load_mix(mine / "mix.yaml"), tmp_path / "out", console=Console(quiet=True))
+    assert str(exc.value).startswith(f"{mine / 'mix.yaml'}: field '{field}' = '{outside}")
+    assert "refused: " in str(exc.value) and not (tmp_path / "out").exists()

@@ -12,9 +12,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from socialens.config import read_yaml
-from socialens.data.readers import DEFAULT_MAX_CHARS, read_examples
+from socialens.data.readers import DEFAULT_MAX_CHARS, TWEETEVAL_SPLITS, read_examples
 from socialens.data.schema import Example, Label, LabelSchema
 from socialens.errors import ConfigError, DataError
+from socialens.paths import confine, safe_name
 
 SPLITS = ("train", "dev", "test")
 BUILTIN_ROOT = Path(__file__).parent / "builtin"
@@ -127,6 +128,11 @@ class DatasetConfig(_Model):
     # set by load_dataset_config: where the YAML was and whether it is a builtin one
     config_path: Path | None = Field(default=None, exclude=True)
 
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        return safe_name(value)  # bench writes runs/<experiment>/<dataset name>/
+
     @field_validator("files")
     @classmethod
     def _split_names(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -199,6 +205,52 @@ def resolve_data_root(data_root: str | Path | None = None) -> Path:
     return Path(data_root).expanduser()
 
 
+def user_data_roots() -> list[tuple[str, Path]]:
+    """The data roots the user (not a config) chose: $SOCIALENS_DATA_ROOT when set, and the default
+    ../shared/datasets from the current folder. An experiment's or mix's own ``data_root`` must lie
+    in one of these or in the config's folder."""
+    roots = [("the default data root", Path.cwd().parent / "shared" / "datasets")]
+    if os.environ.get(DATA_ROOT_ENV):
+        roots.insert(0, (f"${DATA_ROOT_ENV}", Path(os.environ[DATA_ROOT_ENV]).expanduser()))
+    return roots
+
+
+def check_data_paths(config: DatasetConfig, data_root: str | Path | None = None) -> None:
+    """Every folder and file ``config`` reads must resolve (symlinks followed) inside the data root
+    or the dataset YAML's own folder (a builtin dataset's folder is in the package); else a
+    one-line ConfigError naming the file, the field and its value. A data root given by the caller
+    (``--data-root``) is the user's say, so an absolute path under it is fine."""
+    if config.format == "hf":
+        return
+    places = [
+        ("the data root", resolve_data_root(data_root)),
+        ("the dataset YAML's folder", config.config_path.parent if config.config_path else None),
+    ]
+    source = config.config_path or f"dataset '{config.name}'"
+    opt_in = (
+        "data paths stay under the data root or the YAML's folder; pass --data-root to allow another folder"
+    )
+
+    def check(path: Path, field: str, value: object) -> None:
+        confine(path, places, source=source, field=field, value=value, opt_in=opt_in)
+
+    base = config.base_dir(data_root)
+    check(base, "path", config.path)
+    subsets = config.subsets or [SubsetConfig(path=".")]
+    specs = config.split_files()
+    for index, subset in enumerate(subsets):
+        folder = base / subset.path
+        if config.subsets is not None:
+            check(folder, f"subsets[{index}].path", subset.path)
+        for split, spec in specs.items():
+            field = "file" if config.file is not None else f"files.{split}"
+            if config.format == "tweeteval":  # the "file" is the split's file-name prefix
+                prefix = TWEETEVAL_SPLITS.get(spec.file, spec.file)
+                check(folder / f"{prefix}_text.txt", field, spec.file)
+            else:
+                check(folder / spec.file, field, spec.file)
+
+
 def builtin_names() -> list[str]:
     if not BUILTIN_ROOT.is_dir():
         return []
@@ -256,6 +308,7 @@ def load_dataset(
     """Read every split a dataset config names (every subset, when it has subsets)."""
     config = load_dataset_config(config, data_root)
     schema = config.to_schema()
+    check_data_paths(config, data_root)
     base = config.base_dir(data_root)
     if not base.exists():
         hint = "" if config.path_base == "config" else f" (data root: set --data-root or ${DATA_ROOT_ENV})"

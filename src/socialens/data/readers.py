@@ -82,6 +82,18 @@ class _Row:
     error: tuple[str, str] | None = None  # (reason, message)
 
 
+def missing_column_message(
+    source: str | Path, column: str, columns: Sequence[str], required: Sequence[str]
+) -> str:
+    """One line naming the file and the missing column, never the file's own column names: a
+    header is file content, and no error message echoes what a file holds (docs/security.md)."""
+    wanted = ", ".join(dict.fromkeys(required))
+    return (
+        f"{source}: missing column '{column}' (none of the file's {len(columns)} columns has that name); "
+        f"expected columns: {wanted}"
+    )
+
+
 def _non_utf8_row(loc: str, encoding: str) -> _Row:
     return _Row(
         loc, error=("non_utf8", f"{loc}: bytes that are not valid {encoding}; expected {encoding} text")
@@ -215,7 +227,7 @@ def _delimited_source(
                 quote_note = ", quoting none" if quoting == "none" else ""
                 message = (
                     f"{loc}: malformed row: {len(record)} fields, expected {len(names)} "
-                    f"({sep}-separated{quote_note}: {', '.join(names)})"
+                    f"({sep}-separated{quote_note})"
                 )
                 rows.append(_Row(loc, error=("malformed_row", message)))
             else:
@@ -483,13 +495,12 @@ def _to_examples(
     result = ReadResult(examples=[], file=source)
     if not columns and not rows:
         raise DataError(f"{source}: empty dataset (empty file); expected a header and at least one example")
-    found = ", ".join(columns) if columns else "none"
     required = [*text_columns, *([id_column] if id_column else []), *metadata.values()]
     if label and (require_labels or label in columns):
         required.append(label)
     for column in required:
         if column not in columns:
-            raise DataError(f"{source}: missing column '{column}'; found columns: {found}")
+            raise DataError(missing_column_message(source, column, columns, required))
     if label and label not in columns:
         label = None
 
@@ -524,7 +535,7 @@ def _to_examples(
         if checked.id in seen_ids:
             reject(
                 "duplicate_id",
-                f"{row.loc}: duplicate id '{checked.id}' in column '{id_column}' (first at {seen_ids[checked.id]}); expected unique ids "
+                f"{row.loc}: duplicate id in column '{id_column}' (first at {seen_ids[checked.id]}); expected unique ids "
                 "(--drop-invalid, or drop_invalid: true in the experiment's dataset entry, keeps the first "
                 "and drops and counts the repeats)",
             )
@@ -599,7 +610,7 @@ def check_row(
             if gold is None:
                 return (
                     "unknown_label",
-                    f"{loc}: unknown label '{str(raw).strip()}' in column '{label}'; expected one of {expected}",
+                    f"{loc}: unknown label in column '{label}'; expected one of {expected}",
                 )
         else:
             gold = str(raw).strip()

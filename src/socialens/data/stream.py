@@ -31,6 +31,7 @@ from socialens.data.readers import (
     _Row,
     check_row,
     detect_format,
+    missing_column_message,
 )
 from socialens.data.schema import Example, LabelSchema
 from socialens.errors import DataError
@@ -124,10 +125,10 @@ class RowStream:
             raise DataError(f"{self.path}: {what}; expected {expected} with column '{self.text_columns[0]}'")
         if self.id is None and "id" in self.columns:
             self.id = "id"
-        found = ", ".join(self.columns) or "none"
-        for column in [*self.text_columns, *filter(None, [self.id, self.label]), *self.metadata_map.values()]:
+        required = [*self.text_columns, *filter(None, [self.id, self.label]), *self.metadata_map.values()]
+        for column in required:
             if column not in self.columns:
-                raise DataError(f"{self.path}: missing column '{column}'; found columns: {found}")
+                raise DataError(missing_column_message(self.path, column, self.columns, required))
         if self.format == "parquet":
             self._check_parquet_text_types()
 
@@ -284,7 +285,7 @@ class RowStream:
             elif len(fields) != len(self.columns):
                 message = (
                     f"{loc}: malformed row: {len(fields)} fields, expected {len(self.columns)} "
-                    f"({sep}-separated: {', '.join(self.columns)})"
+                    f"({sep}-separated, as in the header)"
                 )
                 yield _Row(loc, error=("malformed_row", message)), end
             else:

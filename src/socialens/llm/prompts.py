@@ -26,8 +26,12 @@ same prompt then serves an untuned model and a LoRA-tuned one, so they are compa
 
 Custom templates: ``user_template`` (or ``style`` given as a path to a ``.jinja`` file, which
 then answers in the ``serial`` format) replaces the built-in user template; ``system_prompt``
-given as a ``Path`` is a template file too (a plain string is used verbatim). Templates are
-rendered with ``StrictUndefined``; these variables are available:
+given as a ``Path`` is a template file too (a plain string is used verbatim). A template is a
+file people share, so it renders in Jinja's immutable sandbox
+(``jinja2.sandbox.ImmutableSandboxedEnvironment``): it can read the variables below and use Jinja's
+filters, tests and loops, but not reach Python internals (``__class__``, ``__globals__``, ...),
+call unsafe methods or change a list or dict. Rendering uses ``StrictUndefined``; these variables
+are available:
 
 =====================  ================================================================
 ``text``               the text to classify
@@ -48,19 +52,21 @@ rendered with ``StrictUndefined``; these variables are available:
 ``schema_name``        the label schema's name
 =====================  ================================================================
 
-A missing template file, a syntax error or an unknown variable raises
-:class:`socialens.errors.ConfigError` naming the file.
+A missing template file, a syntax error, an unknown or undefined variable or a sandbox violation
+raises a one-line :class:`socialens.errors.ConfigError` naming the template file and line.
 """
 
 from __future__ import annotations
 
 import json
+import traceback
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2 import meta
+from jinja2 import meta, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from socialens.data.schema import Example, LabelSchema
 from socialens.errors import ConfigError
@@ -83,7 +89,8 @@ TEMPLATE_VARIABLES = (
     "schema_name",
 )
 
-_ENV = jinja2.Environment(
+# The sandbox: user templates come from shared experiment files and model directories.
+_ENV = ImmutableSandboxedEnvironment(
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
@@ -105,8 +112,10 @@ class _Template:
         self.variables = meta.find_undeclared_variables(ast)
         unknown = sorted(self.variables - set(TEMPLATE_VARIABLES))
         if unknown:
+            lines = [node.lineno for node in ast.find_all(nodes.Name) if node.name in unknown]
+            where = f"{origin}:{min(lines)}" if lines else origin
             raise ConfigError(
-                f"{origin}: unknown prompt template variable(s) {', '.join(unknown)}; "
+                f"{where}: unknown prompt template variable(s) {', '.join(unknown)}; "
                 f"available: {', '.join(TEMPLATE_VARIABLES)}"
             )
 
@@ -129,10 +138,32 @@ class _Template:
     def render(self, variables: dict[str, Any]) -> str:
         try:
             return self.template.render(**variables).strip()
+        except jinja2.exceptions.SecurityError as exc:
+            raise self._error(exc, "not allowed in the template sandbox", exc) from None
         except jinja2.UndefinedError as exc:
-            raise ConfigError(f"{self.origin}: undefined in prompt template: {exc.message}") from None
+            raise self._error(exc, "undefined in prompt template", exc.message) from None
         except jinja2.TemplateError as exc:
-            raise ConfigError(f"{self.origin}: prompt template error: {exc}") from None
+            raise self._error(exc, "prompt template error", exc) from None
+        except Exception as exc:  # noqa: BLE001 - e.g. a filter given a wrong type: the template's fault
+            raise self._error(exc, "prompt template error", f"{type(exc).__name__}: {exc}") from None
+
+    def _error(self, exc: Exception, what: str, detail: object) -> ConfigError:
+        """One line: ``file:line: what: detail`` (the line where rendering failed, when known)."""
+        line = _template_line(exc)
+        where = f"{self.origin}:{line}" if line else self.origin
+        return ConfigError(" ".join(f"{where}: {what}: {detail}".split()))
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """The template line an error was raised at: Jinja rewrites a rendering traceback so that the
+    template's own frames carry its line numbers (filename ``<template>`` for a compiled string)."""
+    line = getattr(exc, "lineno", None)
+    if line:
+        return line
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename == "<template>":
+            line = frame.lineno
+    return line
 
 
 def default_instruction(schema: LabelSchema, task: str | None = None) -> str:

@@ -24,9 +24,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from socialens.config import load_model_file, plain_strings_are_configs
 from socialens.errors import ConfigError
+from socialens.paths import confine, safe_name
 from socialens.tuning.instructions import DEFAULT_SYSTEM, InstructionSet, build_records, load_instruction_set
 
 SHUFFLES = ("alphabetical", "within_language", "by_task", "random")
@@ -47,7 +49,7 @@ class MixDataset(BaseModel):
 class InstructMix(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(default="instruct-mix", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    name: str = "instruct-mix"
     description: str = ""
     data_root: str | None = None
     seed: int = 0
@@ -68,6 +70,11 @@ class InstructMix(BaseModel):
     def _plain_strings_are_configs(cls, value: Any) -> Any:
         return plain_strings_are_configs(value)
 
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        return safe_name(value)
+
 
 @dataclass
 class LoadedMix:
@@ -85,6 +92,41 @@ class LoadedMix:
         if entry.instructions:
             return self.resolve(entry.instructions)
         return str(self.path.parent / "instructions" / f"{dataset_name}.yaml")
+
+    def check_places(self, data_root: str | None) -> None:
+        """The mix's ``data_root`` lies under its own folder or a data root the user chose (unless
+        ``--data-root`` is given); each dataset YAML and instruction file it names under the current
+        folder, the mix's folder or the data root (docs/security.md, "Configs and paths")."""
+        from socialens.data.datasets import resolve_data_root, user_data_roots
+
+        own = ("the mix's folder", self.path.parent)
+        if data_root is None and self.mix.data_root is not None:
+            confine(
+                self.mix.data_root,
+                [own, *user_data_roots()],
+                source=self.path,
+                field="data_root",
+                value=self.mix.data_root,
+                opt_in="pass --data-root to read data from another folder",
+            )
+        places = [
+            ("the current folder", Path.cwd()),
+            own,
+            ("the data root", resolve_data_root(data_root or self.mix.data_root)),
+        ]
+        for index, entry in enumerate(self.mix.datasets):
+            for name in ("config", "instructions"):
+                ref = getattr(entry, name)
+                if ref is None or ref.startswith("builtin:"):
+                    continue
+                confine(
+                    self.resolve(ref),
+                    places,
+                    source=self.path,
+                    field=f"datasets[{index}].{name}",
+                    value=ref,
+                    opt_in="copy the file into one of them, or pass --data-root",
+                )
 
 
 def load_mix(path: str | Path) -> LoadedMix:
@@ -139,7 +181,8 @@ def split_stats(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def print_stats(stats: dict[str, Any], console: Console) -> None:
-    """Rich tables: examples per dataset, language, task and label."""
+    """Rich tables: examples per dataset, language, task and label (cells are Text: names, tasks and
+    labels from configs and data are shown as they are, never read as rich markup)."""
     splits = [s for s in ("train", "dev", "test") if s in stats["splits"]]
     table = Table(title=f"instruction mix ({stats['shuffle']} order, seed {stats['seed']})")
     for column in ("dataset", "language", "task", *splits, "instructions", "capped"):
@@ -148,9 +191,9 @@ def print_stats(stats: dict[str, Any], console: Console) -> None:
         counts = [str(stats["splits"][s]["by_dataset"].get(name, 0)) for s in splits]
         used = stats["splits"]["train"]["instructions_used"].get(name, 0) if "train" in splits else 0
         table.add_row(
-            name,
-            info["language"],
-            info["task"],
+            Text(name),
+            Text(str(info["language"])),
+            Text(str(info["task"])),
             *counts,
             f"{used}/{info['instructions']}",
             str(info["capped"]),
@@ -163,7 +206,9 @@ def print_stats(stats: dict[str, Any], console: Console) -> None:
             grouped.add_column(s, justify="right")
         values = sorted({v for s in splits for v in stats["splits"][s][f"by_{key}"]})
         for value in values:
-            grouped.add_row(value, *(str(stats["splits"][s][f"by_{key}"].get(value, 0)) for s in splits))
+            grouped.add_row(
+                Text(str(value)), *(str(stats["splits"][s][f"by_{key}"].get(value, 0)) for s in splits)
+            )
         console.print(grouped)
     labels = Table(title="examples per label")
     for column in ("dataset", "label", *splits, "train share"):
@@ -174,7 +219,7 @@ def print_stats(stats: dict[str, Any], console: Console) -> None:
         names = sorted({lab for s in splits for lab in stats["splits"][s]["by_label"].get(name, {})})
         for label in names:
             counts = [str(stats["splits"][s]["by_label"].get(name, {}).get(label, 0)) for s in splits]
-            labels.add_row(name, label, *counts, f"{train_counts.get(label, 0) / total:.1%}")
+            labels.add_row(Text(name), Text(str(label)), *counts, f"{train_counts.get(label, 0) / total:.1%}")
     console.print(labels)
     if "train" in splits:
         runs = stats["splits"]["train"]["runs"]
@@ -228,11 +273,17 @@ def build_mix(
     if shuffle not in SHUFFLES:
         raise ConfigError(f"--shuffle '{shuffle}': expected one of {', '.join(SHUFFLES)}")
     seed = mix.seed if seed is None else seed
+    loaded.check_places(data_root)
     data_root = data_root or mix.data_root
     console = console or Console()
     parts: dict[str, list[dict[str, Any]]] = {"train": [], "dev": [], "test": []}
     datasets: dict[str, dict[str, Any]] = {}
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as progress:
         bar = progress.add_task("datasets", total=len(mix.datasets))
         for index, entry in enumerate(mix.datasets):
