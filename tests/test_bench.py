@@ -220,3 +220,80 @@ def test_bench_does_not_follow_a_symlink_out_of_its_run_directory(tmp_path):
     with pytest.raises(ConfigError, match=r"resolves outside the run directory .*runs/t; refusing to write"):
         run_bench(experiment, console=Console(quiet=True))
     assert list(outside.iterdir()) == []
+
+
+def _fault_server_module():
+    """tests/llm/fault_server.py: a real OpenAI-compatible HTTP server on 127.0.0.1 with faults."""
+    import importlib.util
+    import sys
+
+    if "fault_server" not in sys.modules:
+        path = Path(__file__).parent / "llm" / "fault_server.py"
+        spec = importlib.util.spec_from_file_location("fault_server", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["fault_server"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["fault_server"]
+
+
+def test_a_rerun_resends_exactly_the_failed_prompts_and_rewrites_the_cell(tmp_path, monkeypatch):
+    """A cell whose LLM calls failed (HTTP 500 after the retries) is not finished: a plain re-run
+    sends exactly the prompts of its error records (the rest come from the response cache) and
+    rewrites the cell without error records; --force still starts over."""
+    fault_server = _fault_server_module()
+    monkeypatch.setenv("SOCIALENS_TEST_BENCH_KEY", "bench-key")
+    with fault_server.FaultServer(api_key="bench-key") as server:
+        failing = {"on": True}
+        failed_prompts: set[str] = set()
+
+        def plan(attempt, body):  # every third prompt fails, on every attempt, while "on"
+            prompt = body["messages"][-1]["content"]
+            if failing["on"] and sum(prompt.encode()) % 3 == 0:
+                failed_prompts.add(prompt)
+                return fault_server.Status(500)
+            return fault_server.OK
+
+        server.plan = plan
+        model = (
+            f"  - {{id: api, family: prompted, backend: openai, model: fake, base_url: '{server.base_url}',"
+            " api_key_env: SOCIALENS_TEST_BENCH_KEY, decoding: constrained, max_retries: 1, timeout_s: 5,"
+            f" cache_path: '{tmp_path / 'cache.sqlite'}', backend_options: {{backoff_base_s: 0}}}}\n"
+        )
+        # the fixture data copied beside the dataset YAML, so no path policy is in the way
+        (tmp_path / "tiny.csv").write_bytes((FIXTURES / "tiny.csv").read_bytes())
+        dataset = (FIXTURES / "tiny.yaml").read_text().replace("path: .", f"path: {tmp_path}")
+        (tmp_path / "tiny.yaml").write_text(dataset)
+        (tmp_path / "exp.yaml").write_text(
+            f"name: t\noutput_dir: {tmp_path / 'runs'}\ndatasets: [{tmp_path / 'tiny.yaml'}]\n"
+            f"models:\n{model}seeds: [0]\nbootstrap: 0\n"
+        )
+        experiment = load_experiment(tmp_path / "exp.yaml")
+        predictions = tmp_path / "runs" / "t" / "tiny" / "api" / "seed-0" / "predictions.jsonl"
+
+        first = run_bench(experiment, console=Console(quiet=True))
+        records = read_records(predictions)
+        failed = [r for r in records if r.status.value == "error"]
+        assert [c.status for c in first.cells] == ["done"]
+        assert 0 < len(failed) < len(records) and all("HTTP 500" in r.error for r in failed)
+        assert len(server.requests) == len(records) + len(failed)  # one retry per failed prompt
+        assert len(failed_prompts) == len(failed)
+
+        failing["on"] = False
+        sent_before = len(server.requests)
+        again = run_bench(experiment, console=Console(quiet=True))
+        resent = [body["messages"][-1]["content"] for body in server.requests[sent_before:]]
+        assert sorted(resent) == sorted(failed_prompts)  # exactly those, each once
+        assert [c.status for c in again.cells] == ["done"]
+        rewritten = read_records(predictions)
+        assert [r.id for r in rewritten] == [r.id for r in records]
+        assert all(r.status.value == "ok" for r in rewritten)
+        metrics = json.loads((predictions.parent / "metrics.json").read_text())
+        assert metrics["status"]["rates"]["error"] == 0
+
+        sent_before = len(server.requests)
+        finished = run_bench(experiment, console=Console(quiet=True))
+        assert [c.status for c in finished.cells] == ["skipped"]
+        assert len(server.requests) == sent_before  # a finished cell sends nothing
+
+        forced = run_bench(experiment, force=True, console=Console(quiet=True))
+        assert [c.status for c in forced.cells] == ["done"]

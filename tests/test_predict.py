@@ -287,3 +287,26 @@ def test_the_input_file_is_never_the_output(model_dir, tmp_path):
     with pytest.raises(DataError, match=r"in.jsonl: this is the input file; expected a different --out path"):
         run(model_dir, source, tmp_path / "." / "in.jsonl")
     assert source.read_bytes() == before and not progress_path(source).exists()
+
+
+# the same cases as tests/serving/test_limits.py::test_blank_texts_are_invalid_as_in_predict_and_never_reach_the_model
+BLANK_TEXTS = ["", " ", "\t\n", "\u00a0", "\u3000 \u2003"]
+
+
+def test_blank_texts_are_invalid_by_the_rule_the_service_shares(model_dir, tmp_path):
+    """predict and the HTTP service judge a blank text by one function (is_blank_text): invalid."""
+    from socialens.data.schema import is_blank_text
+
+    assert all(is_blank_text(text) for text in BLANK_TEXTS)
+    assert not any(is_blank_text(text) for text in ["a", " x ", "\u200b"])  # zero-width space is a character
+    texts = ["This has been debunked by every fact-checker", *BLANK_TEXTS]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"text": text}) + "\n" for text in texts))
+    out = tmp_path / "out.jsonl"
+    summary = run(model_dir, source, out)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert summary.statuses == {"ok": 1, "invalid": len(BLANK_TEXTS)}
+    assert [r["status"] for r in rows] == ["ok", *["invalid"] * len(BLANK_TEXTS)]
+    for row in rows[1:]:
+        assert row["error"].endswith(": empty text in column 'text'; expected non-empty text")
+        assert row["label"] is None

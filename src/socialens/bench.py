@@ -345,6 +345,16 @@ class CellProgress:
         self.stage, self.task = None, None
 
 
+def error_record_count(predictions: Path) -> int | None:
+    """How many records of a cell's predictions are ``error`` (a failed call, a crashed predict);
+    None when the file is missing or unreadable. A cell counts as finished only at 0."""
+    try:
+        return sum(record.status is Status.ERROR for record in read_records(predictions))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+
 def _run_or_skip(
     experiment,
     dataset_entry,
@@ -364,7 +374,16 @@ def _run_or_skip(
     if metrics_path.is_file() and not force:
         stored = json.loads(metrics_path.read_text(encoding="utf-8"))
         if stored.get("cell_fingerprint") == key:
-            return CellResult(split.name, entry.id, seed, "skipped", metrics=stored)
+            errors = error_record_count(cell_dir / "predictions.jsonl")
+            if errors == 0:
+                return CellResult(split.name, entry.id, seed, "skipped", metrics=stored)
+            # Not finished: run it again. Answers that succeeded come back from the LLM response
+            # cache (failed calls are never cached), so only the failed prompts are sent again.
+            again = "its predictions are unreadable" if errors is None else f"{errors} error records"
+            console.print(
+                f"re-running {split.name} / {entry.id} / seed {seed}: {again} from the last run",
+                highlight=False,
+            )
     try:
         try:
             costs = run_cell(

@@ -550,7 +550,7 @@ def predict(
 def serve(
     model_dir: Annotated[Path, typer.Argument(help="a model directory written by train or bench")],
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8080,
+    port: Annotated[int, typer.Option(help="TCP port, 1-65535")] = 8080,
     token_env: Annotated[
         str | None, typer.Option(help="environment variable holding the bearer token (default: no auth)")
     ] = None,
@@ -568,6 +568,17 @@ def serve(
     threads: Annotated[
         int | None, typer.Option(help="torch threads for inference (default: all cores but one)")
     ] = None,
+    body_timeout_s: Annotated[
+        float, typer.Option(help="seconds the whole request body may take to arrive (more: 408, closed)")
+    ] = 10.0,
+    header_timeout_s: Annotated[
+        float, typer.Option(help="seconds a request's headers may take to arrive (more: 408, closed)")
+    ] = 5.0,
+    keep_alive_s: Annotated[float, typer.Option(help="seconds an idle connection stays open")] = 5.0,
+    max_connections: Annotated[int, typer.Option(help="open connections in all (more: 503)")] = 512,
+    max_connections_per_client: Annotated[
+        int, typer.Option(help="open connections from one IP address (more: 429; 0: no cap)")
+    ] = 64,
     trust_pickle: TrustPickle = False,
     allow_endpoint: AllowEndpoint = None,
     allow_key_env: AllowKeyEnv = None,
@@ -585,6 +596,11 @@ def serve(
             max_body_bytes=max_body_bytes,
             threads=threads,
             token=read_token(token_env),
+            body_timeout_s=body_timeout_s,
+            header_timeout_s=header_timeout_s,
+            keep_alive_s=keep_alive_s,
+            max_connections=max_connections,
+            max_connections_per_client=max_connections_per_client,
         )
         server = build_server(
             model_dir, host, port, settings, **_load_options(trust_pickle, allow_endpoint, allow_key_env)

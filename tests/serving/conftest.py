@@ -18,6 +18,7 @@ import uvicorn
 from socialens.classifiers.tfidf import TfidfClassifier
 from socialens.data.schema import Example
 from socialens.serving.app import ServiceSettings, create_app, load_served_model
+from socialens.serving.server import uvicorn_config
 
 TINY_CSV = Path(__file__).resolve().parents[1] / "fixtures" / "bench" / "tiny.csv"
 
@@ -44,14 +45,16 @@ class ListHandler(logging.Handler):
 
 
 @contextlib.contextmanager
-def running_server(app) -> Iterator[str]:
+def running_server(app, settings: ServiceSettings | None = None) -> Iterator[str]:
     """Serve ``app`` with uvicorn on a free port in a thread; yields the base URL. Leaving the block
-    shuts it down the way SIGTERM does (should_exit), including the app's lifespan shutdown."""
+    shuts it down the way SIGTERM does (should_exit), including the app's lifespan shutdown. The
+    server runs under the service's own uvicorn configuration (connection bounds from ``settings``)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
+    config = uvicorn_config(app, "127.0.0.1", port, settings or ServiceSettings(), log_level="warning")
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -79,7 +82,7 @@ def serve(tfidf_model_dir):
         logger.setLevel(logging.INFO)
         logger.propagate = False
         app = create_app(load_served_model(model_dir or tfidf_model_dir), settings, logger)
-        url = stack.enter_context(running_server(app))
+        url = stack.enter_context(running_server(app, settings))
         return url, handler.lines, app
 
     with stack:

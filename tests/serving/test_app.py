@@ -54,6 +54,11 @@ def test_health_model_info_and_docs(serve):
         "max_texts": 7,
         "max_chars": 99,
         "max_body_bytes": 7 * (6 * 99 + 256) + 64 * 1024,
+        "body_timeout_s": 10.0,
+        "header_timeout_s": 5.0,
+        "keep_alive_s": 5.0,
+        "max_connections": 512,
+        "max_connections_per_client": 64,
         "inference_threads": max(1, os.cpu_count() - 1),
     }
     assert httpx.get(f"{url}/docs").status_code == 200

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from socialens.cli import app
 from socialens.errors import ConfigError
 from socialens.serving.app import ServiceSettings
-from socialens.serving.server import check_settings, read_token
+from socialens.serving.server import build_server, check_port, check_settings, read_token
 
 
 def free_port() -> int:
@@ -44,6 +44,14 @@ def test_read_token_from_the_named_variable(monkeypatch):
         (ServiceSettings(max_wait_ms=-1), "--max-wait-ms: expected 0 or more, got -1"),
         (ServiceSettings(threads=0), "--threads: expected at least 1, got 0"),
         (ServiceSettings(max_body_bytes=0), "--max-body-bytes: expected at least 1, got 0"),
+        (ServiceSettings(body_timeout_s=0), "--body-timeout-s: expected a number of seconds above 0, got 0"),
+        (ServiceSettings(header_timeout_s=-1), "--header-timeout-s: expected a number of seconds above 0"),
+        (ServiceSettings(keep_alive_s=float("nan")), "--keep-alive-s: expected a number of seconds above 0"),
+        (ServiceSettings(max_connections=0), "--max-connections: expected at least 1, got 0"),
+        (
+            ServiceSettings(max_connections_per_client=-1),
+            "--max-connections-per-client: expected 0 \\(no cap\\) or more, got -1",
+        ),
     ],
 )
 def test_bad_settings_are_one_line_errors(settings, message):
@@ -62,6 +70,24 @@ def test_cli_serve_start_up_errors_are_one_line(tmp_path, tfidf_model_dir, monke
     assert len(result.output.strip().splitlines()) == 1 and "NO_SUCH_TOKEN_VAR" in result.output
     result = runner.invoke(app, ["serve", str(tfidf_model_dir), "--max-body-bytes", "0"])
     assert result.exit_code == 2 and "--max-body-bytes: expected at least 1, got 0" in result.output
+
+
+@pytest.mark.parametrize("port", [0, -1, 65536, 99999])
+def test_an_invalid_port_is_refused_before_the_model_loads(tmp_path, port):
+    with pytest.raises(ConfigError, match=f"^--port: expected a TCP port from 1 to 65535, got {port}$"):
+        build_server(tmp_path / "not-even-a-model", port=port)
+    check_port(1)
+    check_port(65535)
+
+
+def test_cli_serve_with_an_invalid_port_is_a_one_line_error_not_a_random_port(tfidf_model_dir):
+    """`serve --port 99999` used to print :99999 and listen on a port the OS picked."""
+    command = [sys.executable, "-m", "socialens.cli", "serve", str(tfidf_model_dir), "--port", "99999"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    output = (done.stdout + done.stderr).strip()
+    assert output == "error: --port: expected a TCP port from 1 to 65535, got 99999"
 
 
 @pytest.mark.slow

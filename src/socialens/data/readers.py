@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from socialens.data.schema import Example, Label, LabelSchema, normalise_label_text
+from socialens.data.schema import Example, Label, LabelSchema, is_blank_text, normalise_label_text
 from socialens.errors import DataError
 
 DEFAULT_MAX_CHARS = 100_000
@@ -590,7 +590,7 @@ def check_row(
     parts = [_as_text(values.get(column)) for column in text_columns]
     text = "\n\n".join(part for part in parts if part)
     columns = "+".join(text_columns)
-    if require_text and not text:
+    if require_text and is_blank_text(text):
         return "empty_text", f"{loc}: empty text in column '{columns}'; expected non-empty text"
     if len(text) > max_chars:
         return (

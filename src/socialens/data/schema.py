@@ -16,6 +16,13 @@ def normalise_label_text(value: str) -> str:
     return re.sub(r"[\s_\-]+", " ", text)
 
 
+def is_blank_text(text: str) -> bool:
+    """The one rule for a text that cannot be classified: empty, or nothing but whitespace (any
+    Unicode whitespace, as ``str.strip`` sees it). ``predict`` gives such a row status ``invalid``,
+    and so does the HTTP service, without sending it to the model."""
+    return not text.strip()
+
+
 @dataclass(frozen=True)
 class Label:
     name: str

@@ -10,18 +10,25 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException
 
-from socialens.classifiers.base import MODEL_INFO_FILE, Classifier, load_classifier, model_digest
-from socialens.data.schema import Example
+from socialens.classifiers.base import (
+    MODEL_INFO_FILE,
+    Classifier,
+    PredictionRecord,
+    Status,
+    load_classifier,
+    model_digest,
+)
+from socialens.data.schema import Example, is_blank_text
 from socialens.serving.batcher import BatcherClosed, MicroBatcher, default_inference_threads
 from socialens.serving.schemas import (
     BatchingStats,
@@ -36,6 +43,7 @@ from socialens.serving.schemas import (
 )
 
 ACCESS_LOGGER = "socialens.access"
+BLANK_TEXT = "empty text; expected non-empty text"  # as predict words it (status invalid)
 
 
 @dataclass
@@ -47,6 +55,11 @@ class ServiceSettings:
     threads: int | None = None  # CPU threads for inference (torch or onnxruntime); None: all cores but one
     token: str | None = None  # the bearer token; None leaves the API open
     max_body_bytes: int | None = None  # None: derived from max_texts and max_chars (body_limit)
+    body_timeout_s: float = 10.0  # the whole request body must arrive within this (else 408)
+    header_timeout_s: float = 5.0  # a request's headers must arrive within this (else 408, closed)
+    keep_alive_s: float = 5.0  # an idle connection between requests is closed after this
+    max_connections: int = 512  # open connections (and requests) in all; more: 503
+    max_connections_per_client: int = 64  # open connections from one IP address; more: 429; 0: no cap
 
     @property
     def body_limit(self) -> int:
@@ -145,6 +158,85 @@ class AccessLog:
             self.logger.info(json.dumps(entry))
 
 
+def _header(scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
+class BodyDeadline:
+    """ASGI middleware bounding how long a request body may take: the whole body must arrive within
+    ``timeout_s`` of the headers, or the request is answered 408. Any answer sent before the body
+    has arrived whole (401, 413, 408, a route that does not read it) closes the connection, so an
+    unread or stalled body never keeps it open."""
+
+    def __init__(self, app, timeout_s: float) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        length = _header(scope, b"content-length")
+        has_body = _header(scope, b"transfer-encoding") is not None or (
+            length is not None and (not length.strip().isdigit() or int(length) > 0)
+        )
+        body_done = not has_body
+
+        async def receive_by_deadline():
+            nonlocal body_done
+            if body_done:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                raise HTTPException(
+                    408,
+                    f"body: not received whole within {self.timeout_s:g} s (--body-timeout-s)",
+                ) from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
+
+        async def send_closing_early(message):
+            if message["type"] == "http.response.start" and not body_done:
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive_by_deadline, send_closing_early)
+
+
+class BearerAuth:
+    """ASGI middleware checking ``Authorization: Bearer <token>`` from the headers alone, before
+    anything reads the body: a missing or wrong token is a 401 and the body is never read. Paths in
+    ``open_paths`` (liveness and the API docs) need no token."""
+
+    def __init__(self, app, token: str, open_paths: frozenset[str]) -> None:
+        self.app = app
+        self.expected = token.encode()
+        self.open_paths = open_paths
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] in self.open_paths:
+            await self.app(scope, receive, send)
+            return
+        scheme, _, given = (_header(scope, b"authorization") or b"").strip().partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.expected):
+            response = _error(
+                401,
+                "missing or wrong bearer token (Authorization: Bearer <token>)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 class BodySizeLimit:
     """ASGI middleware capping the request body before anything parses it: a Content-Length over the
     limit is refused unread, and a body without one (chunked) is refused once it grows past the limit."""
@@ -180,21 +272,9 @@ class BodySizeLimit:
         await self.app(scope, counting_receive, send)
 
 
+# Only documents the scheme in the OpenAPI spec: BearerAuth checks the token, before the body is read.
 BEARER = HTTPBearer(auto_error=False, description="Bearer token (the service's --token-env variable).")
-
-
-def token_checker(token: str):
-    """A dependency raising 401 unless the request carries ``Authorization: Bearer <token>``."""
-    expected = token.encode()
-
-    async def require_token(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
-    ) -> None:
-        given = (credentials.credentials if credentials else "").encode()
-        if not hmac.compare_digest(given, expected):
-            raise HTTPException(401, "missing or wrong bearer token (Authorization: Bearer <token>)")
-
-    return require_token
+OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 
 
 def _openapi_with_limits(app: FastAPI, settings: ServiceSettings):
@@ -247,10 +327,14 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.batcher = batcher
-    app.add_middleware(BodySizeLimit, limit=settings.body_limit)  # added first: runs inside the access log
+    # The last added runs first: access log, body deadline, token (headers only), body size, the app.
+    app.add_middleware(BodySizeLimit, limit=settings.body_limit)
+    if settings.token:
+        app.add_middleware(BearerAuth, token=settings.token, open_paths=OPEN_PATHS)
+    app.add_middleware(BodyDeadline, timeout_s=settings.body_timeout_s)
     app.add_middleware(AccessLog, logger=access_logger or logging.getLogger(ACCESS_LOGGER))
 
-    protected = [Depends(token_checker(settings.token))] if settings.token else []
+    protected = [Depends(BEARER)] if settings.token else []
     auth_errors = {401: {"model": ErrorResponse, "description": "Missing or wrong bearer token."}}
 
     @app.exception_handler(RequestValidationError)
@@ -294,6 +378,11 @@ def create_app(
                 max_texts=settings.max_texts,
                 max_chars=settings.max_chars,
                 max_body_bytes=settings.body_limit,
+                body_timeout_s=settings.body_timeout_s,
+                header_timeout_s=settings.header_timeout_s,
+                keep_alive_s=settings.keep_alive_s,
+                max_connections=settings.max_connections,
+                max_connections_per_client=settings.max_connections_per_client,
                 inference_threads=batcher.inference_threads,
             ),
             batching=BatchingStats(**batcher.stats.to_dict()),
@@ -332,9 +421,17 @@ def create_app(
                 422, f"ids: {len(body.ids)} ids for {len(texts)} texts; expected one per text"
             )
         ids = body.ids if body.ids is not None else [str(i) for i in range(len(texts))]
-        examples = [Example(id=i, text=t) for i, t in zip(ids, texts, strict=True)]
-        records = await batcher.submit(examples)
-        return ClassifyResponse(model=served.ref, results=[Prediction.from_record(r) for r in records])
+        # a blank text is invalid, as in predict (one rule: is_blank_text), and never reaches the model
+        records: list[PredictionRecord | None] = [
+            PredictionRecord(i, None, None, Status.INVALID, error=f"texts[{n}]: {BLANK_TEXT}")
+            if is_blank_text(t)
+            else None
+            for n, (i, t) in enumerate(zip(ids, texts, strict=True))
+        ]
+        examples = [Example(id=i, text=t) for i, t, r in zip(ids, texts, records, strict=True) if r is None]
+        predicted = iter(await batcher.submit(examples) if examples else [])
+        results = [Prediction.from_record(r if r is not None else next(predicted)) for r in records]
+        return ClassifyResponse(model=served.ref, results=results)
 
     app.openapi = _openapi_with_limits(app, settings)
     return app

@@ -63,6 +63,13 @@ class ServingLimits(BaseModel):
     max_texts: int
     max_chars: int
     max_body_bytes: int = Field(description="Largest request body in bytes; larger ones get 413.")
+    body_timeout_s: float = Field(description="The whole body must arrive within this; else 408.")
+    header_timeout_s: float = Field(description="A request's headers must arrive within this; else 408.")
+    keep_alive_s: float = Field(description="An idle connection is closed after this.")
+    max_connections: int = Field(description="Open connections in all; more get 503.")
+    max_connections_per_client: int = Field(
+        description="Open connections per client IP (0: no cap); more get 429."
+    )
     inference_threads: int = Field(description="Torch threads of the one inference thread.")
 
 
