@@ -485,6 +485,92 @@ def instruct_train_zero_max_examples(tmp_path):
     return ["instruct", "train", str(folder), "--out", str(tmp_path / "l"), "--max-examples", "0"], 2
 
 
+# ------------------------------------------------------------------ issue 16: quotes, YAML words, archives
+
+OLID_TSV = (  # line 4 opens a quote that the quote on line 6 closes: line 5 would be swallowed
+    'text\tlabel\na lovely sunny day\tpos\ngreat news\tpos\n"so they say\tneg\nterrible news again\tneg\n'
+    'what a "dreadful result\tneg\nhappy to hear\tpos\nsad to hear it\tneg\nfine\tpos\n'
+)
+
+
+def _olid_tsv(tmp_path) -> Path:
+    source = tmp_path / "olid.tsv"
+    source.write_text(OLID_TSV, encoding="utf-8")
+    return source
+
+
+def data_check_merged_quotes(tmp_path):
+    return ["data", "check", str(_olid_tsv(tmp_path))], 2
+
+
+def data_check_merged_quotes_quoting_none(tmp_path):
+    return ["data", "check", str(_olid_tsv(tmp_path)), "--quoting", "none"], 0
+
+
+def predict_merged_quotes(tmp_path):
+    return predict_args(tfidf_model(tmp_path), _olid_tsv(tmp_path)), 2
+
+
+def predict_merged_quotes_quoting_none(tmp_path):
+    return predict_args(tfidf_model(tmp_path), _olid_tsv(tmp_path), "--quoting", "none"), 0
+
+
+def _dataset_yaml(tmp_path, labels: str) -> Path:
+    _olid_tsv(tmp_path)
+    config = tmp_path / "dataset.yaml"
+    config.write_text(
+        "name: olid\nformat: tsv\npath: .\npath_base: config\nfile: olid.tsv\noptions: {quoting: none}\n"
+        f"columns: {{text: text, label: label}}\nschema: {{labels: {labels}}}\n",
+        encoding="utf-8",
+    )
+    return config
+
+
+def data_split_yaml_number_label(tmp_path):
+    config = _dataset_yaml(tmp_path, "[pos, 1]")
+    return ["data", "split", str(config), "--out", str(tmp_path / "s")], 2
+
+
+def data_split_yaml_yes_no_labels(tmp_path):
+    (tmp_path / "olid.tsv").write_text(
+        "".join(f"tweet {i}\t{['yes', 'no', 'OFF'][i % 3]}\n" for i in range(30))
+    )
+    config = tmp_path / "dataset.yaml"
+    config.write_text(
+        "name: olid\nformat: tsv\npath: .\npath_base: config\nfile: olid.tsv\n"
+        "options: {header: false, column_names: [text, label]}\n"
+        "columns: {text: text, label: label}\nschema: {labels: [yes, no, OFF]}\n",
+        encoding="utf-8",
+    )
+    return ["data", "split", str(config), "--out", str(tmp_path / "s")], 0
+
+
+def _olid_zip(tmp_path) -> Path:
+    import zipfile
+
+    archive = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        bundle.writestr("train.tsv", OLID_TSV.replace('"', ""))
+        bundle.writestr("test.tsv", "text\tlabel\nfine day\tpos\n")
+    return archive
+
+
+def data_check_zip_no_member(tmp_path):
+    return ["data", "check", str(_olid_zip(tmp_path))], 2
+
+
+def data_check_zip_member(tmp_path):
+    return ["data", "check", str(_olid_zip(tmp_path)), "--member", "train.tsv"], 0
+
+
+def data_check_zip_traversal(tmp_path):
+    return ["data", "check", str(_olid_zip(tmp_path)), "--member", "../train.tsv"], 2
+
+
+def predict_zip_input(tmp_path):
+    return predict_args(tfidf_model(tmp_path), _olid_zip(tmp_path)), 2
+
+
 CASES: dict[str, Callable[[Path], Case]] = {
     "train-one-class": train_one_class,
     "train-hub-id-offline": train_hub_id_offline,
@@ -535,6 +621,16 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "bench-negative-split-seed": bench_negative_split_seed,
     "instruct-train-zero-rank": instruct_train_zero_rank,
     "instruct-train-zero-max-examples": instruct_train_zero_max_examples,
+    "data-check-merged-quotes": data_check_merged_quotes,
+    "data-check-merged-quotes-quoting-none": data_check_merged_quotes_quoting_none,
+    "predict-merged-quotes": predict_merged_quotes,
+    "predict-merged-quotes-quoting-none": predict_merged_quotes_quoting_none,
+    "data-split-yaml-number-label": data_split_yaml_number_label,
+    "data-split-yaml-yes-no-labels": data_split_yaml_yes_no_labels,
+    "data-check-zip-no-member": data_check_zip_no_member,
+    "data-check-zip-member": data_check_zip_member,
+    "data-check-zip-traversal": data_check_zip_traversal,
+    "predict-zip-input": predict_zip_input,
 }
 
 DOC_CASES = doc_cases()

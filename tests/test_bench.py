@@ -297,3 +297,72 @@ def test_a_rerun_resends_exactly_the_failed_prompts_and_rewrites_the_cell(tmp_pa
 
         forced = run_bench(experiment, force=True, console=Console(quiet=True))
         assert [c.status for c in forced.cells] == ["done"]
+
+
+ARABIC_WORDS = {
+    "sarcastic": ["يا سلام", "والله عبقري", "ما شاء الله على الذكاء", "برافو عليك", "اكيد طبعا"],
+    "not sarcastic": ["الطقس جميل اليوم", "الحكومة تعلن", "مباراة كرة القدم", "الاخبار العاجلة", "سعر النفط"],
+}
+
+
+def write_arabic_dataset(tmp_path: Path) -> Path:
+    """Arabic tweets; the test texts share no word with the training texts, so a TF-IDF model
+    sees empty vectors there and predicts one class for all of them."""
+    import random
+
+    rng = random.Random(0)
+    train = ["text,label"]
+    for label, phrases in ARABIC_WORDS.items():
+        train += [f"{rng.choice(phrases)} {rng.choice(phrases)} {i},{label}" for i in range(20)]
+    test = ["text,label"] + [f"كلمة{i} جديدة{i},{label}" for i, label in enumerate(list(ARABIC_WORDS) * 5)]
+    (tmp_path / "train.csv").write_text("\n".join(train) + "\n", encoding="utf-8")
+    (tmp_path / "test.csv").write_text("\n".join(test) + "\n", encoding="utf-8")
+    config = tmp_path / "ar.yaml"
+    config.write_text(
+        f"name: ar-sarcasm\nlanguage: ar\nformat: csv\npath: {tmp_path}\n"
+        "files: {train: train.csv, test: test.csv}\ncolumns: {text: text, label: label}\n"
+        "schema: {labels: [not sarcastic, sarcastic]}\n",
+        encoding="utf-8",
+    )
+    return config
+
+
+def test_a_model_without_the_language_is_warned_before_training_and_collapse_is_flagged(tmp_path):
+    import io
+
+    from socialens.evaluation.report import build_report
+
+    config = write_arabic_dataset(tmp_path)
+    models = (
+        "  - {id: minilm, family: encoder, epochs: 1, batch_size: 16, max_length: 32}\n"
+        "  - {id: tf, family: tfidf}\n"
+    )
+    (tmp_path / "exp.yaml").write_text(
+        f"name: t\noutput_dir: {tmp_path / 'runs'}\ndatasets: [{config}]\nmodels:\n{models}"
+        "seeds: [0]\nbootstrap: 0\n"
+    )
+    out = io.StringIO()
+    run_bench(load_experiment(tmp_path / "exp.yaml"), console=Console(file=out, width=400))
+    warnings = [line for line in out.getvalue().splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1  # one line, for the encoder only (TF-IDF has no vocabulary to miss)
+    assert warnings[0].startswith("warning: ar-sarcasm / minilm: ")
+    assert "tokenizer of builtin:minilm-l6 (over 30%): it likely does not cover language ar" in warnings[0]
+    run_dir = tmp_path / "runs" / "t"
+    coverage = json.loads((run_dir / "ar-sarcasm" / "minilm" / "tokenizer_coverage.json").read_text())
+    assert coverage["covered"] is False and coverage["share"] > 0.8 and coverage["texts"] == 32
+    assert not (run_dir / "ar-sarcasm" / "tf" / "tokenizer_coverage.json").exists()
+
+    rows = {row["model"]: row for row in json.loads((run_dir / "summary.json").read_text())["rows"]}
+    assert rows["tf"]["aggregate"]["collapse"]["seeds"] == 1  # from its records: one class for all
+    summary = (run_dir / "summary.md").read_text()
+    assert summary.splitlines()[0].endswith("| predict ex/s | flags |")
+    tf_line = next(line for line in summary.splitlines() if line.startswith("| ar-sarcasm | tf |"))
+    label = rows["tf"]["aggregate"]["collapse"]["labels"][0]
+    assert tf_line.endswith(f"| collapsed: predicts {label} for 100% of the test set |")
+    minilm_line = next(line for line in summary.splitlines() if line.startswith("| ar-sarcasm | minilm |"))
+    assert f"tokenizer: {coverage['share']:.0%} unknown or 1-letter tokens (ar)" in minilm_line
+
+    report = build_report([run_dir])
+    cells = {r["key"].split("/")[-1]: r["cells"] for r in report["datasets"]["ar-sarcasm"]["table"]["rows"]}
+    assert cells["minilm"]["flags"]["text"].startswith("tokenizer: ")
+    assert cells["tf"]["flags"]["text"] == f"collapsed: predicts {label} for 100% of the test set"

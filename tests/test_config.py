@@ -80,3 +80,20 @@ def test_names_that_become_folders_must_be_safe_names(tmp_path, old, new, field)
         f"{path}: field '{field}' = {value!r}: not a safe name (it names a folder); "
         "expected letters, digits, '.', '_' and '-', not starting with '.'"
     )
+
+
+def test_yaml_1_1_boolean_words_stay_strings():
+    from socialens.config import load_yaml_text
+
+    words = "[OFF, off, On, yes, No, y, N, NOT]"
+    assert load_yaml_text(f"labels: {words}") == {
+        "labels": ["OFF", "off", "On", "yes", "No", "y", "N", "NOT"]
+    }
+    assert load_yaml_text("a: [true, False, TRUE, 1, 0, null, ~, 1.5]") == {
+        "a": [True, False, True, 1, 0, None, None, 1.5]
+    }
+
+
+def test_boolean_fields_still_take_yes_and_no(tmp_path):
+    text = GOOD + "energy: {enabled: no}\n"
+    assert load_experiment(write(tmp_path, text)).energy.enabled is False

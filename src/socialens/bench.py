@@ -22,6 +22,7 @@ from socialens.config import EnergySettings, Experiment, ModelEntry, validate_mo
 from socialens.data.schema import Split
 from socialens.errors import ConfigError, SocialensError
 from socialens.evaluation.energy import EnergyMeter
+from socialens.evaluation.flags import row_flags
 from socialens.evaluation.metrics import aggregate_seeds, check_metric_name, compute_metrics, official_metric
 from socialens.paths import confine, is_inside
 
@@ -298,6 +299,9 @@ def run_bench(
             split_key = split_fingerprint(split)
             for entry in experiment.models:
                 per_seed = []
+                coverage = check_language_coverage(  # before any training: one warning line
+                    split, entry, params[entry.id], inside_run_dir(run_dir, dataset_dir / entry.id), console
+                )
                 for seed in experiment.seeds:
                     progress.update(grid, description=f"{split.name} / {entry.id} / seed {seed}")
                     cell = _run_or_skip(
@@ -319,9 +323,28 @@ def run_bench(
                         per_seed.append(cell.metrics)
                     progress.advance(grid)
                 row = summarise(split, entry, per_seed, dataset_entry)
+                row["language_coverage"] = coverage
                 result.summary.append(row)
     write_summary(run_dir, result.summary, result.cells)
     return result
+
+
+def check_language_coverage(split: Split, entry: ModelEntry, params, model_dir: Path, console: Console):
+    """Whether the model's tokenizer covers the language of the training texts (classifiers.coverage;
+    None for a family without a tokenizer to ask): one warning line when it does not, and
+    ``<dataset>/<model>/tokenizer_coverage.json`` for the report."""
+    from socialens.classifiers.coverage import COVERAGE_FILE, coverage_warning, language_coverage
+
+    coverage = language_coverage(get_family(entry.family), params, split.train)
+    path = model_dir / COVERAGE_FILE
+    if coverage is None:
+        path.unlink(missing_ok=True)
+        return None
+    model_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(coverage, indent=2), encoding="utf-8")
+    if not coverage["covered"]:
+        console.print(Text(coverage_warning(split.name, entry.id, coverage)), highlight=False, soft_wrap=True)
+    return coverage
 
 
 class CellProgress:
@@ -476,11 +499,13 @@ def summary_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
         "non-ok rate",
         "train s",
         "predict ex/s",
+        "flags",
     ]
     body = []
     for row in rows:
+        flags = "; ".join(row_flags(row.get("aggregate"), row.get("language_coverage")))
         if row["status"] != "ok":
-            body.append([row["dataset"], row["model"], "0", "failed", *["-"] * (len(header) - 4)])
+            body.append([row["dataset"], row["model"], "0", "failed", *["-"] * (len(header) - 5), flags])
             continue
         agg = row["aggregate"]
         per_class = agg.get("per_class_f1", {})
@@ -500,6 +525,7 @@ def summary_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
                 f"{1 - agg['status_rates']['ok']['mean']:.1%}",
                 f"{row['train_time_s']:.1f}",
                 _rate(row["predict_examples_per_s"]) if row["predict_examples_per_s"] else "-",
+                flags,
             ]
         )
     return header, body

@@ -223,6 +223,10 @@ def report(
         console.print(f"wrote {result['files'][kind]}", highlight=False, soft_wrap=True)
 
 
+MEMBER_HELP = "the file to read inside a zip or tar archive, e.g. --member train.tsv (never extracted)"
+QUOTING_HELP = "minimal (CSV quoting, the default) or none (double quotes are part of the texts)"
+
+
 @data_app.command("check")
 def data_check(
     path: Annotated[Path, typer.Argument(help="CSV, TSV, JSONL or Parquet file")],
@@ -236,6 +240,8 @@ def data_check(
     drop_invalid: Annotated[
         bool, typer.Option(help="drop bad rows and count them instead of failing")
     ] = False,
+    member: Annotated[str | None, typer.Option(help=MEMBER_HELP)] = None,
+    quoting: Annotated[str | None, typer.Option(help=QUOTING_HELP)] = None,
 ) -> None:
     """Validate a file against a label set and print its class counts."""
     from collections import Counter
@@ -254,11 +260,13 @@ def data_check(
             format=format,
             drop_invalid=drop_invalid,
             require_text=True,  # an empty text is no example, whatever its label
+            member=member,
+            quoting=quoting or "minimal",
         )
     except SocialensError as exc:
         _fail(exc)
     counts = Counter(ex.label for ex in result.examples)
-    console.print(f"{path}: {len(result.examples)} valid examples", highlight=False, soft_wrap=True)
+    console.print(f"{result.file}: {len(result.examples)} valid examples", highlight=False, soft_wrap=True)
     table = Table()
     table.add_column("label")
     table.add_column("count", justify="right")
@@ -284,6 +292,8 @@ def data_split(
     drop_invalid: Annotated[
         bool, typer.Option(help="drop bad rows and count them instead of failing")
     ] = False,
+    member: Annotated[str | None, typer.Option(help=MEMBER_HELP + " (data files)")] = None,
+    quoting: Annotated[str | None, typer.Option(help=QUOTING_HELP + " (data files)")] = None,
 ) -> None:
     """Deduplicate and split stratified 70/20/10 (or keep the dataset's own splits) with a fixed seed."""
     from socialens.data.prepare import write_split
@@ -291,7 +301,9 @@ def data_split(
     try:
         _check_at_least(cap=cap)
         _check_at_least(0, seed=seed)
-        split = _load_split(source, text, label, labels, metadata, seed, cap, data_root, drop_invalid)
+        split = _load_split(
+            source, text, label, labels, metadata, seed, cap, data_root, drop_invalid, member, quoting
+        )
         write_split(split, out)
     except SocialensError as exc:
         _fail(exc)
@@ -301,13 +313,21 @@ def data_split(
             console.print(f"  {key}: {value}")
 
 
-def _load_split(source, text, label, labels, metadata, seed, cap, data_root, drop_invalid):
+def _load_split(
+    source, text, label, labels, metadata, seed, cap, data_root, drop_invalid, member=None, quoting=None
+):
     from socialens.data.datasets import RawDataset, load_dataset, load_dataset_config
     from socialens.data.prepare import prepare
     from socialens.data.readers import read_examples
     from socialens.data.schema import LabelSchema
 
     if source.startswith("builtin:") or source.endswith((".yaml", ".yml")):
+        for option, value in (("--member", member), ("--quoting", quoting)):
+            if value is not None:
+                raise SocialensError(
+                    f"{option} applies to a data file; a dataset YAML names its archive members "
+                    "(files: {split: {file, member}}) and its quoting (options: {quoting}) itself"
+                )
         config = load_dataset_config(source, data_root=data_root)
         raw = load_dataset(config, data_root=data_root, drop_invalid=drop_invalid)
     else:
@@ -318,11 +338,13 @@ def _load_split(source, text, label, labels, metadata, seed, cap, data_root, dro
             schema=_parse_labels(labels),
             metadata=_meta(metadata),
             drop_invalid=drop_invalid,
+            member=member,
+            quoting=quoting or "minimal",
         )
         for reason, count in sorted(result.dropped.items()):
             console.print(f"dropped {count} row(s): {reason}")
         schema = _parse_labels(labels) or LabelSchema.from_names(sorted({ex.label for ex in result.examples}))
-        raw = RawDataset(name=Path(source).stem, schema=schema, splits={"all": result.examples})
+        raw = RawDataset(name=Path(member or source).stem, schema=schema, splits={"all": result.examples})
     return prepare(raw, seed=seed, cap=cap)
 
 
@@ -495,6 +517,7 @@ def predict(
     trust_pickle: TrustPickle = False,
     allow_endpoint: AllowEndpoint = None,
     allow_key_env: AllowKeyEnv = None,
+    quoting: Annotated[str, typer.Option(help=QUOTING_HELP + " (CSV and TSV input)")] = "minimal",
 ) -> None:
     """Label a file of any size, streaming; every input row yields exactly one output row.
     An interrupted run restarted with the same arguments resumes where it stopped."""
@@ -511,7 +534,13 @@ def predict(
         load_options = _load_options(trust_pickle, allow_endpoint, allow_key_env)
         classifier = load_classifier(model_dir, **load_options)
         stream = RowStream(
-            input, text=text, label=label, id=id, metadata=_meta(metadata), schema=classifier.schema
+            input,
+            text=text,
+            label=label,
+            id=id,
+            metadata=_meta(metadata),
+            schema=classifier.schema,
+            quoting=quoting,
         )
         options = dict(model_dir=model_dir, chunk_rows=chunk_size, batch_size=batch_size, force=force)
         if engine == "ray":

@@ -3,6 +3,7 @@ what was expected (in the spirit of spaCy's config errors)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -21,6 +22,43 @@ from socialens.errors import ConfigError
 from socialens.paths import safe_name
 
 M = TypeVar("M", bound=BaseModel)
+
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 booleans: only ``true`` / ``false`` (also ``True``,
+    ``TRUE``, ``False``, ``FALSE``) are booleans. YAML 1.1's other boolean words (``yes``, ``no``,
+    ``on``, ``off``, ``y``, ``n`` in any case) stay strings, so a label written ``OFF`` or ``no`` is
+    the label it looks like. Numbers and ``null`` are resolved as before; where a string is
+    expected (label names, aliases, column names) such a value is an error naming the field."""
+
+
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+ConfigLoader.add_implicit_resolver(
+    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def load_yaml_text(text: str) -> Any:
+    """Parse YAML text with :class:`ConfigLoader` (every config file of socialens is read so)."""
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - ConfigLoader is a SafeLoader
+
+
+def not_a_string_hint(value: Any) -> str:
+    """The message for a number, boolean or null where a YAML field needs a string."""
+    if isinstance(value, bool):
+        kind = f"the boolean {value}"
+    elif value is None:
+        kind = "null"
+    elif isinstance(value, int | float):
+        kind = f"the number {value!r}"
+    else:
+        kind = f"a {type(value).__name__}"
+    return f"expected a string, got {kind}; put the value in quotes in the YAML"
 
 
 class DatasetEntry(BaseModel):
@@ -151,6 +189,8 @@ def format_validation_error(error: ValidationError, source: str, prefix: str = "
             message = "required field is missing"
         elif item["type"] == "value_error":
             message = message.removeprefix("Value error, ")
+        elif item["type"] == "string_type":
+            message = not_a_string_hint(value)
         lines.append(f"{source}: field '{loc or '<root>'}'{shown}: {message}")
     return "\n".join(lines)
 
@@ -170,9 +210,10 @@ def validate_model_params(entry: ModelEntry, index: int, source: str) -> BaseMod
 
 
 def read_yaml(path: Path) -> Any:
-    """Parse a YAML file; a syntax error or non-UTF-8 file is a one-line ConfigError with the line."""
+    """Parse a YAML file with :class:`ConfigLoader`; a syntax error or non-UTF-8 file is a one-line
+    ConfigError with the line."""
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return load_yaml_text(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""

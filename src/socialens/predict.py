@@ -82,6 +82,7 @@ def run_fingerprint(stream: RowStream, model_dir: Path, options: dict[str, Any])
             "label": stream.label,
             "metadata": stream.metadata_map,
             "format": stream.format,
+            **({"quoting": stream.quoting} if stream.quoting != "minimal" else {}),  # older runs: minimal
             **options,
         },
     }

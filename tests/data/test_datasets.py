@@ -361,3 +361,97 @@ def test_dataset_name_must_be_a_safe_name(tmp_path, name):
         load_dataset_config(path)
     assert str(exc.value).startswith(f"{path}: name: not a safe name (it names a folder); expected letters, ")
     assert "not starting with '.'" in str(exc.value)
+
+
+# --- YAML 1.1 words and non-string labels (issue 16) ------------------------------------------
+
+OLID = """
+name: olid
+format: tsv
+path: {path}
+file: {file}
+columns: {{text: tweet, label: subtask_a}}
+schema:
+  labels: {labels}
+"""
+
+
+def test_unquoted_off_yes_no_on_are_label_names(tmp_path):
+    (tmp_path / "d.tsv").write_text("tweet\tsubtask_a\nyou idiot\tOFF\nnice\tNOT\nok\tyes\nhm\tno\nx\ton\n")
+    labels = "[OFF, NOT, yes, no, {name: on, aliases: [y, n]}]"
+    config = write_yaml(tmp_path, OLID.format(path=tmp_path, file="d.tsv", labels=labels))
+    raw = load_dataset(config)
+    assert raw.schema.names == ["OFF", "NOT", "yes", "no", "on"]
+    assert [ex.label for ex in raw.splits["all"]] == ["OFF", "NOT", "yes", "no", "on"]
+
+
+@pytest.mark.parametrize(
+    ("labels", "columns", "field", "kind"),
+    [
+        ("[NOT, 1]", "{text: tweet, label: subtask_a}", "schema.labels.1.name", "the number 1"),
+        (
+            "[{name: NOT, aliases: [0]}, OFF]",
+            "{text: tweet, label: subtask_a}",
+            "schema.labels.0.aliases.0",
+            "the number 0",
+        ),
+        ("[NOT, true]", "{text: tweet, label: subtask_a}", "schema.labels.1.name", "the boolean True"),
+        ("[NOT, null]", "{text: tweet, label: subtask_a}", "schema.labels.1.name", "null"),
+        ("[NOT, OFF]", "{text: tweet, label: 2}", "columns.label", "the number 2"),
+        ("[NOT, OFF]", "{text: [tweet, 3]}", "columns.text.1", "the number 3"),
+    ],
+)
+def test_a_non_string_label_alias_or_column_names_the_file_and_field(tmp_path, labels, columns, field, kind):
+    text = OLID.format(path=tmp_path, file="d.tsv", labels=labels).replace(
+        "columns: {text: tweet, label: subtask_a}", f"columns: {columns}"
+    )
+    config = write_yaml(tmp_path, text)
+    with pytest.raises(ConfigError) as exc:
+        load_dataset_config(config)
+    assert (
+        str(exc.value)
+        == f"{config}: {field}: expected a string, got {kind}; put the value in quotes in the YAML"
+    )
+
+
+# --- archives (issue 16) -----------------------------------------------------------------------
+
+
+def _olid_zip(path: Path) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("OLIDv1.0/train.tsv", "tweet\tsubtask_a\nyou idiot\tOFF\nnice\tNOT\n")
+        archive.writestr("OLIDv1.0/test.tsv", "tweet\tsubtask_a\nfine\tNOT\n")
+    return path
+
+
+def test_a_split_file_can_be_a_member_of_an_archive(tmp_path):
+    _olid_zip(tmp_path / "olid.zip")
+    text = OLID.format(path=tmp_path, file="x", labels="[OFF, NOT]").replace(
+        "file: x",
+        "files:\n  train: {file: olid.zip, member: OLIDv1.0/train.tsv}\n"
+        "  test: {file: olid.zip, member: OLIDv1.0/test.tsv}",
+    )
+    raw = load_dataset(write_yaml(tmp_path, text))
+    assert {split: [ex.text for ex in examples] for split, examples in raw.splits.items()} == {
+        "train": ["you idiot", "nice"],
+        "test": ["fine"],
+    }
+
+
+def test_a_dataset_path_can_be_an_archive_whose_members_are_the_files(tmp_path):
+    _olid_zip(tmp_path / "olid.zip")
+    text = OLID.format(path=tmp_path / "olid.zip", file="OLIDv1.0/train.tsv", labels="[OFF, NOT]")
+    assert [ex.label for ex in load_dataset(write_yaml(tmp_path, text)).splits["all"]] == ["OFF", "NOT"]
+
+
+def test_an_archive_named_as_a_file_without_member_lists_the_members(tmp_path):
+    archive = _olid_zip(tmp_path / "olid.zip")
+    config = write_yaml(tmp_path, OLID.format(path=tmp_path, file="olid.zip", labels="[OFF, NOT]"))
+    with pytest.raises(DataError) as exc:
+        load_dataset(config)
+    assert str(exc.value) == (
+        f"{archive}: this is a zip archive with members OLIDv1.0/train.tsv, OLIDv1.0/test.tsv; "
+        "name a member (member: in the dataset YAML, --member on the command line) or unzip it"
+    )

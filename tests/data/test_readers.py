@@ -367,3 +367,120 @@ def test_errors_never_echo_file_contents(tmp_path, name, content, kwargs, expect
     assert expected in message and str(path) in message
     if "missing column" not in expected:  # the --drop-invalid report quotes the same messages
         assert SECRET not in read_examples(path, drop_invalid=True, **kwargs).report()
+
+
+# --- rows merged by unbalanced double quotes (issue 16) -------------------------------------
+
+OFFENSIVE = ["OFF", "NOT_OFF"]
+
+
+def olid_like(n: int, quoted: dict[int, str]) -> str:
+    """A TSV of n tweets, one per line, never quoted by a CSV writer; ``quoted`` replaces some
+    tweets by texts holding bare double quotes. The label is NOT_OFF except on every 10th row."""
+    lines = ["id\ttweet\tsubtask_a"]
+    for i in range(1, n + 1):
+        text = quoted.get(i, f"tweet {i} about the match")
+        lines.append(f"{i}\t{text}\t{'OFF' if i % 10 == 0 else 'NOT_OFF'}")
+    return "\n".join(lines) + "\n"
+
+
+def test_rows_merged_by_unbalanced_quotes_stop_with_the_line_where_the_quote_opened(tmp_path):
+    # tweet 12 opens a quote that only the quote of tweet 19 closes: tweets 13-18 would vanish
+    # into tweet 12's text (one label for all); tweet 40 opens one that tweet 41 closes
+    quoted = {12: '"@user you said it', 19: 'so "true" lol', 40: '"OMG', 41: 'she said "no'}
+    path = write(tmp_path, "olid.tsv", olid_like(100, quoted))
+    for drop_invalid in (False, True):  # a file-level problem: dropping rows would not help
+        with pytest.raises(DataError) as exc:
+            read_examples(path, text="tweet", label="subtask_a", schema=OFFENSIVE, drop_invalid=drop_invalid)
+        assert one_line(exc) == (
+            f"{path}:13: a quoted field opens on this line and runs to line 20, taking in 7 more line(s) "
+            "that look like rows of their own (92 rows read from 100 lines): if the double quotes are "
+            "part of the texts, set quoting: none (in the dataset YAML's options, or --quoting none)"
+        )
+    result = read_examples(path, text="tweet", label="subtask_a", id="id", schema=OFFENSIVE, quoting="none")
+    assert len(result.examples) == 100
+    by_id = {ex.id: ex for ex in result.examples}
+    assert by_id["12"].text == '"@user you said it' and by_id["15"].label == "NOT_OFF"
+    assert by_id["19"].text == 'so "true" lol' and by_id["20"].label == "OFF"
+
+
+def test_a_single_merged_pair_in_a_small_file_is_noticed(tmp_path):
+    path = write(tmp_path, "d.tsv", olid_like(5, {2: '"quoted start', 3: 'end quote" here'}))
+    with pytest.raises(DataError, match=r"d\.tsv:3: a quoted field opens on this line and runs to line 4"):
+        read_examples(path, text="tweet", label="subtask_a")
+
+
+def test_a_consistently_quoted_csv_with_many_multiline_fields_is_read_as_written(tmp_path):
+    import csv
+    import io
+
+    rows = []
+    for i in range(60):
+        lines = [f"comment {i}, first line", f'it said "{i}", then', "last, line"][: 1 + i % 3]
+        rows.append([str(i), "\n".join(lines), "favor" if i % 2 else "against"])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["id", "text", "stance"])
+    writer.writerows(rows)
+    path = write(tmp_path, "comments.csv", buffer.getvalue())
+    result = read_examples(path, text="text", label="stance", id="id", schema=STANCE)
+    assert [(ex.id, ex.text, ex.label) for ex in result.examples] == [tuple(row) for row in rows]
+
+
+def test_one_legitimately_quoted_multiline_text_is_no_alarm(tmp_path):
+    content = 'id\ttext\tlabel\n1\t"first line\nsecond line"\tfavor\n2\tplain\tnone\n'
+    result = read_examples(write(tmp_path, "d.tsv", content), label="label", schema=STANCE)
+    assert [ex.text for ex in result.examples] == ["first line\nsecond line", "plain"]
+
+
+def test_a_quote_that_takes_in_a_delimiter_on_one_line_is_noticed(tmp_path):
+    # 4 tab-separated fields in the file, read as the header's 3 because of the quotes
+    path = write(tmp_path, "d.tsv", 'id\ttext\tlabel\n1\tfine\tnone\n2\t"a\tb" c\tfavor\n')
+    with pytest.raises(DataError) as exc:
+        read_examples(path, label="label", schema=STANCE)
+    assert one_line(exc) == (
+        f"{path}:3: a quoted field opens on this line and takes in the delimiter, unlike any CSV writer "
+        "(2 rows read from 2 lines): if the double quotes are part of the texts, set quoting: none "
+        "(in the dataset YAML's options, or --quoting none)"
+    )
+
+
+def test_a_malformed_row_holding_a_quoted_delimiter_suggests_quoting_none(tmp_path):
+    rows = "".join(f'"text {i}, with a comma",favor\n' for i in range(10))  # consistent quoting
+    path = write(tmp_path, "d.csv", f'text,label\n{rows}"one, more",favor,extra\n')
+    with pytest.raises(DataError) as exc:
+        read_examples(path, label="label", schema=STANCE)
+    assert one_line(exc).startswith(f"{path}:12: malformed row: 3 fields, expected 2")
+    assert str(exc.value).endswith(
+        "; a quoted field holds the delimiter or a newline: if the double quotes are part of the texts, "
+        "set quoting: none"
+    )
+
+
+def test_real_liar_train_with_default_quoting_is_stopped(shared_datasets):
+    path = shared_datasets / "liar" / "train.tsv"
+    names = ["id", "label", "statement", *[f"c{i}" for i in range(11)]]
+    options = dict(format="tsv", header=False, column_names=names, text="statement", label="label")
+    with pytest.raises(DataError) as exc:
+        read_examples(path, **options)
+    assert one_line(exc).startswith(f"{path}:1281: a quoted field opens on this line and runs to line 1293")
+    assert "(10,240 rows read from 10,269 lines)" in str(exc.value)
+    assert len(read_examples(path, quoting="none", **options).examples) == 10269
+
+
+def test_real_files_with_quoted_fields_are_no_alarm(shared_datasets):
+    # HASOC test: 71 quoted texts with doubled quotes; Constraint: 244 texts over several lines
+    hasoc = shared_datasets / "hasoc2019_hi" / "hasoc2019_hi_test_gold_2919.tsv"
+    assert len(read_examples(hasoc, text="text", label="task_1", id="text_id").examples) == 1318
+    constraint = shared_datasets / "constraint_covid19_fakenews_en" / "Constraint_Train.csv"
+    assert len(read_examples(constraint, text="tweet", label="label", id="id").examples) == 6420
+
+
+def test_one_column_files_rely_on_the_quotes_alone(tmp_path):
+    # every line of a one-column file looks like a row: a writer's quoted newline is fine...
+    path = write(tmp_path, "in.csv", 'text\n"line one\nline two"\nnext\n')
+    assert [ex.text for ex in read_examples(path).examples] == ["line one\nline two", "next"]
+    # ...a quote no writer would write is not
+    path = write(tmp_path, "bad.csv", 'text\na lovely day\n"an awful day\nhappy to hear\n')
+    with pytest.raises(DataError, match=r"bad\.csv:3: a quoted field opens on this line and runs to line 4"):
+        read_examples(path)

@@ -191,3 +191,38 @@ def olid_like(n: int, quoted: dict[int, str]) -> str:
     for i in range(1, n + 1):
         lines.append(f"{i}\t{quoted.get(i, f'tweet {i}')}\t{'OFF' if i % 10 == 0 else 'NOT'}")
     return "\n".join(lines) + "\n"
+
+
+def test_rows_merged_by_unbalanced_quotes_stop_the_stream_as_they_stop_the_reader(tmp_path):
+    path = tmp_path / "olid.tsv"
+    path.write_text(olid_like(60, {30: '"so it begins', 35: 'and "ends'}), encoding="utf-8")
+    with pytest.raises(DataError) as whole:
+        read_examples(path, text="tweet", label="label")
+    stream = RowStream(path, text="tweet", label="label")
+    with pytest.raises(DataError) as streamed:
+        items(stream, chunk_rows=10)
+    assert str(streamed.value) == str(whole.value)
+    assert str(streamed.value).startswith(f"{path}:31: a quoted field opens on this line and runs to line 36")
+    with pytest.raises(DataError):  # the shards a parallel engine hands out are read the same way
+        stream.boundaries(10)
+    assert len(items(RowStream(path, text="tweet", label="label", quoting="none"))) == 60
+
+
+def test_a_consistently_quoted_multiline_csv_streams_every_row(tmp_path):
+    body = "".join(f'{i},"line one of {i}\nline, two",{"a" if i % 2 else "b"}\n' for i in range(40))
+    path = tmp_path / "in.csv"
+    path.write_text("id,text,label\n" + body, encoding="utf-8")
+    streamed = items(RowStream(path, label="label"), chunk_rows=7)
+    assert [ex.text for ex in streamed] == [f"line one of {i}\nline, two" for i in range(40)]
+    assert streamed == read_examples(path, label="label", id="id").examples
+
+
+def test_an_archive_is_not_streamed(tmp_path):
+    import zipfile
+
+    path = tmp_path / "in.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("in.csv", "text\nhello\n")
+    with pytest.raises(DataError) as exc:
+        RowStream(path)
+    assert str(exc.value) == f"{path}: this is a zip archive with members in.csv; unzip it and name the file"

@@ -336,3 +336,40 @@ def test_official_metric_names():
     agg = aggregate_seeds([m, m])
     assert official_metric(agg, "macro_f1") == pytest.approx(m["macro_f1"])
     assert official_metric(agg, "mean_f1_favor_against") == pytest.approx(2 / 3)
+
+
+# --- collapse: one label for > 95% of a test set (issue 16) ----------------------------------
+
+
+def test_collapse_is_computed_from_the_records():
+    # 97 of 100 predicted "a" (gold: 60 a, 40 b): collapsed; 95 of 100 is not (> 95% is needed)
+    records = (
+        [rec("a") for _ in range(60)] + [rec("b", "a") for _ in range(37)] + [rec("b") for _ in range(3)]
+    )
+    collapse = compute_metrics(records, ["a", "b"], n_bootstrap=0)["collapse"]
+    assert collapse == {"label": "a", "share": 0.97, "gold_share": 0.6, "collapsed": True}
+    records = (
+        [rec("a") for _ in range(60)] + [rec("b", "a") for _ in range(35)] + [rec("b") for _ in range(5)]
+    )
+    collapse = compute_metrics(records, ["a", "b"], n_bootstrap=0)["collapse"]
+    assert (collapse["share"], collapse["collapsed"]) == (0.95, False)
+
+
+def test_refusals_predict_no_label_and_unlabelled_records_count():
+    # 10 refused of 20: "a" is predicted for half of the test set, which is no collapse
+    records = [refused("a") for _ in range(10)] + [rec("a") for _ in range(10)]
+    assert compute_metrics(records, ["a", "b"], n_bootstrap=0)["collapse"]["share"] == 0.5
+    unlabelled = [rec(None, "b") for _ in range(30)] + [rec("a", "b") for _ in range(10)]
+    collapse = compute_metrics(unlabelled, ["a", "b"], n_bootstrap=0)["collapse"]
+    assert collapse == {"label": "b", "share": 1.0, "gold_share": 0.0, "collapsed": True}
+    nothing = compute_metrics([refused("a")], ["a", "b"], n_bootstrap=0)["collapse"]
+    assert nothing == {"label": None, "share": None, "gold_share": None, "collapsed": False}
+
+
+def test_aggregate_counts_the_collapsed_seeds():
+    collapsed = compute_metrics([rec("a"), rec("b", "a"), rec("b", "a")], ["a", "b"], n_bootstrap=0)
+    healthy = compute_metrics([rec("a"), rec("b"), rec("b")], ["a", "b"], n_bootstrap=0)
+    old = {k: v for k, v in healthy.items() if k != "collapse"}  # metrics.json from before
+    agg = aggregate_seeds([collapsed, healthy, old])
+    assert agg["collapse"]["seeds"] == 1 and agg["collapse"]["labels"] == ["a"]
+    assert agg["collapse"]["share"]["values"] == [1.0, pytest.approx(2 / 3), None]

@@ -316,3 +316,29 @@ def test_html_renders_in_headless_chromium(built, tmp_path):
     width, height, ink = _png_size_and_ink(shot)
     assert (width, height) == (1280, 4000)
     assert ink > 0.02, f"screenshot is almost blank ({ink:.1%} non-white)"
+
+
+# ---------------------------------------------------------------- flags (issue 16)
+
+
+def test_a_collapsed_model_and_an_uncovered_language_are_flagged(run_dir):
+    # cheap-bad predicts "neg" for all 4 test texts: collapsed, computed from its records
+    coverage = {"language": "ar", "model": "builtin:minilm-l6", "share": 0.847, "threshold": 0.3}
+    (run_dir / "demo" / "llm" / "tokenizer_coverage.json").write_text(
+        json.dumps({**coverage, "texts": 200, "tokens": 15651, "covered": False}), encoding="utf-8"
+    )
+    report = build_report([run_dir])
+    flags = {m: _row(report, m)["cells"]["flags"]["text"] for m in MODELS}
+    assert flags == {
+        "tfidf": "",
+        "llm": "tokenizer: 85% unknown or 1-letter tokens (ar)",
+        "cheap-bad": "collapsed: predicts neg for 100% of the test set",
+    }
+    rows = {r["model"]: r for r in report["rows"]}
+    assert rows["cheap-bad"]["aggregate"]["collapse"]["seeds"] == 1
+    assert rows["llm"]["language_coverage"]["share"] == 0.847
+    md = (run_dir / "report.md").read_text(encoding="utf-8")
+    assert "| cheap-bad |" in md and "| collapsed: predicts neg for 100% of the test set |" in md
+    html = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert html.count('<tr class="flagged">') == 2
+    assert "<td>collapsed: predicts neg for 100% of the test set</td>" in html

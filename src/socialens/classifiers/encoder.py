@@ -294,6 +294,17 @@ class EncoderClassifier:
         }
         return self
 
+    @staticmethod
+    def coverage_tokenizer(params: EncoderParams):
+        """The tokenizer of ``params.model`` alone (no weights), for bench's check that it covers
+        the dataset's language (socialens.classifiers.coverage)."""
+        from transformers import AutoTokenizer
+
+        from socialens.models import resolve_model
+
+        with _quiet_transformers(params.verbose):
+            return AutoTokenizer.from_pretrained(resolve_model(params.model), trust_remote_code=False)
+
     def predict_proba(self, texts: list[str]):
         """Softmax probabilities, a numpy array (len(texts), len(schema.names)) in schema order."""
         import numpy as np

@@ -4,6 +4,7 @@ every split they name into a :class:`RawDataset`."""
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from socialens.config import read_yaml
+from socialens.config import not_a_string_hint, read_yaml
 from socialens.data.readers import DEFAULT_MAX_CHARS, TWEETEVAL_SPLITS, read_examples
 from socialens.data.schema import Example, Label, LabelSchema
 from socialens.errors import ConfigError, DataError
@@ -68,7 +69,11 @@ class ReaderOptions(_Model):
 
 
 class FileSpec(_Model):
+    """One split's file; with ``member``, ``file`` is a zip or tar archive and ``member`` the path
+    of the file to read inside it (read in memory, never extracted)."""
+
     file: str
+    member: str | None = None
     columns: ColumnsOverride | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -83,26 +88,29 @@ class SubsetConfig(_Model):
 
 
 class LabelConfig(_Model):
+    """One label; its name and aliases must be YAML strings (a number, boolean or null is an error
+    naming the field, never silently turned into text)."""
+
     name: str
     description: str = ""
     aliases: list[str] = Field(default_factory=list)
 
-    @field_validator("name", mode="before")
-    @classmethod
-    def _name_as_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, bool | int) else value
-
 
 class SchemaConfig(_Model):
     name: str = "universal"
-    labels: list[LabelConfig | str] = Field(min_length=1)
+    labels: list[LabelConfig] = Field(min_length=1)
     wordings: dict[str, dict[str, str]] = Field(default_factory=dict)
 
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _plain_items_are_names(cls, value: Any) -> Any:
+        """``- OFF`` stands for ``- {name: OFF}`` (so a non-string item is reported as its name)."""
+        if isinstance(value, list):
+            return [item if isinstance(item, dict | LabelConfig) else {"name": item} for item in value]
+        return value
+
     def to_schema(self) -> LabelSchema:
-        labels = [
-            Label(lab) if isinstance(lab, str) else Label(lab.name, lab.description, tuple(lab.aliases))
-            for lab in self.labels
-        ]
+        labels = [Label(lab.name, lab.description, tuple(lab.aliases)) for lab in self.labels]
         return LabelSchema(labels=labels, name=self.name, wordings=dict(self.wordings))
 
 
@@ -257,13 +265,25 @@ def builtin_names() -> list[str]:
     return sorted(p.parent.name.replace("_", "-") for p in BUILTIN_ROOT.glob("*/dataset.yaml"))
 
 
+_UNION_TAG = re.compile(r"^(str|int|float|bool|(list|dict)\[.*\])$")  # pydantic names union members so
+
+
 def _format_validation_error(source: str, error: ValidationError) -> str:
     lines = []
-    for item in error.errors():
-        loc = ".".join(str(part) for part in item["loc"]) or "(top level)"
+    items = error.errors()
+    for item in items:
+        parts = [part for part in item["loc"] if not (isinstance(part, str) and _UNION_TAG.match(part))]
+        if item["type"] == "string_type" and isinstance(item.get("input"), list | dict):
+            deeper = [other for other in items if len(other["loc"]) > len(item["loc"])]
+            if any(other["loc"][: len(item["loc"]) - 1] == item["loc"][:-1] for other in deeper):
+                continue  # the other member of a str | list union says what is wrong inside the list
+        loc = ".".join(str(part) for part in parts) or "(top level)"
         message = item["msg"].removeprefix("Value error, ")
         got = item.get("input")
-        got_text = "" if isinstance(got, dict) or item["type"] == "missing" else f" (got {got!r})"
+        if item["type"] == "string_type":  # a label, alias or column written as a number/boolean/null
+            message = not_a_string_hint(got)
+        hide_got = isinstance(got, dict) or item["type"] in ("missing", "string_type")
+        got_text = "" if hide_got else f" (got {got!r})"
         lines.append(f"{source}: {loc}: {message}{got_text}")
     return "\n".join(lines)
 
@@ -323,10 +343,14 @@ def load_dataset(
             if spec.columns is not None:
                 columns = columns.model_copy(update=spec.columns.model_dump(exclude_none=True))
             prefix = split if config.subsets is None else f"{subset.name or subset.path}-{split}"
+            member = spec.member
             if config.format == "hf":
                 location: str | Path = str(config.hub_id)
             elif config.format == "tweeteval":  # the folder is the subset; the "file" is the split prefix
                 location = base / subset.path
+            elif member is None and (base / subset.path).is_file():
+                # the dataset's path is an archive (path: data.zip): its files are members of it
+                location, member = base / subset.path, spec.file
             else:
                 location = base / subset.path / spec.file
             opts = config.options
@@ -350,6 +374,7 @@ def load_dataset(
                 id_prefix=prefix,
                 constant_metadata={**constant, **subset.metadata, **spec.metadata},
                 hf_name=opts.hf_name,
+                member=member,
             )
             if config.subsets is not None and columns.id:
                 for example in result.examples:

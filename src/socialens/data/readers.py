@@ -15,11 +15,12 @@ import json
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from socialens.data.archives import archive_kind, archive_message, display_name, read_member
 from socialens.data.schema import Example, Label, LabelSchema, is_blank_text, normalise_label_text
 from socialens.errors import DataError
 
@@ -112,15 +113,18 @@ def _as_text(value: Any) -> str:
     return "" if _is_missing(value) else str(value).strip()
 
 
-def detect_format(path: str | Path) -> str:
+def detect_format(path: str | Path, member: str | None = None) -> str:
+    """The format from the extension (of ``member`` inside an archive, when given); a folder is
+    a TweetEval task folder."""
     path = Path(path)
-    if path.is_dir():
+    if member is None and path.is_dir():
         return "tweeteval"
-    fmt = _EXTENSIONS.get(path.suffix.lower())
+    suffix = PurePosixPath(member).suffix if member is not None else path.suffix
+    fmt = _EXTENSIONS.get(suffix.lower())
     if fmt is None:
         known = ", ".join(sorted(_EXTENSIONS))
         raise DataError(
-            f"{path}: cannot tell the format from the extension '{path.suffix}'; "
+            f"{display_name(path, member)}: cannot tell the format from the extension '{suffix}'; "
             f"expected one of {known} (or pass format=csv|tsv|jsonl|parquet|hf|tweeteval)"
         )
     return fmt
@@ -130,12 +134,17 @@ def detect_format(path: str | Path) -> str:
 # decoding
 
 
-def _read_text(path: Path, encoding: str, drop_invalid: bool) -> tuple[str, bool]:
-    """Read and decode a whole file. Returns (text, lossy): with drop_invalid, undecodable bytes
-    become surrogate escapes and the rows holding them are dropped later as non_utf8."""
-    if not path.is_file():
+def _read_text(path: Path, encoding: str, drop_invalid: bool, member: str | None = None) -> tuple[str, bool]:
+    """Read and decode a whole file (or one ``member`` of a zip or tar archive). Returns (text,
+    lossy): with drop_invalid, undecodable bytes become surrogate escapes and the rows holding them
+    are dropped later as non_utf8."""
+    name = display_name(path, member)
+    if member is not None:
+        data = read_member(path, member)
+    elif not path.is_file():
         raise DataError(f"{path}: file not found" + (" (it is a folder)" if path.is_dir() else ""))
-    data = path.read_bytes()
+    else:
+        data = path.read_bytes()
     codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
     try:
         return data.decode(codec), False
@@ -143,13 +152,13 @@ def _read_text(path: Path, encoding: str, drop_invalid: bool) -> tuple[str, bool
         if not drop_invalid:
             line = data[: exc.start].count(b"\n") + 1
             raise DataError(
-                f"{path}:{line}: byte 0x{data[exc.start]:02x} is not valid {encoding}; "
+                f"{name}:{line}: byte 0x{data[exc.start]:02x} is not valid {encoding}; "
                 f"expected {encoding} text (convert the file or set the encoding option)"
             ) from None
         return data.decode(codec, errors="surrogateescape"), True
     except LookupError:
         raise DataError(
-            f"{path}: unknown encoding '{encoding}'; expected a Python codec name such as utf-8"
+            f"{name}: unknown encoding '{encoding}'; expected a Python codec name such as utf-8"
         ) from None
 
 
@@ -175,6 +184,119 @@ def _split_glued(fields: list[str], n: int, id_pattern: str) -> list[list[str]] 
     return records
 
 
+class LineTap:
+    """Hands lines to ``csv.reader`` and keeps those of the record being read in ``taken`` (the
+    reader never reads ahead of the record it returns); the caller empties it after each record."""
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self._lines = iter(lines)
+        self.taken: list[str] = []
+
+    def __iter__(self) -> LineTap:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self.taken.append(line)
+        return line
+
+
+@dataclass
+class QuotingCheck:
+    """Notices data rows merged by unbalanced double quotes in a delimited file.
+
+    A text that starts with ``"`` but was never quoted by a CSV writer opens a quoted field that
+    runs, over tabs and newlines, to the next quote: every row in between is swallowed into one
+    text with one label, and nothing fails. Fed every record with the physical lines it was read
+    from, this compares the rows read with the lines they took. A record is suspect when a field
+    of it holds the delimiter or a newline and either it spans several lines each of which
+    splits, without quoting, into exactly the header's number of fields (rows of their own), or
+    its quotes are not a CSV writer's (a strict parse of its lines fails: a closing quote not
+    followed by the delimiter or the line end). The file is suspect when it has such a record,
+    when most multi-line records are suspect and when the records holding the delimiter or a
+    newline are few (at most ``max(5, 1%)`` of the lines): a file whose quoting is consistent
+    (many rows with quoted newlines or delimiters) is not."""
+
+    delimiter: str
+    n_fields: int
+    records: int = 0
+    lines: int = 0
+    holding: int = 0  # records with a field holding the delimiter or a newline
+    spanning: int = 0  # records read from several physical lines
+    suspect: int = 0
+    first: tuple[int, int] | None = None  # (first line, last line) of the first suspect record
+
+    def swallows_rows(self, lines: Sequence[str]) -> bool:
+        """Whether a record read from these physical lines spans several, each of which splits
+        (without quoting) into exactly the header's number of fields (never for one column: any
+        line without the delimiter would look like a row)."""
+        if len(lines) < 2 or self.n_fields < 2:
+            return False
+        for line in lines:
+            line = line.rstrip("\r\n")
+            if line.strip() and len(line.split(self.delimiter)) != self.n_fields:
+                return False
+        return True
+
+    def holds_delimiter(self, fields: Sequence[str]) -> bool:
+        return any(self.delimiter in value or "\n" in value or "\r" in value for value in fields)
+
+    def writer_quoted(self, lines: Sequence[str]) -> bool:
+        """Whether these lines parse with strict quoting (as a CSV writer writes it)."""
+        try:
+            for _ in csv.reader(lines, delimiter=self.delimiter, strict=True):
+                pass
+        except csv.Error:
+            return False
+        return True
+
+    def is_suspect(self, fields: Sequence[str], lines: Sequence[str]) -> bool:
+        """One record (its fields and raw lines): see the class docstring."""
+        if not self.holds_delimiter(fields):
+            return False
+        return self.swallows_rows(lines) or not self.writer_quoted(lines)
+
+    def add(self, fields: Sequence[str], lines: Sequence[str], start: int) -> None:
+        """One parsed record, ``lines`` its raw physical lines, ``start`` the first one's number."""
+        self.records += 1
+        self.lines += len(lines)
+        self.spanning += len(lines) > 1
+        if not self.holds_delimiter(fields):
+            return
+        self.holding += 1
+        if self.is_suspect(fields, lines):
+            self.suspect += 1
+            if self.first is None:
+                self.first = (start, start + len(lines) - 1)
+
+    def problem(self, where: str) -> str | None:
+        """The one-line error for a suspect file (``where`` names it), or None."""
+        if not self.suspect or self.first is None or 2 * self.suspect < self.spanning:
+            return None
+        if self.holding > max(5, self.lines // 100):
+            return None
+        start, end = self.first
+        counts = f"{self.records:,} rows read from {self.lines:,} lines"
+        if end > start:
+            what = (
+                f"a quoted field opens on this line and runs to line {end}, taking in {end - start} "
+                f"more line(s) that look like rows of their own ({counts})"
+            )
+        else:
+            what = f"a quoted field opens on this line and takes in the delimiter, unlike any CSV writer ({counts})"
+        return (
+            f"{where}:{start}: {what}: if the double quotes are part of the texts, set quoting: none "
+            "(in the dataset YAML's options, or --quoting none)"
+        )
+
+
+def quoted_delimiter_hint(fields: Sequence[str], delimiter: str, quoting: str) -> str:
+    """For a malformed row: a hint when a quoted field holds the delimiter or a newline."""
+    if quoting == "none" or not any(delimiter in value or "\n" in value for value in fields):
+        return ""
+    return "; a quoted field holds the delimiter or a newline: if the double quotes are part of the texts, set quoting: none"
+
+
 def _delimited_source(
     path: Path,
     *,
@@ -185,27 +307,32 @@ def _delimited_source(
     encoding: str,
     glued_rows: Mapping[str, Any] | None,
     drop_invalid: bool,
+    member: str | None = None,
 ) -> tuple[list[str], list[_Row]]:
-    text, lossy = _read_text(path, encoding, drop_invalid)
+    text, lossy = _read_text(path, encoding, drop_invalid, member)
+    where = display_name(path, member)
     if quoting not in _QUOTING:
-        raise DataError(f"{path}: unknown quoting '{quoting}'; expected one of minimal, none")
+        raise DataError(f"{where}: unknown quoting '{quoting}'; expected one of minimal, none")
     csv.field_size_limit(2**31 - 1)  # long texts are checked against max_chars instead
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=_QUOTING[quoting])
+    tap = LineTap(io.StringIO(text, newline=""))
+    reader = csv.reader(tap, delimiter=delimiter, quoting=_QUOTING[quoting])
     sep = "tab" if delimiter == "\t" else repr(delimiter)
     names: list[str] | None = list(column_names) if column_names else None
     header_pending = header
     rows: list[_Row] = []
+    check: QuotingCheck | None = None
     while True:
         start = reader.line_num + 1
+        tap.taken.clear()
         try:
             fields = next(reader)
         except StopIteration:
             break
         except csv.Error as exc:
-            message = f"{path}:{start}: malformed row ({exc}); expected {sep}-separated fields"
+            message = f"{where}:{start}: malformed row ({exc}); expected {sep}-separated fields"
             if not drop_invalid:
                 raise DataError(message) from None
-            rows.append(_Row(f"{path}:{start}", error=("malformed_row", message)))
+            rows.append(_Row(f"{where}:{start}", error=("malformed_row", message)))
             continue
         if not fields or (len(fields) == 1 and not fields[0].strip()):
             continue  # blank line
@@ -215,7 +342,11 @@ def _delimited_source(
             continue
         if names is None:
             names = [str(i) for i in range(len(fields))]
-        loc = f"{path}:{start}"
+        if check is None and quoting != "none":
+            check = QuotingCheck(delimiter, len(names))
+        if check is not None:
+            check.add(fields, tap.taken, start)
+        loc = f"{where}:{start}"
         if lossy and any(_SURROGATE.search(value) for value in fields):
             rows.append(_non_utf8_row(loc, encoding))
             continue
@@ -227,22 +358,28 @@ def _delimited_source(
                 quote_note = ", quoting none" if quoting == "none" else ""
                 message = (
                     f"{loc}: malformed row: {len(record)} fields, expected {len(names)} "
-                    f"({sep}-separated{quote_note})"
+                    f"({sep}-separated{quote_note})" + quoted_delimiter_hint(record, delimiter, quoting)
                 )
                 rows.append(_Row(loc, error=("malformed_row", message)))
             else:
                 rows.append(_Row(loc, dict(zip(names, record, strict=True))))
+    problem = check.problem(where) if check is not None else None
+    if problem is not None:  # rows were merged: a file-level error, whatever drop_invalid says
+        raise DataError(problem)
     return names or [], rows
 
 
-def _jsonl_source(path: Path, encoding: str, drop_invalid: bool) -> tuple[list[str], list[_Row]]:
-    text, lossy = _read_text(path, encoding, drop_invalid)
+def _jsonl_source(
+    path: Path, encoding: str, drop_invalid: bool, member: str | None = None
+) -> tuple[list[str], list[_Row]]:
+    text, lossy = _read_text(path, encoding, drop_invalid, member)
+    where = display_name(path, member)
     names: dict[str, None] = {}
     rows: list[_Row] = []
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
-        loc = f"{path}:{number}"
+        loc = f"{where}:{number}"
         if lossy and _SURROGATE.search(line):
             rows.append(_non_utf8_row(loc, encoding))
             continue
@@ -275,21 +412,24 @@ def _jsonl_source(path: Path, encoding: str, drop_invalid: bool) -> tuple[list[s
     return list(names), rows
 
 
-def _parquet_source(path: Path) -> tuple[list[str], list[_Row]]:
+def _parquet_source(path: Path, member: str | None = None) -> tuple[list[str], list[_Row]]:
     import pandas as pd
 
-    if not path.is_file():
+    where = display_name(path, member)
+    if member is None and not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
-        frame = pd.read_parquet(path)
+        frame = pd.read_parquet(io.BytesIO(read_member(path, member)) if member is not None else path)
+    except DataError:
+        raise
     except Exception as exc:  # pyarrow raises several types for a corrupt file
         raise DataError(
-            f"{path}: cannot read as Parquet ({type(exc).__name__}: {exc}); expected a Parquet file"
+            f"{where}: cannot read as Parquet ({type(exc).__name__}: {exc}); expected a Parquet file"
         ) from None
     names = [str(c) for c in frame.columns]
     records = frame.to_dict("records")
     return names, [
-        _Row(f"{path}, row {i}", {str(k): v for k, v in rec.items()}) for i, rec in enumerate(records, 1)
+        _Row(f"{where}, row {i}", {str(k): v for k, v in rec.items()}) for i, rec in enumerate(records, 1)
     ]
 
 
@@ -413,6 +553,7 @@ def read_examples(
     id_prefix: str | None = None,
     constant_metadata: Mapping[str, Any] | None = None,
     hf_name: str | None = None,
+    member: str | None = None,
     require_text: bool = False,
 ) -> ReadResult:
     """Read one file (or TweetEval folder, or Hugging Face dataset split) into Examples.
@@ -424,17 +565,25 @@ def read_examples(
     ``constant_metadata`` is added to every example. ``schema`` (a LabelSchema or label names)
     normalises gold labels; without one the label set is inferred from the data.
     ``split`` is the TweetEval file prefix (train/dev/test) or the Hugging Face split name.
+    ``member`` names the file to read inside a zip or tar archive ``path`` (read in memory, never
+    extracted); an archive read without one is an error that lists its members.
     ``require_text`` makes an empty or whitespace-only text a bad row (reason ``empty_text``);
     otherwise it is kept, for preparation to drop and count as a short text.
     """
     fmt = (format or "auto").lower()
+    if fmt != "hf" and member is None:
+        kind = archive_kind(path)
+        if kind is not None:
+            raise DataError(archive_message(path, kind))
     if fmt == "auto":
-        fmt = detect_format(path)
+        fmt = detect_format(path, member)
     if fmt not in FORMATS:
         raise DataError(f"{path}: unknown format '{format}'; expected one of {', '.join(FORMATS)}")
+    if member is not None and fmt in ("hf", "tweeteval"):
+        raise DataError(f"{path}: member '{member}' given, but format {fmt} does not read archives")
     if isinstance(schema, Sequence) and not isinstance(schema, str):
         schema = LabelSchema.from_names([str(s).strip() for s in schema])
-    source_name = str(path)
+    source_name = display_name(path, member)
     if fmt == "hf":
         columns, rows = _hf_source(str(path), split or "train", hf_name, label)
     else:
@@ -449,11 +598,12 @@ def read_examples(
                 encoding=encoding,
                 glued_rows=glued_rows,
                 drop_invalid=drop_invalid,
+                member=member,
             )
         elif fmt == "jsonl":
-            columns, rows = _jsonl_source(path, encoding, drop_invalid)
+            columns, rows = _jsonl_source(path, encoding, drop_invalid, member)
         elif fmt == "parquet":
-            columns, rows = _parquet_source(path)
+            columns, rows = _parquet_source(path, member)
         else:
             prefix = TWEETEVAL_SPLITS.get(split or "train", split or "train")
             columns, rows = _tweeteval_source(path, prefix, drop_invalid)

@@ -21,10 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from socialens.data.archives import archive_kind, archive_message
 from socialens.data.readers import (
     _QUOTING,
     _SURROGATE,
     DEFAULT_MAX_CHARS,
+    LineTap,
+    QuotingCheck,
     _as_text,
     _is_missing,
     _non_utf8_row,
@@ -32,6 +35,7 @@ from socialens.data.readers import (
     check_row,
     detect_format,
     missing_column_message,
+    quoted_delimiter_hint,
 )
 from socialens.data.schema import Example, LabelSchema
 from socialens.errors import DataError
@@ -100,6 +104,8 @@ class RowStream:
     max_chars: int = DEFAULT_MAX_CHARS
     columns: list[str] = field(init=False, default_factory=list)
     data_start: Position = field(init=False, default_factory=Position)
+    _quoting_scanned: bool = field(init=False, default=False, repr=False)
+    _quoting_problem: str | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -107,6 +113,9 @@ class RowStream:
             raise DataError(
                 f"{self.path}: file not found" + (" (it is a folder)" if self.path.is_dir() else "")
             )
+        kind = archive_kind(self.path)
+        if kind is not None:  # streamed by byte offset: a member of an archive is not
+            raise DataError(archive_message(self.path, kind, streamed=True))
         self.format = (self.format or detect_format(self.path)).lower()
         if self.format not in STREAM_FORMATS:
             raise DataError(
@@ -202,6 +211,38 @@ class RowStream:
             counter.line += 1
             yield raw_text
 
+    @property
+    def _delimiter(self) -> str:
+        return self.delimiter or ("\t" if self.format == "tsv" else ",")
+
+    def _merged_rows(self, fields: list[str], lines: list[str]) -> str | None:
+        """For a suspect record (readers.QuotingCheck: a quoted delimiter or newline, over lines
+        that look like rows of their own or with quotes no CSV writer writes): the whole file's
+        verdict on rows merged by unbalanced quotes, the same as the whole-file reader's, read
+        once, from the data start, on the first such record."""
+        if not QuotingCheck(self._delimiter, len(self.columns)).is_suspect(fields, lines):
+            return None
+        if not self._quoting_scanned:
+            check = QuotingCheck(self._delimiter, len(self.columns))
+            counter = _Counter(self.data_start)
+            with self.path.open("rb") as handle:
+                tap = LineTap(self._decoded_lines(handle, counter))
+                reader = self._csv_reader(tap)
+                while True:
+                    start = counter.line
+                    tap.taken.clear()
+                    try:
+                        fields = next(reader)
+                    except StopIteration:
+                        break
+                    except csv.Error:
+                        continue
+                    if fields and not (len(fields) == 1 and not fields[0].strip()):
+                        check.add(fields, tap.taken, start)
+            self._quoting_problem = check.problem(str(self.path))
+            self._quoting_scanned = True
+        return self._quoting_problem
+
     def _csv_reader(self, lines: Iterator[str]):
         csv.field_size_limit(2**31 - 1)  # long texts are checked against max_chars instead
         delimiter = self.delimiter or ("\t" if self.format == "tsv" else ",")
@@ -237,10 +278,12 @@ class RowStream:
         that never closes: that record's first line is yielded as a malformed row and the
         position after that line is returned, to read the lines it had swallowed as rows."""
         counter = _Counter(start)
-        reader = self._csv_reader(self._decoded_lines(handle, counter))
+        tap = LineTap(self._decoded_lines(handle, counter))  # the raw lines of each record
+        reader = self._csv_reader(tap)
         while True:
             first_line, first_offset = counter.line, counter.offset
             loc = f"{self.path}:{counter.line}"
+            tap.taken.clear()
             try:
                 fields = next(reader)
             except StopIteration:
@@ -276,6 +319,8 @@ class RowStream:
                     )
                     yield _Row(loc, error=("malformed_row", message)), after
                     return after
+            if self.quoting != "none" and (merged := self._merged_rows(fields, tap.taken)):
+                raise DataError(merged)
             if not fields or (len(fields) == 1 and not fields[0].strip()):
                 continue  # a blank line is not a row
             rows += 1
@@ -286,7 +331,7 @@ class RowStream:
                 message = (
                     f"{loc}: malformed row: {len(fields)} fields, expected {len(self.columns)} "
                     f"({sep}-separated, as in the header)"
-                )
+                ) + quoted_delimiter_hint(fields, self._delimiter, self.quoting)
                 yield _Row(loc, error=("malformed_row", message)), end
             else:
                 yield _Row(loc, dict(zip(self.columns, fields, strict=True))), end

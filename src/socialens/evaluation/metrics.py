@@ -16,11 +16,16 @@ Conventions (every report relies on them):
   gold class were refused, unparseable or failed.
 * Confidence intervals are percentile bootstrap intervals over examples with a fixed seed,
   computed vectorised from per-resample confusion counts.
+* ``collapse``: the label predicted most often and its share of all the records (unlabelled ones
+  too; a non-ok record predicts no label). A model predicting one label for more than
+  ``COLLAPSE_SHARE`` of a test set is ``collapsed`` (it has stopped telling texts apart, e.g. an
+  English-only model on Arabic); the gold share of that label says how much that costs.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -34,6 +39,7 @@ NON_OK_COLUMNS = [Status.REFUSED.value, Status.INVALID.value, Status.ERROR.value
 STATUS_NAMES = [Status.OK.value, *NON_OK_COLUMNS]
 SCALAR_METRICS = ["accuracy", "macro_f1", "micro_f1", "weighted_f1", "macro_precision", "macro_recall"]
 MISSING_SLICE_VALUE = "(missing)"
+COLLAPSE_SHARE = 0.95  # one label predicted for more than this share of a test set: collapsed
 # Upper bound on resample-index cells held in memory at once (rows x examples).
 _BOOTSTRAP_CHUNK_CELLS = 4_000_000
 
@@ -69,6 +75,7 @@ def compute_metrics(
         "n_total": len(records),
         "n_unlabelled": len(records) - len(scored),
         **result,
+        "collapse": prediction_collapse(records),
     }
     if slice_keys:
         n_slice_boot = min(n_bootstrap, 200) if slice_bootstrap is None else slice_bootstrap
@@ -85,6 +92,21 @@ def compute_metrics(
             }
         result["slices"] = slices
     return result
+
+
+def prediction_collapse(records: Sequence[PredictionRecord]) -> dict[str, Any]:
+    """The most predicted label, its share of ``records`` and its share of their gold labels;
+    ``collapsed`` when that share exceeds COLLAPSE_SHARE (ties: the label first in sort order)."""
+    predicted = Counter(
+        r.predicted for r in records if Status(r.status) is Status.OK and r.predicted is not None
+    )
+    if not records or not predicted:
+        return {"label": None, "share": None, "gold_share": None, "collapsed": False}
+    label, count = min(predicted.items(), key=lambda item: (-item[1], str(item[0])))
+    share = count / len(records)
+    golds = [r.gold for r in records if r.gold is not None]
+    gold_share = sum(g == label for g in golds) / len(golds) if golds else None
+    return {"label": label, "share": share, "gold_share": gold_share, "collapsed": share > COLLAPSE_SHARE}
 
 
 def _slice_value(value: Any) -> str:
@@ -287,6 +309,12 @@ def aggregate_seeds(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
     result["status_rates"] = {
         name: summary([run["status"]["rates"][name] for run in runs]) for name in STATUS_NAMES
+    }
+    collapses = [run.get("collapse") for run in runs]  # None: metrics written before it existed
+    result["collapse"] = {
+        "seeds": sum(bool(c and c["collapsed"]) for c in collapses),
+        "labels": sorted({c["label"] for c in collapses if c and c["collapsed"]}),
+        "share": summary([c["share"] if c else None for c in collapses]),
     }
     return result
 

@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from socialens.classifiers.base import PredictionRecord
+from socialens.classifiers.coverage import COVERAGE_FILE
+from socialens.config import load_yaml_text
 from socialens.errors import DataError
 from socialens.evaluation.costs import DEFAULT_HARDWARE_PRICE_PER_HOUR, aggregate_costs, cell_costs
+from socialens.evaluation.flags import row_flags
 from socialens.evaluation.metrics import (
     NON_OK_COLUMNS,
     _slice_value,
@@ -171,7 +173,7 @@ def _load_run(
         raise FileNotFoundError(f"run dir {run_dir} {what}; expected a run folder written by bench")
     config_path = run_dir / "experiment.yaml"
     config_text = config_path.read_text(encoding="utf-8") if config_path.is_file() else ""
-    experiment = yaml.safe_load(config_text) or {} if config_text else {}
+    experiment = load_yaml_text(config_text) or {} if config_text else {}
     run_name = experiment.get("name") or run_dir.name
     bootstrap = n_bootstrap if n_bootstrap is not None else int(experiment.get("bootstrap", 1000))
     wanted_slices = list(experiment.get("slice_by") or DEFAULT_SLICE_KEYS)
@@ -220,6 +222,10 @@ def _load_run(
             "test_jsonl_sha256": _sha256(dataset_dir / "test.jsonl"),
         }
         for model, cells in cells_by_model.items():
+            coverage_path = dataset_dir / model / COVERAGE_FILE  # bench's tokenizer check, if any
+            coverage = (
+                json.loads(coverage_path.read_text(encoding="utf-8")) if coverage_path.is_file() else None
+            )
             rows.append(
                 _model_row(
                     run_name,
@@ -232,6 +238,7 @@ def _load_run(
                     price,
                     official=split.get("stats", {}).get("official_metric"),
                 )
+                | {"language_coverage": coverage}
             )
         browsers.append(
             error_browser(run_name, dataset_dir.name, labels, cells_by_model, texts, max_examples)
@@ -385,6 +392,7 @@ def leaderboard(rows: list[dict[str, Any]]) -> dict[str, Any]:
         {"key": "energy_wh_per_1000", "title": "energy / 1k (Wh)", "better": "min"},
         {"key": "co2_g_per_1000", "title": "CO2 / 1k (g)", "better": "min"},
         {"key": "pareto", "title": "Pareto", "better": None},
+        {"key": "flags", "title": "flags", "better": None},
     ]
     multi_run = len({row["run"] for row in rows}) > 1
     table_rows = []
@@ -417,7 +425,9 @@ def leaderboard(rows: list[dict[str, Any]]) -> dict[str, Any]:
             value = costs.get(key)
             put(key, value, "-" if value is None else f"{value:.3g}")
         put("pareto", row.get("pareto"), {True: "yes", False: "", None: "-"}[row.get("pareto")])
-        table_rows.append({"key": row["key"], "cells": cells})
+        flags = row_flags(agg, row.get("language_coverage"))  # collapse: from the records
+        put("flags", flags, "; ".join(flags))
+        table_rows.append({"key": row["key"], "cells": cells, "flagged": bool(flags)})
     for column in columns:
         if column["better"] is None:
             continue
