@@ -148,80 +148,6 @@ def test_a_bad_official_metric_override_names_the_field(tmp_path):
     assert "field 'official_metric': unknown metric 'f1_Belief'" in result.cells[0].error
 
 
-# --- an experiment and its datasets read and write only in their place (docs/security.md) -------
-
-
-def test_a_dataset_name_cannot_make_bench_write_outside_its_run(tmp_path):
-    """Measured: a dataset `name: ../../../../tmp/x` made bench write its split and cell folders
-    outside runs/. The name is refused (the dataset's cells fail) and nothing is written outside."""
-    work = tmp_path / "work"
-    work.mkdir()
-    experiment = make_experiment(work, TFIDF, seeds="[0]")
-    dataset = work / "tiny.yaml"
-    dataset.write_text(dataset.read_text().replace("name: tiny", "name: ../../../escaped"))
-    result = run_bench(experiment, console=Console(quiet=True))
-    assert not (tmp_path / "escaped").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
-    assert [c.status for c in result.cells] == ["failed"]
-    assert f"{dataset}: name: not a safe name (it names a folder)" in result.cells[0].error
-
-
-@pytest.mark.parametrize(
-    ("line", "field", "flag"),
-    [
-        ("output_dir: ../elsewhere", "output_dir", "--output-dir"),
-        ("output_dir: {outside}", "output_dir", "--output-dir"),
-        ("data_root: {outside}", "data_root", "--data-root"),
-        ("data_root: ../../..", "data_root", "--data-root"),
-        ("datasets: [{outside}/tiny.yaml]", "datasets[0].config", "--data-root"),
-    ],
-    ids=["output-dotdot", "output-absolute", "data-root-absolute", "data-root-dotdot", "dataset-yaml"],
-)
-def test_experiment_paths_outside_their_place_are_refused(tmp_path, line, field, flag):
-    work, outside = tmp_path / "work", tmp_path / "outside"
-    work.mkdir()
-    outside.mkdir()
-    write_tiny_dataset(outside)
-    make_experiment(work, TFIDF, seeds="[0]")
-    exp = work / "exp.yaml"
-    text = exp.read_text().replace(f"output_dir: {work / 'runs'}\n", "")
-    key = line.split(":")[0]
-    text = "\n".join(row for row in text.splitlines() if not row.startswith(f"{key}:"))
-    exp.write_text(f"{line.format(outside=outside)}\n{text}\n")
-    experiment = load_experiment(exp)
-    output_dir = None if key == "output_dir" else str(work / "runs")  # --output-dir: the user's say
-    with pytest.raises(ConfigError) as exc:
-        run_bench(experiment, output_dir=output_dir, console=Console(quiet=True))
-    message = str(exc.value)
-    assert "\n" not in message
-    assert message.startswith(f"{exp}: field '{field}' = ") and f"pass {flag}" in message
-    assert not (tmp_path / "elsewhere").exists() and not (outside / "t").exists()
-    assert sorted(p.name for p in outside.iterdir()) == ["tiny.csv", "tiny.yaml"]
-
-
-def test_the_users_own_flags_lift_the_experiment_path_checks(tmp_path):
-    work, outside = tmp_path / "work", tmp_path / "outside"
-    work.mkdir()
-    outside.mkdir()
-    make_experiment(work, TFIDF, seeds="[0]")
-    exp = work / "exp.yaml"
-    exp.write_text(exp.read_text().replace(f"output_dir: {work / 'runs'}", f"output_dir: {outside}"))
-    result = run_bench(load_experiment(exp), output_dir=str(outside / "mine"), console=Console(quiet=True))
-    assert [c.status for c in result.cells] == ["done"]
-    assert (outside / "mine" / "t" / "tiny" / "tf" / "seed-0" / "metrics.json").is_file()
-
-
-def test_bench_does_not_follow_a_symlink_out_of_its_run_directory(tmp_path):
-    experiment = make_experiment(tmp_path, TFIDF, seeds="[0]")
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (tmp_path / "runs" / "t").mkdir(parents=True)
-    (tmp_path / "runs" / "t" / "tiny").symlink_to(outside, target_is_directory=True)
-    with pytest.raises(ConfigError, match=r"resolves outside the run directory .*runs/t; refusing to write"):
-        run_bench(experiment, console=Console(quiet=True))
-    assert list(outside.iterdir()) == []
-
-
 def _fault_server_module():
     """tests/llm/fault_server.py: a real OpenAI-compatible HTTP server on 127.0.0.1 with faults."""
     import importlib.util
@@ -297,6 +223,109 @@ def test_a_rerun_resends_exactly_the_failed_prompts_and_rewrites_the_cell(tmp_pa
 
         forced = run_bench(experiment, force=True, console=Console(quiet=True))
         assert [c.status for c in forced.cells] == ["done"]
+
+
+# --- an experiment and its datasets read and write only in their place (docs/security.md) -------
+
+
+def test_a_dataset_name_cannot_make_bench_write_outside_its_run(tmp_path):
+    """Measured: a dataset `name: ../../../../tmp/x` made bench write its split and cell folders
+    outside runs/. The name is refused (the dataset's cells fail) and nothing is written outside."""
+    work = tmp_path / "work"
+    work.mkdir()
+    experiment = make_experiment(work, TFIDF, seeds="[0]")
+    dataset = work / "tiny.yaml"
+    dataset.write_text(dataset.read_text().replace("name: tiny", "name: ../../../escaped"))
+    result = run_bench(experiment, console=Console(quiet=True))
+    assert not (tmp_path / "escaped").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
+    assert [c.status for c in result.cells] == ["failed"]
+    assert f"{dataset}: name: not a safe name (it names a folder)" in result.cells[0].error
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "flag"),
+    [
+        ("output_dir: ../elsewhere", "output_dir", "--output-dir"),
+        ("output_dir: {outside}", "output_dir", "--output-dir"),
+        ("data_root: {outside}", "data_root", "--data-root"),
+        ("data_root: ../../..", "data_root", "--data-root"),
+        ("datasets: [{outside}/tiny.yaml]", "datasets[0].config", "--data-root"),
+    ],
+    ids=["output-dotdot", "output-absolute", "data-root-absolute", "data-root-dotdot", "dataset-yaml"],
+)
+def test_experiment_paths_outside_their_place_are_refused(tmp_path, line, field, flag):
+    work, outside = tmp_path / "work", tmp_path / "outside"
+    work.mkdir()
+    outside.mkdir()
+    write_tiny_dataset(outside)
+    make_experiment(work, TFIDF, seeds="[0]")
+    exp = work / "exp.yaml"
+    text = exp.read_text().replace(f"output_dir: {work / 'runs'}\n", "")
+    key = line.split(":")[0]
+    text = "\n".join(row for row in text.splitlines() if not row.startswith(f"{key}:"))
+    exp.write_text(f"{line.format(outside=outside)}\n{text}\n")
+    experiment = load_experiment(exp)
+    output_dir = None if key == "output_dir" else str(work / "runs")  # --output-dir: the user's say
+    with pytest.raises(ConfigError) as exc:
+        run_bench(experiment, output_dir=output_dir, console=Console(quiet=True))
+    message = str(exc.value)
+    assert "\n" not in message
+    assert message.startswith(f"{exp}: field '{field}' = ") and f"pass {flag}" in message
+    assert not (tmp_path / "elsewhere").exists() and not (outside / "t").exists()
+    assert sorted(p.name for p in outside.iterdir()) == ["tiny.csv", "tiny.yaml"]
+
+
+def test_the_users_own_flags_lift_the_experiment_path_checks(tmp_path):
+    work, outside = tmp_path / "work", tmp_path / "outside"
+    work.mkdir()
+    outside.mkdir()
+    make_experiment(work, TFIDF, seeds="[0]")
+    exp = work / "exp.yaml"
+    exp.write_text(exp.read_text().replace(f"output_dir: {work / 'runs'}", f"output_dir: {outside}"))
+    result = run_bench(load_experiment(exp), output_dir=str(outside / "mine"), console=Console(quiet=True))
+    assert [c.status for c in result.cells] == ["done"]
+    assert (outside / "mine" / "t" / "tiny" / "tf" / "seed-0" / "metrics.json").is_file()
+
+
+def test_bench_does_not_follow_a_symlink_out_of_its_run_directory(tmp_path):
+    experiment = make_experiment(tmp_path, TFIDF, seeds="[0]")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "runs" / "t").mkdir(parents=True)
+    (tmp_path / "runs" / "t" / "tiny").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ConfigError, match=r"resolves outside the run directory .*runs/t; refusing to write"):
+        run_bench(experiment, console=Console(quiet=True))
+    assert list(outside.iterdir()) == []
+
+
+def test_a_native_crash_fails_its_cell_not_the_grid(tmp_path, monkeypatch):
+    """A llama.cpp setting whose probe died of SIGILL here (what AMX tiles do under some
+    hypervisors) fails that one cell with one line; the TF-IDF cell still runs and is scored."""
+    pytest.importorskip("llama_cpp")
+    from socialens.llm import native_probe
+    from socialens.models import resolve_model
+
+    try:
+        model = resolve_model("builtin:smollm2-135m-instruct")
+    except ConfigError as error:
+        pytest.skip(str(error))
+    monkeypatch.setenv("SOCIALENS_CACHE_DIR", str(tmp_path / "cache"))
+    key = f"{native_probe.machine_key()}|{native_probe.model_key(model)}|extra_buffers=on"
+    probes = tmp_path / "cache" / native_probe.PROBE_FILE
+    probes.parent.mkdir()
+    probes.write_text(
+        json.dumps({key: {"ok": False, "returncode": -4, "detail": "SIGILL (illegal instruction)"}})
+    )
+    llm = "  - {id: llm, family: prompted, decoding: scored, n_ctx: 512, extra_buffers: on}\n"
+    experiment = make_experiment(tmp_path, TFIDF + llm, seeds="[0]")
+    result = run_bench(experiment, console=Console(quiet=True))
+    by_model = {cell.model: cell for cell in result.cells}
+    assert by_model["tf"].status == "done"
+    assert by_model["llm"].status == "failed"
+    error = by_model["llm"].error
+    assert "\n" not in error and "llamacpp" in error and "SIGILL" in error and "extra_buffers: off" in error
+    assert (tmp_path / "runs" / "t" / "tiny" / "tf" / "seed-0" / "metrics.json").is_file()
 
 
 ARABIC_WORDS = {

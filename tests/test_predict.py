@@ -38,7 +38,13 @@ def run(model_dir, source, out, chunk_rows=4096, batch_size=256, force=False, **
     classifier = load_classifier(model_dir)
     stream = RowStream(source, schema=classifier.schema, **stream_options)
     return predict_stream(
-        classifier, stream, out, model_dir=model_dir, chunk_rows=chunk_rows, batch_size=batch_size, force=force
+        classifier,
+        stream,
+        out,
+        model_dir=model_dir,
+        chunk_rows=chunk_rows,
+        batch_size=batch_size,
+        force=force,
     )
 
 
@@ -233,7 +239,8 @@ runner = CliRunner()
 def test_cli_predicts_a_csv_with_scores_and_a_one_line_error_for_bad_input(model_dir, tmp_path):
     out = tmp_path / "out.csv"
     result = runner.invoke(
-        app, ["predict", str(model_dir), str(TINY), "--out", str(out), "--label", "label", "--chunk-size", "9"]
+        app,
+        ["predict", str(model_dir), str(TINY), "--out", str(out), "--label", "label", "--chunk-size", "9"],
     )
     assert result.exit_code == 0, result.output
     assert "wrote 90 predictions" in result.output and "90 ok" in result.output
@@ -248,6 +255,57 @@ def test_cli_predicts_a_csv_with_scores_and_a_one_line_error_for_bad_input(model
     ]
     result = runner.invoke(app, ["predict", str(model_dir), str(TINY), "--out", str(tmp_path / "o.txt")])
     assert result.exit_code == 2 and "unsupported output format '.txt'" in result.output
+
+
+# the same cases as tests/serving/test_limits.py::test_blank_texts_are_invalid_as_in_predict_and_never_reach_the_model
+BLANK_TEXTS = ["", " ", "\t\n", "\u00a0", "\u3000 \u2003"]
+
+
+def test_blank_texts_are_invalid_by_the_rule_the_service_shares(model_dir, tmp_path):
+    """predict and the HTTP service judge a blank text by one function (is_blank_text): invalid."""
+    from socialens.data.schema import is_blank_text
+
+    assert all(is_blank_text(text) for text in BLANK_TEXTS)
+    assert not any(is_blank_text(text) for text in ["a", " x ", "\u200b"])  # zero-width space is a character
+    texts = ["This has been debunked by every fact-checker", *BLANK_TEXTS]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"text": text}) + "\n" for text in texts))
+    out = tmp_path / "out.jsonl"
+    summary = run(model_dir, source, out)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert summary.statuses == {"ok": 1, "invalid": len(BLANK_TEXTS)}
+    assert [r["status"] for r in rows] == ["ok", *["invalid"] * len(BLANK_TEXTS)]
+    for row in rows[1:]:
+        assert row["error"].endswith(": empty text in column 'text'; expected non-empty text")
+        assert row["label"] is None
+
+
+def test_a_model_whose_native_probe_crashed_is_one_line_not_n_error_rows(tmp_path, monkeypatch):
+    pytest.importorskip("llama_cpp")
+    from socialens.classifiers.prompted import PromptedClassifier, PromptedParams
+    from socialens.llm import native_probe
+    from socialens.models import resolve_model
+    from socialens.serving.app import load_served_model
+
+    monkeypatch.setenv("SOCIALENS_CACHE_DIR", str(tmp_path / "cache"))
+    examples = read_examples(TINY, label="label", id="id", schema=SCHEMA).examples
+    params = PromptedParams(decoding="scored", n_ctx=512, extra_buffers="on", cache=False)
+    PromptedClassifier(params).fit(examples, schema=SCHEMA).save(tmp_path / "llm")
+    key = (
+        f"{native_probe.machine_key()}|{native_probe.model_key(resolve_model(params.model))}|extra_buffers=on"
+    )
+    probes = tmp_path / "cache" / native_probe.PROBE_FILE
+    probes.parent.mkdir()
+    probes.write_text(
+        json.dumps({key: {"ok": False, "returncode": -4, "detail": "SIGILL (illegal instruction)"}})
+    )
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(app, ["predict", str(tmp_path / "llm"), str(TINY), "--out", str(out)])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "SIGILL" in lines[0] and "extra_buffers: off" in lines[0], result.output
+    with pytest.raises(native_probe.NativeCrash, match="SIGILL"):
+        load_served_model(tmp_path / "llm")  # serve fails at start-up, not at the first request
 
 
 def test_a_repeated_id_makes_that_row_invalid_across_chunks_and_resumes(model_dir, tmp_path):
@@ -287,26 +345,3 @@ def test_the_input_file_is_never_the_output(model_dir, tmp_path):
     with pytest.raises(DataError, match=r"in.jsonl: this is the input file; expected a different --out path"):
         run(model_dir, source, tmp_path / "." / "in.jsonl")
     assert source.read_bytes() == before and not progress_path(source).exists()
-
-
-# the same cases as tests/serving/test_limits.py::test_blank_texts_are_invalid_as_in_predict_and_never_reach_the_model
-BLANK_TEXTS = ["", " ", "\t\n", "\u00a0", "\u3000 \u2003"]
-
-
-def test_blank_texts_are_invalid_by_the_rule_the_service_shares(model_dir, tmp_path):
-    """predict and the HTTP service judge a blank text by one function (is_blank_text): invalid."""
-    from socialens.data.schema import is_blank_text
-
-    assert all(is_blank_text(text) for text in BLANK_TEXTS)
-    assert not any(is_blank_text(text) for text in ["a", " x ", "\u200b"])  # zero-width space is a character
-    texts = ["This has been debunked by every fact-checker", *BLANK_TEXTS]
-    source = tmp_path / "in.jsonl"
-    source.write_text("".join(json.dumps({"text": text}) + "\n" for text in texts))
-    out = tmp_path / "out.jsonl"
-    summary = run(model_dir, source, out)
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert summary.statuses == {"ok": 1, "invalid": len(BLANK_TEXTS)}
-    assert [r["status"] for r in rows] == ["ok", *["invalid"] * len(BLANK_TEXTS)]
-    for row in rows[1:]:
-        assert row["error"].endswith(": empty text in column 'text'; expected non-empty text")
-        assert row["label"] is None

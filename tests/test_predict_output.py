@@ -13,7 +13,9 @@ COLUMNS = output_columns(["a", "b"], with_gold=True, metadata=["topic"])
 def rows(start: int, n: int) -> list[dict]:
     out = []
     for i in range(start, start + n):
-        record = PredictionRecord(f"r{i}", "a", "a" if i % 2 else None, Status.OK if i % 2 else Status.INVALID)
+        record = PredictionRecord(
+            f"r{i}", "a", "a" if i % 2 else None, Status.OK if i % 2 else Status.INVALID
+        )
         if i % 2:
             record.scores = {"a": 0.75, "b": 0.25}
         else:

@@ -126,6 +126,10 @@ def run_cell(
         start = time.perf_counter()
         try:
             records = classifier.predict(split.test)
+        except SocialensError:
+            # the model could not be set up at all (a native probe that crashed, a bad option):
+            # the cell fails with that one line and a re-run tries it again
+            raise
         except Exception as exc:  # keep the cell's records complete even when prediction crashes
             records = error_records(split.test, f"{type(exc).__name__}: {exc}")
         predict_time = time.perf_counter() - start
@@ -375,7 +379,6 @@ def error_record_count(predictions: Path) -> int | None:
         return sum(record.status is Status.ERROR for record in read_records(predictions))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
 
 
 def _run_or_skip(

@@ -215,7 +215,9 @@ def report(
 
     try:
         if not hardware_price_per_hour >= 0:  # also refuses nan
-            raise SocialensError(f"--hardware-price-per-hour: expected 0 or more, got {hardware_price_per_hour}")
+            raise SocialensError(
+                f"--hardware-price-per-hour: expected 0 or more, got {hardware_price_per_hour}"
+            )
         result = build_report(run_dirs, out, hardware_price_per_hour=hardware_price_per_hour)
     except (SocialensError, FileNotFoundError, ValueError) as exc:
         _fail(exc)
@@ -395,7 +397,8 @@ def _recorded_dev_set(model_dir: Path):
 def export_onnx_command(
     model_dir: Annotated[Path, typer.Argument(help="an encoder model directory written by train or bench")],
     dev: Annotated[
-        Path | None, typer.Option(help="labelled file to check agreement on (default: the recorded dev split)")
+        Path | None,
+        typer.Option(help="labelled file to check agreement on (default: the recorded dev split)"),
     ] = None,
     text: Annotated[str, typer.Option(help="text column of --dev")] = "text",
     id: Annotated[str | None, typer.Option(help="id column of --dev (default: row numbers)")] = None,
@@ -655,7 +658,8 @@ def instruct_build(
     config: Annotated[Path, typer.Argument(help="instruction mix YAML (datasets, cap, seed, shuffle)")],
     out: Annotated[Path, typer.Option(help="output folder for train/dev/test.jsonl and stats.json")],
     shuffle: Annotated[
-        str | None, typer.Option(help="alphabetical | within_language | by_task | random (default: the mix's)")
+        str | None,
+        typer.Option(help="alphabetical | within_language | by_task | random (default: the mix's)"),
     ] = None,
     cap: Annotated[int | None, typer.Option(help="stratified cap per dataset's train split")] = None,
     seed: Annotated[int | None, typer.Option(help="sampling and shuffling seed (default: the mix's)")] = None,
@@ -729,7 +733,9 @@ def instruct_train(
     epochs: Annotated[float, typer.Option(help="training epochs")] = 2,
     lr: Annotated[float, typer.Option(help="learning rate (AdamW, linear schedule)")] = 2e-4,
     batch_size: Annotated[int, typer.Option(help="examples per step (per device)")] = 16,
-    max_length: Annotated[int, typer.Option(help="tokens per record (a longer example text is cut at its end)")] = 512,
+    max_length: Annotated[
+        int, typer.Option(help="tokens per record (a longer example text is cut at its end)")
+    ] = 512,
     max_examples: Annotated[int | None, typer.Option(help="train on the first N records only")] = None,
     resume: Annotated[bool, typer.Option(help="continue from the last checkpoint in OUT")] = False,
     merge: Annotated[bool, typer.Option(help="also write OUT/merged: the base with the adapter in")] = False,

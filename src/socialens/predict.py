@@ -30,7 +30,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from socialens.classifiers.base import PredictionRecord, Status, model_digest
 from socialens.data.schema import Example
 from socialens.data.stream import Position, Rejected, RowStream
-from socialens.errors import DataError
+from socialens.errors import DataError, SocialensError
 from socialens.predict_output import check_output_path, open_sink, output_columns, output_row
 
 PROGRESS_SUFFIX = ".progress.json"
@@ -143,6 +143,8 @@ def predict_examples(classifier, examples: list[Example], batch_size: int) -> li
         batch = examples[start : start + batch_size]
         try:
             records.extend(_predict_batch(classifier, batch))
+        except SocialensError:
+            raise  # the model cannot run at all (e.g. its native probe crashed): one line, not N rows
         except Exception:  # noqa: BLE001 - isolated per row below
             for example in batch:
                 try:

@@ -154,7 +154,9 @@ def test_hf_reader_reads_a_hub_style_dataset_folder(tmp_path):
     )
     repo = tmp_path / "org-sst"
     (repo / "data").mkdir(parents=True)
-    data = datasets.Dataset.from_dict({"sentence": ["bad film", "good film"], "label": [0, 1]}, features=features)
+    data = datasets.Dataset.from_dict(
+        {"sentence": ["bad film", "good film"], "label": [0, 1]}, features=features
+    )
     data.to_parquet(str(repo / "data" / "validation-00000-of-00001.parquet"))
     result = read_examples(
         str(repo), format="hf", text="sentence", label="label", split="validation", id_prefix="dev"
@@ -289,35 +291,6 @@ def test_drop_invalid_with_nothing_left(tmp_path):
     path = write(tmp_path, "d.csv", "text,stance\na,maybe\n")
     with pytest.raises(DataError, match=r"empty dataset \(all 1 rows were invalid\)"):
         read_csv(path, drop_invalid=True)
-
-
-def test_a_duplicate_id_error_names_the_way_through_and_drop_invalid_takes_it(tmp_path):
-    path = write(tmp_path, "d.csv", "id,text,stance\n1,a,favor\n2,b,none\n1,c,none\n")
-    with pytest.raises(DataError) as exc:
-        read_csv(path, id="id")
-    assert "--drop-invalid" in one_line(exc) and "drop_invalid: true" in one_line(exc)
-    result = read_csv(path, id="id", drop_invalid=True)
-    assert [ex.text for ex in result.examples] == ["a", "b"] and result.dropped == {"duplicate_id": 1}
-
-
-def test_require_text_rejects_empty_and_blank_texts(tmp_path):
-    path = write(tmp_path, "d.csv", 'text,stance\n"",favor\n" \t ",none\nreal text,none\n')
-    assert len(read_csv(path).examples) == 3  # kept by default: preparation drops and counts short texts
-    with pytest.raises(DataError, match=r"d.csv:2: empty text in column 'text'; expected non-empty text"):
-        read_csv(path, require_text=True)
-    result = read_csv(path, require_text=True, drop_invalid=True)
-    assert [ex.text for ex in result.examples] == ["real text"] and result.dropped == {"empty_text": 2}
-
-
-def test_a_text_that_is_not_a_string_is_a_bad_row(tmp_path):
-    path = tmp_path / "d.parquet"
-    pd.DataFrame({"text": [7, 8], "stance": ["favor", "none"]}).to_parquet(path)
-    with pytest.raises(DataError) as exc:
-        read_csv(path)
-    assert one_line(exc) == f"{path}, row 1: a value of type int in text column 'text'; expected a string"
-    jsonl = write(tmp_path, "d.jsonl", '{"text": 1.5, "stance": "none"}\n{"text": "ok", "stance": "none"}\n')
-    result = read_csv(jsonl, drop_invalid=True)
-    assert [ex.text for ex in result.examples] == ["ok"] and result.dropped == {"text_not_string": 1}
 
 
 # --- errors name the file, line and column, never what the file holds (docs/security.md) ------
@@ -474,6 +447,35 @@ def test_real_files_with_quoted_fields_are_no_alarm(shared_datasets):
     assert len(read_examples(hasoc, text="text", label="task_1", id="text_id").examples) == 1318
     constraint = shared_datasets / "constraint_covid19_fakenews_en" / "Constraint_Train.csv"
     assert len(read_examples(constraint, text="tweet", label="label", id="id").examples) == 6420
+
+
+def test_a_duplicate_id_error_names_the_way_through_and_drop_invalid_takes_it(tmp_path):
+    path = write(tmp_path, "d.csv", "id,text,stance\n1,a,favor\n2,b,none\n1,c,none\n")
+    with pytest.raises(DataError) as exc:
+        read_csv(path, id="id")
+    assert "--drop-invalid" in one_line(exc) and "drop_invalid: true" in one_line(exc)
+    result = read_csv(path, id="id", drop_invalid=True)
+    assert [ex.text for ex in result.examples] == ["a", "b"] and result.dropped == {"duplicate_id": 1}
+
+
+def test_require_text_rejects_empty_and_blank_texts(tmp_path):
+    path = write(tmp_path, "d.csv", 'text,stance\n"",favor\n" \t ",none\nreal text,none\n')
+    assert len(read_csv(path).examples) == 3  # kept by default: preparation drops and counts short texts
+    with pytest.raises(DataError, match=r"d.csv:2: empty text in column 'text'; expected non-empty text"):
+        read_csv(path, require_text=True)
+    result = read_csv(path, require_text=True, drop_invalid=True)
+    assert [ex.text for ex in result.examples] == ["real text"] and result.dropped == {"empty_text": 2}
+
+
+def test_a_text_that_is_not_a_string_is_a_bad_row(tmp_path):
+    path = tmp_path / "d.parquet"
+    pd.DataFrame({"text": [7, 8], "stance": ["favor", "none"]}).to_parquet(path)
+    with pytest.raises(DataError) as exc:
+        read_csv(path)
+    assert one_line(exc) == f"{path}, row 1: a value of type int in text column 'text'; expected a string"
+    jsonl = write(tmp_path, "d.jsonl", '{"text": 1.5, "stance": "none"}\n{"text": "ok", "stance": "none"}\n')
+    result = read_csv(jsonl, drop_invalid=True)
+    assert [ex.text for ex in result.examples] == ["ok"] and result.dropped == {"text_not_string": 1}
 
 
 def test_one_column_files_rely_on_the_quotes_alone(tmp_path):

@@ -29,6 +29,7 @@ from socialens.classifiers.base import (
 )
 from socialens.data.schema import Example, LabelSchema
 from socialens.errors import ConfigError
+from socialens.llm.native_probe import ExtraBuffers
 
 # Fields of PromptedParams that are handed to the backend's own Options (each backend says which it takes).
 BACKEND_OPTION_FIELDS = (
@@ -39,6 +40,7 @@ BACKEND_OPTION_FIELDS = (
     "max_retries",
     "n_ctx",
     "n_threads",
+    "extra_buffers",
     "adapter",
     "batch_size",
     "device",
@@ -84,6 +86,7 @@ class PromptedParams(FamilyParams):
     max_retries: int | None = None
     n_ctx: int | None = None
     n_threads: int | None = None
+    extra_buffers: ExtraBuffers | None = None  # llamacpp: weight-repacking buffer types
     adapter: str | None = None
     batch_size: int | None = None
     device: str | None = None

@@ -85,6 +85,9 @@ def load_served_model(model_dir: str | Path, **load_options: Any) -> ServedModel
     the start of ``model_digest``, a hash of every file in the directory."""
     model_dir = Path(model_dir)
     classifier = load_classifier(model_dir, **load_options)
+    # One prediction before the first request: a model that cannot run here (an LLM whose native
+    # probe crashed, weights that do not load) fails at start-up with its one line, not per request.
+    classifier.predict([Example(id="warm-up", text="warm-up")])
     info = json.loads((model_dir / MODEL_INFO_FILE).read_bytes())
     ref = ModelRef(
         id=model_dir.resolve().name,
