@@ -276,6 +276,21 @@ def test_experiment_paths_outside_their_place_are_refused(tmp_path, line, field,
     assert sorted(p.name for p in outside.iterdir()) == ["tiny.csv", "tiny.yaml"]
 
 
+def test_a_response_cache_outside_its_place_is_refused(tmp_path, monkeypatch):
+    work, outside = tmp_path / "work", tmp_path / "outside"
+    work.mkdir()
+    outside.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("SOCIALENS_CACHE_DIR", str(work / "cache"))
+    llm = f"  - {{id: llm, family: prompted, cache_path: {outside / 'answers.sqlite'}}}\n"
+    experiment = make_experiment(work, llm, seeds="[0]")
+    with pytest.raises(ConfigError) as exc:
+        run_bench(experiment, console=Console(quiet=True))
+    message = str(exc.value)
+    assert "\n" not in message and "field 'models[0].cache_path'" in message
+    assert list(outside.iterdir()) == []
+
+
 def test_the_users_own_flags_lift_the_experiment_path_checks(tmp_path):
     work, outside = tmp_path / "work", tmp_path / "outside"
     work.mkdir()

@@ -25,6 +25,7 @@ from socialens.evaluation.energy import EnergyMeter
 from socialens.evaluation.flags import row_flags
 from socialens.evaluation.metrics import aggregate_seeds, check_metric_name, compute_metrics, official_metric
 from socialens.paths import confine, is_inside
+from socialens.runtime import cache_dir
 
 
 @dataclass
@@ -190,7 +191,8 @@ def check_places(experiment: Experiment, data_root: str | None, output_dir: str 
     its ``data_root`` under its own folder or a data root the user chose ($SOCIALENS_DATA_ROOT, the
     default ../shared/datasets); its ``output_dir`` under the current folder or its own folder;
     each dataset YAML it names (``builtin:<name>`` or a .yaml/.yml file) under the current folder,
-    its own folder or the data root. ``--data-root`` and ``--output-dir`` (the caller's
+    its own folder or the data root; a model's ``cache_path`` under the current folder, its own
+    folder or the socialens cache folder. ``--data-root`` and ``--output-dir`` (the caller's
     ``data_root`` / ``output_dir``) are the user's say and lift the first two checks."""
     from socialens.data.datasets import resolve_data_root, user_data_roots
 
@@ -215,6 +217,17 @@ def check_places(experiment: Experiment, data_root: str | None, output_dir: str 
             value=experiment.output_dir,
             opt_in="pass --output-dir to write the run elsewhere",
         )
+    for index, entry in enumerate(experiment.models):
+        cache_path = entry.params.get("cache_path")
+        if cache_path is not None:  # a file bench writes: an LLM response cache
+            confine(
+                str(cache_path),  # opened as given, relative to the current folder
+                [here, own, ("the socialens cache folder", cache_dir())],
+                source=source,
+                field=f"models[{index}].cache_path",
+                value=cache_path,
+                opt_in="keep the response cache under the experiment's folder or the cache folder",
+            )
     root = ("the data root", resolve_data_root(data_root or experiment.data_root))
     for index, entry in enumerate(experiment.datasets):
         if entry.config.startswith("builtin:"):

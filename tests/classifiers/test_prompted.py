@@ -96,6 +96,14 @@ def test_save_load_round_trip(smollm2, tmp_path):
     assert [r.scores for r in loaded.predict(EXAMPLES)] == [r.scores for r in clf.predict(EXAMPLES)]
 
 
+def test_a_saved_cache_path_does_not_choose_where_a_loaded_model_writes(smollm2, tmp_path):
+    clf = make(smollm2, tmp_path, decoding="scored")
+    assert clf.params.cache_path == str(tmp_path / "cache.sqlite")
+    clf.save(tmp_path / "model")
+    loaded = PromptedClassifier.load(tmp_path / "model")
+    assert loaded.params.cache_path is None  # the default response cache
+
+
 def test_option_of_another_backend_is_a_config_error():
     with pytest.raises(ValueError, match="'base_url' does not apply to backend 'llamacpp'"):
         PromptedParams(backend="llamacpp", base_url="http://127.0.0.1:1")

@@ -388,6 +388,9 @@ class PromptedClassifier:
         except Exception as exc:
             raise ConfigError(f"{directory}: bad prompted-model parameters ({exc})") from None
         check_endpoint(params, trust, str(directory / MODEL_INFO_FILE))
+        # A shared model directory does not choose where a file is written: the loaded model
+        # caches its answers in the default response cache.
+        params = params.model_copy(update={"cache_path": None})
         options = params.backend_option_values()
         for reference in (params.model, options.get("adapter")):
             check_referenced_weights(reference, trust)
