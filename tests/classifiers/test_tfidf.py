@@ -152,3 +152,9 @@ def test_a_tampered_tfidf_directory_is_a_one_line_error(fitted, tmp_path):
     (tmp_path / "n" / "tfidf_model.json").write_text(json.dumps(description))
     with pytest.raises(ConfigError, match="disagree: idf.0 should have shape"):
         load_classifier(tmp_path / "n")
+    fitted.save(tmp_path / "r")
+    description = json.loads((tmp_path / "r" / "tfidf_model.json").read_text())
+    description["vectorizers"][0]["settings"]["token_pattern"] = r"(a+)+$"  # catastrophic backtracking
+    (tmp_path / "r" / "tfidf_model.json").write_text(json.dumps(description))
+    with pytest.raises(ConfigError, match=r"tfidf_model\.json: not a readable TF-IDF model description"):
+        load_classifier(tmp_path / "r")

@@ -49,7 +49,8 @@ class _VectorizerSettings(BaseModel):
     strip_accents: Literal["ascii", "unicode"] | None = None
     lowercase: bool = True
     stop_words: Literal["english"] | list[str] | None = None
-    token_pattern: str | None = r"(?u)\b\w\w+\b"
+    # the only pattern socialens writes: a shared model's own regex could be made to run for hours
+    token_pattern: Literal[r"(?u)\b\w\w+\b"] | None = r"(?u)\b\w\w+\b"
     ngram_range: tuple[int, int] = (1, 1)
     analyzer: Literal["word", "char", "char_wb"] = "word"
     max_df: int | float = 1.0
