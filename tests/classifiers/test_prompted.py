@@ -104,6 +104,34 @@ def test_a_saved_cache_path_does_not_choose_where_a_loaded_model_writes(smollm2,
     assert loaded.params.cache_path is None  # the default response cache
 
 
+def test_a_saved_model_carries_its_template_and_reads_no_other_file(smollm2, tmp_path):
+    template = tmp_path / "mine.jinja"
+    template.write_text("Post: {{ text }}\nWhich of {{ labels | join(', ') }}?")
+    clf = make(smollm2, tmp_path, decoding="scored", prompt=str(template))
+    clf.save(tmp_path / "model")
+    expected = clf.prompts(EXAMPLES[:1])
+    template.unlink()  # the directory no longer depends on where the template was
+    info = json.loads((tmp_path / "model" / "socialens_model.json").read_text())
+    assert info["params"]["prompt"] == "prompt_template.jinja"
+    loaded = PromptedClassifier.load(tmp_path / "model")
+    loaded._backend = smollm2
+    assert loaded.prompts(EXAMPLES[:1]) == expected
+    assert "Post: " in loaded.prompts(EXAMPLES[:1])[0][-1]["content"]
+
+    secret = tmp_path / "secret.jinja"  # e.g. a key file: it would be sent inside every prompt
+    secret.write_text("hunter2")
+    info["params"]["prompt"] = str(secret)
+    (tmp_path / "model" / "socialens_model.json").write_text(json.dumps(info))
+    with pytest.raises(ConfigError) as exc:
+        PromptedClassifier.load(tmp_path / "model")
+    message = str(exc.value)
+    assert "\n" not in message and "params.prompt" in message and "hunter2" not in message
+    info["params"]["prompt"] = "../secret.jinja"
+    (tmp_path / "model" / "socialens_model.json").write_text(json.dumps(info))
+    with pytest.raises(ConfigError, match="outside the model directory"):
+        PromptedClassifier.load(tmp_path / "model")
+
+
 def test_option_of_another_backend_is_a_config_error():
     with pytest.raises(ValueError, match="'base_url' does not apply to backend 'llamacpp'"):
         PromptedParams(backend="llamacpp", base_url="http://127.0.0.1:1")

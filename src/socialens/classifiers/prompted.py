@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +31,10 @@ from socialens.classifiers.base import (
 from socialens.data.schema import Example, LabelSchema
 from socialens.errors import ConfigError
 from socialens.llm.native_probe import ExtraBuffers
+from socialens.paths import confine
+
+BUILTIN_PROMPTS = ("serial", "json", "instruction")  # any other ``prompt`` is a template file
+SAVED_TEMPLATE = "prompt_template.jinja"  # a saved model's copy of its user template
 
 # Fields of PromptedParams that are handed to the backend's own Options (each backend says which it takes).
 BACKEND_OPTION_FIELDS = (
@@ -229,11 +234,7 @@ class PromptedClassifier:
         from socialens.llm.prompts import PromptBuilder
 
         if self._builder is None:
-            style = (
-                self.params.prompt
-                if self.params.prompt in ("serial", "json", "instruction")
-                else Path(self.params.prompt)
-            )
+            style = self.params.prompt if self.params.prompt in BUILTIN_PROMPTS else Path(self.params.prompt)
             self._builder = PromptBuilder(
                 self.schema,
                 style=style,
@@ -368,8 +369,13 @@ class PromptedClassifier:
     def save(self, directory: str | Path) -> None:
         self._check_fitted()
         directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        params = self.params
+        if params.prompt not in BUILTIN_PROMPTS:  # the directory carries its own copy of the template
+            shutil.copyfile(Path(params.prompt).expanduser(), directory / SAVED_TEMPLATE)
+            params = params.model_copy(update={"prompt": SAVED_TEMPLATE})
         write_model_info(
-            directory, self.family, self.schema, self.params, extra={"seed": self.seed, "task": self.task}
+            directory, self.family, self.schema, params, extra={"seed": self.seed, "task": self.task}
         )
         with (directory / "fewshot_pool.jsonl").open("w", encoding="utf-8") as handle:
             for ex in self.pool_:
@@ -391,6 +397,17 @@ class PromptedClassifier:
         # A shared model directory does not choose where a file is written: the loaded model
         # caches its answers in the default response cache.
         params = params.model_copy(update={"cache_path": None})
+        if params.prompt not in BUILTIN_PROMPTS:
+            # Nor which file is read into its prompts (and sent to the endpoint): only its own copy.
+            template = confine(
+                directory / params.prompt,
+                [("the model directory", directory)],
+                source=directory / MODEL_INFO_FILE,
+                field="params.prompt",
+                value=params.prompt,
+                opt_in="a model directory reads its prompt template only from inside itself; copy it there",
+            )
+            params = params.model_copy(update={"prompt": str(template)})
         options = params.backend_option_values()
         for reference in (params.model, options.get("adapter")):
             check_referenced_weights(reference, trust)
