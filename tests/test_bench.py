@@ -83,6 +83,33 @@ def test_failing_cell_is_reported_and_the_grid_goes_on(tmp_path):
     assert "Failed cells" in (run_dir / "summary.md").read_text()
 
 
+def test_terminal_summary_never_cuts_a_model_name(tmp_path):
+    import io
+
+    from socialens.bench import print_summary
+    from socialens.evaluation.tables import mean_std_text
+
+    long_id = "smollm2-zero-shot-scored-135m-instruct"
+    models = f"  - {{id: {long_id}, family: tfidf}}\n  - {{id: tf, family: tfidf, C: 0.5}}\n"
+    rows = run_bench(make_experiment(tmp_path, models, seeds="[0]"), console=Console(quiet=True)).summary
+    for width in (80, 60):
+        out = io.StringIO()
+        print_summary(rows, Console(file=out, width=width, force_terminal=True, color_system=None))
+        lines = out.getvalue().splitlines()
+        tables = sum(line.startswith("┏") for line in lines)
+        assert tables > 1  # too wide for one: split, each part repeating the model column
+        assert sum(f"│ {long_id} │" in line for line in lines) == tables
+        assert all(len(line) <= width for line in lines) and "…" not in out.getvalue()
+        for column in ("seeds", "macro-F1", "95% CI", "accuracy", "flags", "belief", "debunk", "other"):
+            assert sum(column in line for line in lines if line.startswith("┃")) == 1, column  # once each
+    macro_f1 = rows[0]["aggregate"]["macro_f1"]
+    assert mean_std_text(macro_f1["mean"], macro_f1["std"], 1) in out.getvalue()
+    assert "±" not in out.getvalue()  # one seed: no spread shown, nor promised in the title
+    wide = io.StringIO()
+    print_summary(rows, Console(file=wide, width=250, force_terminal=True, color_system=None))
+    assert sum(line.startswith("┏") for line in wide.getvalue().splitlines()) == 1
+
+
 @pytest.mark.slow
 def test_demo_config_loads():
     experiment = load_experiment(Path(__file__).parents[1] / "configs" / "demo.yaml")

@@ -14,7 +14,6 @@ from typing import Any
 import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from rich.text import Text
 
 from socialens.classifiers.base import PredictionRecord, Status, get_family, read_records, write_records
@@ -24,6 +23,7 @@ from socialens.errors import ConfigError, SocialensError
 from socialens.evaluation.energy import EnergyMeter
 from socialens.evaluation.flags import row_flags
 from socialens.evaluation.metrics import aggregate_seeds, check_metric_name, compute_metrics, official_metric
+from socialens.evaluation.tables import mean_std_text, print_fitted
 from socialens.paths import confine, is_inside
 from socialens.runtime import cache_dir
 
@@ -487,12 +487,6 @@ def summarise(split: Split, entry: ModelEntry, per_seed: list[dict], dataset_ent
     return row
 
 
-def _fmt(mean: float | None, std: float | None = None) -> str:
-    if mean is None:
-        return "-"
-    return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
-
-
 def _rate(per_second: float) -> str:
     return f"{per_second:,.0f}" if per_second >= 10 else f"{per_second:.2f}"
 
@@ -526,18 +520,19 @@ def summary_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
         agg = row["aggregate"]
         per_class = agg.get("per_class_f1", {})
         ci = row["macro_f1_ci"]
+
+        def spread(metric: dict, n=row["n_seeds"]) -> str:
+            return mean_std_text(metric["mean"], metric["std"], n)
+
         body.append(
             [
                 row["dataset"],
                 row["model"],
                 str(row["n_seeds"]),
-                _fmt(agg["macro_f1"]["mean"], agg["macro_f1"]["std"]),
+                spread(agg["macro_f1"]),
                 f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-",
-                _fmt(agg["accuracy"]["mean"], agg["accuracy"]["std"]),
-                *[
-                    _fmt(per_class[label]["mean"], per_class[label]["std"]) if label in per_class else "-"
-                    for label in labels
-                ],
+                spread(agg["accuracy"]),
+                *[spread(per_class[label]) if label in per_class else "-" for label in labels],
                 f"{1 - agg['status_rates']['ok']['mean']:.1%}",
                 f"{row['train_time_s']:.1f}",
                 _rate(row["predict_examples_per_s"]) if row["predict_examples_per_s"] else "-",
@@ -566,16 +561,15 @@ def write_summary(run_dir: Path, rows: list[dict[str, Any]], cells: list[CellRes
 
 
 def print_summary(rows: list[dict[str, Any]], console: Console) -> None:
-    """One table per dataset, with that dataset's own label columns; piped output gets a wide page
+    """One table per dataset, with that dataset's own label columns, split in parts that fit the
+    console (``tables.print_fitted``: model names are never cut); piped output gets a wide page
     instead of rich's 80-column default."""
     if not console.is_terminal:
         console = Console(file=console.file, width=200, quiet=console.quiet, markup=False, emoji=False)
     for dataset in dict.fromkeys(row["dataset"] for row in rows):
-        header, body = summary_table([row for row in rows if row["dataset"] == dataset])
-        # Text, not str: dataset names, model ids and labels are shown as they are, never as markup
-        table = Table(title=Text(f"{dataset}: test-set scores, mean ± std over seeds"))
-        for name in header[1:]:
-            table.add_column(Text(name), justify="left" if name == "model" else "right")
-        for cells in body:
-            table.add_row(*(Text(cell) for cell in cells[1:]))
-        console.print(table)
+        ds_rows = [row for row in rows if row["dataset"] == dataset]
+        header, body = summary_table(ds_rows)
+        spread = any(row.get("n_seeds", 0) > 1 for row in ds_rows)
+        title = f"{dataset}: test-set scores" + (", mean ± std over seeds" if spread else "")
+        cells = [row_cells[1:] for row_cells in body]
+        print_fitted(console, title, header[1:], cells, later=lambda name: name.startswith("F1 "))

@@ -53,13 +53,14 @@ MODELS = {
 }
 
 
-def make_run(root: Path, name: str = "demo-run", with_texts: bool = True) -> Path:
+def make_run(root: Path, name: str = "demo-run", with_texts: bool = True, models: dict | None = None) -> Path:
+    models = MODELS if models is None else models
     run_dir = root / name
     ds = run_dir / "demo"
     ds.mkdir(parents=True)
     experiment = {"name": name, "bootstrap": 50, "slice_by": ["topic", "language"], "models": []}
-    for model in MODELS:
-        experiment["models"].append({"id": model, "family": MODELS[model]["family"]})
+    for model in models:
+        experiment["models"].append({"id": model, "family": models[model]["family"]})
     (run_dir / "experiment.yaml").write_text(yaml.safe_dump(experiment, sort_keys=False), encoding="utf-8")
     schema = {"name": "universal", "labels": [{"name": n, "description": "", "aliases": []} for n in LABELS]}
     (ds / "split.json").write_text(json.dumps({"schema": schema, "stats": {"n_test": 4}}), encoding="utf-8")
@@ -69,7 +70,7 @@ def make_run(root: Path, name: str = "demo-run", with_texts: bool = True) -> Pat
             for i, t in TEXTS.items()
         ]
         (ds / "test.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    for model, spec in MODELS.items():
+    for model, spec in models.items():
         latencies = spec["latency"] if isinstance(spec["latency"], list) else [spec["latency"]] * 4
         for seed in spec["seeds"]:
             cell = ds / model / f"seed-{seed}"
@@ -97,6 +98,69 @@ def make_run(root: Path, name: str = "demo-run", with_texts: bool = True) -> Pat
     return run_dir
 
 
+WIDE_LABELS = [
+    "belief",
+    "debunk",
+    "disbelief",
+    "sarcasm",
+    "question",
+    "other",
+    "hate-speech",
+    "offensive",
+    "neutral",
+    "pro-vaccine",
+    "anti-vaccine",
+    "conspiracy-theory-about-5g",
+]
+WIDE_MODELS = {  # model id -> (how many texts in 10 it gets right, collapsed, seeds)
+    "smollm2-zero-shot-scored-135m-instruct-q4": (1, True, [0]),
+    "minilm-l6-finetuned-with-class-weights": (8, False, [0, 1, 2]),
+    "gemma3-270m-five-shot-constrained": (4, False, [0]),
+    "tfidf": (7, False, [0, 1, 2]),
+}
+
+
+def make_wide_run(root: Path, name: str) -> Path:
+    """A run with 12 classes (some names long), long model ids, every cost and energy figure, an
+    official metric and flags: every column the leaderboard has, each filled."""
+    run_dir = root / name
+    ds = run_dir / "stance"
+    ds.mkdir(parents=True)
+    experiment = {"name": name, "bootstrap": 20, "models": [{"id": m} for m in WIDE_MODELS]}
+    (run_dir / "experiment.yaml").write_text(yaml.safe_dump(experiment), encoding="utf-8")
+    schema = {"name": "u", "labels": [{"name": n, "description": "", "aliases": []} for n in WIDE_LABELS]}
+    stats = {"n_test": 60, "official_metric": "macro_f1"}
+    (ds / "split.json").write_text(json.dumps({"schema": schema, "stats": stats}), encoding="utf-8")
+    golds = [WIDE_LABELS[i % len(WIDE_LABELS)] for i in range(60)]
+    for k, (model, (right, collapsed, seeds)) in enumerate(WIDE_MODELS.items()):
+        for seed in seeds:
+            cell = ds / model / f"seed-{seed}"
+            cell.mkdir(parents=True)
+            records = []
+            for i, gold in enumerate(golds):
+                wrong = WIDE_LABELS[(WIDE_LABELS.index(gold) + 1 + seed) % len(WIDE_LABELS)]
+                predicted = WIDE_LABELS[0] if collapsed else gold if (i + seed) % 10 < right else wrong
+                records.append(
+                    PredictionRecord(
+                        id=f"x{i}", gold=gold, predicted=predicted, status=Status.OK, latency_s=0.01 * (k + 1)
+                    )
+                )
+            write_records(cell / "predictions.jsonl", records)
+            costs = {
+                "train_time_s": 4321.0 * k,
+                "predict_time_s": 0.6 * (k + 1),
+                "n_test": 60,
+                "predict_energy_kwh": 1e-5 * (k + 1),
+                "predict_co2_kg": 4e-6 * (k + 1),
+                "energy_method": "codecarbon: CPU TDP x load",
+                "energy_country": "USA",
+            }
+            (cell / "metrics.json").write_text(json.dumps({"family": "x", "costs": costs}), encoding="utf-8")
+    coverage = {"language": "ar", "share": 0.847, "covered": False}
+    (ds / "tfidf" / "tokenizer_coverage.json").write_text(json.dumps(coverage), encoding="utf-8")
+    return run_dir
+
+
 @pytest.fixture
 def run_dir(tmp_path):
     return make_run(tmp_path)
@@ -107,8 +171,8 @@ def built(run_dir):
     return build_report([run_dir]), run_dir
 
 
-def _row(report, model):
-    return next(r for r in report["datasets"]["demo"]["table"]["rows"] if r["key"].endswith("/" + model))
+def _row(report, model, dataset="demo"):
+    return next(r for r in report["datasets"][dataset]["table"]["rows"] if r["key"].endswith("/" + model))
 
 
 def test_report_json_numbers(built):
@@ -157,16 +221,69 @@ def test_best_per_column_marks(built):
     assert "refused_rate" in best["tfidf"] and "refused_rate" in best["cheap-bad"]  # a tie: both
     assert "refused_rate" not in best["llm"] and "macro_f1" not in best["llm"]
     assert _row(report, "tfidf")["cells"]["latency_p50_ms"]["value"] == pytest.approx(1.0)
+    # every model at 0% invalid and 0% error, no energy figures: nothing to choose, nothing bold
+    for model in best:
+        assert not best[model] & {"invalid_rate", "error_rate", "energy_wh_per_1000", "co2_g_per_1000"}
+    assert "train_time_s" in best["llm"] and "train_cost" in best["llm"]  # 0 s beats 1 s and 36 s
+
+
+def test_no_best_marks_without_a_real_best(tmp_path):
+    # "zero" says pos for the neg texts and neg for the pos ones
+    zero = {**MODELS["cheap-bad"], "preds": {"t1": "neg", "t2": "neg", "t3": "pos", "t4": "pos"}}
+    run_dir = make_run(tmp_path, models={"cheap-bad": MODELS["cheap-bad"], "zero": zero})
+    report = build_report([run_dir])
+    cells = {m: _row(report, m)["cells"] for m in ("cheap-bad", "zero")}
+    best = {m: {k for k, c in cells[m].items() if c["best"]} for m in cells}
+    # F1 pos is 0 for both: an F1 of 0 is no best; no refusals anywhere: a tie at 0% is no best
+    assert [cells[m]["f1:pos"]["value"] for m in cells] == [0.0, 0.0]
+    assert not any(b & {"f1:pos", "refused_rate", "invalid_rate", "error_rate"} for b in best.values())
+    assert (
+        cells["cheap-bad"]["f1:neg"]["value"] == pytest.approx(2 / 3)
+        and cells["zero"]["f1:neg"]["value"] == 0
+    )
+    assert {"macro_f1", "accuracy", "f1:neg"} <= best["cheap-bad"] and "f1:neg" not in best["zero"]
+    md = (run_dir / "report.md").read_text(encoding="utf-8")
+    assert "**0.000**" not in md and "**0.0%**" not in md
+    alone = build_report([make_run(tmp_path, "alone", models={"zero": zero})])
+    assert not any(c["best"] for c in alone["datasets"]["demo"]["table"]["rows"][0]["cells"].values())
+
+
+def test_one_seed_shows_no_spread_and_training_is_in_the_table(built):
+    report, run_dir = built
+    cells = {m: _row(report, m)["cells"] for m in MODELS}
+    assert cells["llm"]["macro_f1"]["text"] == "0.583"  # one seed: a std of 0 is no measurement
+    assert cells["tfidf"]["macro_f1"]["text"] == "1.000 ± 0.000"  # two seeds that agree
+    assert [cells[m]["train_time_s"]["text"] for m in MODELS] == ["36 s", "0 s", "1 s"]
+    # train cost: 0.10 USD/hour x train time
+    assert cells["tfidf"]["train_cost"]["value"] == pytest.approx(0.001)
+    assert [cells[m]["train_cost"]["text"] for m in MODELS] == ["0.001", "0", "2.78e-05"]
+    md = (run_dir / "report.md").read_text(encoding="utf-8")
+    assert "| train time | train cost (USD) |" in md and "| 36 s | 0.001 |" in md
+    assert "| llm | 1 | 0.583 |" in md and "±" not in md.split("| llm |")[1].split("\n")[0]
+    html = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert "<th>train time</th><th>train cost (USD)</th>" in html and "<td>36 s</td>" in html
 
 
 def test_error_browser_and_provenance(built):
     report, run_dir = built
     browser = report["datasets"]["demo"]["error_browser"][0]
     pos = next(c for c in browser["classes"] if c["label"] == "pos")
-    # t2 is wrong in llm (refused) and cheap-bad of 4 predictions; t1 only in cheap-bad
-    assert [e["id"] for e in pos["examples"]] == ["t2", "t1"]
-    assert pos["examples"][0]["wrong"] == 2 and pos["examples"][0]["total"] == 4
+    # cheap-bad says neg for every text: left out, so t1 (wrong only there) is not listed and t2
+    # is wrong in 1 of 3 predictions (llm refused; tfidf's two seeds right)
+    assert browser["left_out"] == [
+        {
+            "model": "cheap-bad",
+            "predicts": "neg",
+            "seeds": 1,
+            "text": "cheap-bad predicts neg for nearly every text (1/1 seeds)",
+        }
+    ]
+    assert [e["id"] for e in pos["examples"]] == ["t2"]
+    assert pos["examples"][0]["wrong"] == 1 and pos["examples"][0]["total"] == 3
     assert pos["examples"][0]["predictions"]["llm"]["status"] == "refused"
+    assert set(pos["examples"][0]["predictions"]) == {"tfidf", "llm"}
+    neg = next(c for c in browser["classes"] if c["label"] == "neg")
+    assert [(e["id"], e["wrong"], e["total"]) for e in neg["examples"]] == [("t4", 1, 3)]
     assert pos["examples"][0]["text"] == TEXTS["t2"]
     run = report["runs"][0]
     assert run["experiment_yaml"].startswith("name: demo-run")
@@ -187,6 +304,41 @@ def test_markdown_and_html_content(built):
     assert "http://" not in html and "https://" not in html
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html  # texts are escaped
     assert 'class="best"' in html and "I cannot help with that." in html
+    # three tables, none wider than a page: scores, F1 per class, cost and speed
+    assert html.count('<table class="leaderboard">') == 3
+    assert [t for t in re.findall(r"<h3>([^<]+)</h3>", html)][:3] == [
+        "Scores",
+        "F1 per class",
+        "Cost and speed",
+    ]
+    assert (
+        "Left out of this list (collapsed" in html and "cheap-bad predicts neg for nearly every text" in html
+    )
+    assert "Left out (collapsed" in md
+
+
+def test_many_classes_split_the_per_class_table(tmp_path):
+    a, b = make_wide_run(tmp_path, "run-a"), make_wide_run(tmp_path, "run-b")
+    report = build_report([a, b], tmp_path / "merged")
+    groups = report["datasets"]["stance"]["table"]["groups"]
+    assert [g["title"] for g in groups] == [
+        "Scores",
+        "F1 per class (1/2)",
+        "F1 per class (2/2)",
+        "Cost and speed",
+    ]
+    per_class = [[c["title"] for c in g["columns"]] for g in groups[1:3]]
+    assert per_class == [
+        ["model"] + [f"F1 {x}" for x in WIDE_LABELS[:6]],
+        ["model"] + [f"F1 {x}" for x in WIDE_LABELS[6:]],
+    ]
+    assert all(g["columns"][0]["key"] == "model" for g in groups)
+    keys = {c["key"] for g in groups for c in g["columns"]}
+    assert keys == {c["key"] for c in report["datasets"]["stance"]["table"]["columns"]}  # each shown
+    html = (tmp_path / "merged" / "report.html").read_text(encoding="utf-8")
+    assert html.count('<table class="leaderboard">') == 4
+    cells = _row(report, "minilm-l6-finetuned-with-class-weights", "stance")["cells"]
+    assert cells["train_time_s"]["text"] == "1.2 h" and cells["macro_f1"]["text"] == "0.800 ± 0.000"
 
 
 def test_missing_texts_shows_ids_only(tmp_path):
@@ -318,6 +470,60 @@ def test_html_renders_in_headless_chromium(built, tmp_path):
     assert ink > 0.02, f"screenshot is almost blank ({ink:.1%} non-white)"
 
 
+# Measures, once the page has loaded, how far each table reaches past the body's content box.
+LAYOUT_CHECK = """<script>
+window.addEventListener("load", () => {
+  const body = document.body;
+  const right = body.getBoundingClientRect().right - parseFloat(getComputedStyle(body).paddingRight);
+  const tables = [...document.querySelectorAll("table")];
+  const out = document.createElement("pre");
+  out.id = "layout-check";
+  out.textContent = JSON.stringify({
+    innerWidth: window.innerWidth,
+    scrollWidth: document.documentElement.scrollWidth,
+    clientWidth: document.documentElement.clientWidth,
+    tables: tables.length,
+    overflowing: tables.filter((t) => t.getBoundingClientRect().right > right + 0.5)
+      .map((t) => [(t.closest(".scroll") || t).previousElementSibling?.textContent || "", Math.round(t.getBoundingClientRect().right - right)]),
+  });
+  body.appendChild(out);
+});
+</script>"""
+
+
+def _layout(binary: str, tmp: Path, html: Path, width: int) -> dict:
+    """The layout of ``html`` in a real Chromium window ``width`` px wide (a copy with LAYOUT_CHECK)."""
+    probe = tmp / f"{html.parent.name}-{width}.html"
+    probe.write_text(
+        html.read_text(encoding="utf-8").replace("</body>", LAYOUT_CHECK + "</body>"), encoding="utf-8"
+    )
+    dom = _chromium(
+        binary, tmp, f"--window-size={width},1000", "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    found = re.search(r'<pre id="layout-check">([^<]*)</pre>', dom.stdout)
+    assert found, "the layout check did not run"
+    return json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [1280, 2000])
+def test_every_table_fits_the_page_in_headless_chromium(built, tmp_path, width):
+    binary = chromium_binary()
+    _, run_dir = built
+    wide = build_report(
+        [make_wide_run(tmp_path, "run-a"), make_wide_run(tmp_path, "run-b")], tmp_path / "wide"
+    )
+    for html in (run_dir / "report.html", Path(wide["files"]["html"])):
+        layout = _layout(binary, tmp_path, html, width)
+        assert layout["innerWidth"] == width
+        assert layout["tables"] >= 5  # three leaderboard tables (four with 12 classes), environment, run
+        assert layout["overflowing"] == [], f"{html}: tables wider than the page at {width} px"
+        assert layout["scrollWidth"] <= layout["clientWidth"], (
+            f"{html}: the page scrolls sideways at {width} px"
+        )
+
+
 # ---------------------------------------------------------------- flags (issue 16)
 
 
@@ -341,4 +547,4 @@ def test_a_collapsed_model_and_an_uncovered_language_are_flagged(run_dir):
     assert "| cheap-bad |" in md and "| collapsed: predicts neg for 100% of the test set |" in md
     html = (run_dir / "report.html").read_text(encoding="utf-8")
     assert html.count('<tr class="flagged">') == 2
-    assert "<td>collapsed: predicts neg for 100% of the test set</td>" in html
+    assert '<td class="flags">collapsed: predicts neg for 100% of the test set</td>' in html

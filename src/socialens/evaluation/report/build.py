@@ -27,7 +27,6 @@ from socialens.classifiers.coverage import COVERAGE_FILE
 from socialens.config import load_yaml_text
 from socialens.errors import DataError
 from socialens.evaluation.costs import DEFAULT_HARDWARE_PRICE_PER_HOUR, aggregate_costs, cell_costs
-from socialens.evaluation.flags import row_flags
 from socialens.evaluation.metrics import (
     NON_OK_COLUMNS,
     _slice_value,
@@ -38,6 +37,13 @@ from socialens.evaluation.metrics import (
     official_metric,
 )
 from socialens.evaluation.report import plots
+from socialens.evaluation.report.tables import (
+    error_browser,
+    fmt,
+    leaderboard,
+    mark_pareto,
+    slice_tables,
+)
 
 PACKAGES = ["socialens", "torch", "transformers", "scikit-learn", "llama-cpp-python", "numpy", "matplotlib"]
 DEFAULT_SLICE_KEYS = ["topic", "language"]
@@ -77,10 +83,10 @@ def build_report(
     datasets: dict[str, Any] = {}
     for name in dict.fromkeys(row["dataset"] for row in rows):
         ds_rows = [row for row in rows if row["dataset"] == name]
-        _mark_pareto(ds_rows)
+        mark_pareto(ds_rows)
         datasets[name] = {
             "table": leaderboard(ds_rows),
-            "slices": _slice_tables(ds_rows),
+            "slices": slice_tables(ds_rows),
             "error_browser": [b for b in browsers if b["dataset"] == name],
         }
     report = {
@@ -349,182 +355,6 @@ def _mean(values) -> float | None:
     return float(np.mean(present)) if present else None
 
 
-# ---------------------------------------------------------------- tables
-
-
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _money(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return "0" if value == 0 else f"{value:.3g}"
-
-
-def _ms(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    ms = 1000 * seconds
-    return f"{ms:,.0f}" if ms >= 100 else f"{ms:.3g}"
-
-
-def leaderboard(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The comparison table of one dataset: columns (key, title, better) and one row per model with
-    each cell's value, display text and ``best`` mark (the best value of its column, ties included)."""
-    labels: list[str] = []
-    for row in rows:
-        labels += [label for label in row["labels"] if label not in labels]
-    columns = [
-        {"key": "model", "title": "model", "better": None},
-        {"key": "seeds", "title": "seeds", "better": None},
-        {"key": "macro_f1", "title": "macro-F1", "better": "max"},
-        {"key": "macro_f1_ci", "title": "95% CI", "better": None},
-        *[
-            {"key": "official", "title": f"official: {name}", "better": "max"}
-            for name in dict.fromkeys(r["official_metric"]["name"] for r in rows if r.get("official_metric"))
-        ][:1],
-        {"key": "accuracy", "title": "accuracy", "better": "max"},
-        *[{"key": f"f1:{label}", "title": f"F1 {label}", "better": "max"} for label in labels],
-        *[{"key": f"{s}_rate", "title": s, "better": "min"} for s in NON_OK_COLUMNS],
-        {"key": "latency_p50_ms", "title": "latency p50 (ms)", "better": "min"},
-        {"key": "cost_per_1000", "title": "cost / 1k", "better": "min"},
-        {"key": "energy_wh_per_1000", "title": "energy / 1k (Wh)", "better": "min"},
-        {"key": "co2_g_per_1000", "title": "CO2 / 1k (g)", "better": "min"},
-        {"key": "pareto", "title": "Pareto", "better": None},
-        {"key": "flags", "title": "flags", "better": None},
-    ]
-    multi_run = len({row["run"] for row in rows}) > 1
-    table_rows = []
-    for row in rows:
-        agg, costs = row["aggregate"], row["costs"]
-        cells: dict[str, dict[str, Any]] = {}
-
-        def put(key, value, text, cells=cells):
-            cells[key] = {"value": value, "text": text, "best": False}
-
-        put("model", None, f"{row['run']} / {row['model']}" if multi_run else row["model"])
-        put("seeds", len(row["seeds"]), str(len(row["seeds"])))
-        mf = agg["macro_f1"]
-        put("macro_f1", mf["mean"], "-" if mf["mean"] is None else f"{mf['mean']:.3f} ± {mf['std']:.3f}")
-        ci = row["macro_f1_ci"]
-        put("macro_f1_ci", ci, f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-")
-        put("accuracy", agg["accuracy"]["mean"], _fmt(agg["accuracy"]["mean"]))
-        official = (row.get("official_metric") or {}).get("value")
-        put("official", official, _fmt(official))
-        for label in labels:
-            value = agg["per_class_f1"].get(label, {}).get("mean")
-            put(f"f1:{label}", value, _fmt(value))
-        for status in NON_OK_COLUMNS:
-            value = agg["status_rates"][status]["mean"]
-            put(f"{status}_rate", value, "-" if value is None else f"{value:.1%}")
-        p50 = costs["latency_p50_s"]
-        put("latency_p50_ms", None if p50 is None else 1000 * p50, _ms(p50))
-        put("cost_per_1000", costs["cost_per_1000"], _money(costs["cost_per_1000"]))
-        for key in ("energy_wh_per_1000", "co2_g_per_1000"):
-            value = costs.get(key)
-            put(key, value, "-" if value is None else f"{value:.3g}")
-        put("pareto", row.get("pareto"), {True: "yes", False: "", None: "-"}[row.get("pareto")])
-        flags = row_flags(agg, row.get("language_coverage"))  # collapse: from the records
-        put("flags", flags, "; ".join(flags))
-        table_rows.append({"key": row["key"], "cells": cells, "flagged": bool(flags)})
-    for column in columns:
-        if column["better"] is None:
-            continue
-        values = [r["cells"][column["key"]]["value"] for r in table_rows]
-        present = [v for v in values if v is not None]
-        if len(present) < 1:
-            continue
-        best = max(present) if column["better"] == "max" else min(present)
-        for r in table_rows:
-            value = r["cells"][column["key"]]["value"]
-            r["cells"][column["key"]]["best"] = value is not None and abs(value - best) <= 1e-12
-    return {"labels": labels, "columns": columns, "rows": table_rows}
-
-
-def _mark_pareto(rows: list[dict[str, Any]]) -> None:
-    """``row["pareto"]``: True when no other model is at most as expensive (cost per 1k) and at
-    least as good (macro-F1) with one of the two strictly better; None without both numbers."""
-    points = {
-        row["key"]: (row["costs"]["cost_per_1000"], row["aggregate"]["macro_f1"]["mean"]) for row in rows
-    }
-    for row in rows:
-        cost, f1 = points[row["key"]]
-        if cost is None or f1 is None:
-            row["pareto"] = None
-            continue
-        row["pareto"] = not any(
-            c is not None and f is not None and c <= cost and f >= f1 and (c < cost or f > f1)
-            for key, (c, f) in points.items()
-            if key != row["key"]
-        )
-
-
-def _slice_tables(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    tables: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    multi_run = len({row["run"] for row in rows}) > 1
-    for row in rows:
-        for key, values in row["slices"].items():
-            for value, block in values.items():
-                tables[key].append(
-                    {
-                        "model": f"{row['run']} / {row['model']}" if multi_run else row["model"],
-                        "value": value,
-                        **block,
-                    }
-                )
-    return {
-        key: sorted(items, key=lambda x: (x["value"], x["model"])) for key, items in sorted(tables.items())
-    }
-
-
-def error_browser(run, dataset, labels, cells_by_model, texts, max_examples) -> dict[str, Any]:
-    """Per gold class, the test examples that the most predictions (models x seeds) got wrong, with
-    each model's first-seed prediction, status and raw output."""
-    wrong: dict[str, int] = defaultdict(int)
-    total: dict[str, int] = defaultdict(int)
-    gold: dict[str, str] = {}
-    first: dict[str, dict[str, Any]] = defaultdict(dict)
-    for model, cells in cells_by_model.items():
-        for index, (_seed, records, _stored) in enumerate(cells):
-            for r in records:
-                if r.gold is None:
-                    continue
-                gold[r.id] = r.gold
-                total[r.id] += 1
-                ok = r.status.value == "ok" and r.predicted == r.gold
-                wrong[r.id] += not ok
-                if index == 0:
-                    first[r.id][model] = {
-                        "predicted": r.predicted,
-                        "status": r.status.value,
-                        "raw_output": r.raw_output,
-                        "error": r.error,
-                    }
-    classes = []
-    for label in labels:
-        ids = [i for i, g in gold.items() if g == label and wrong[i] > 0]
-        ids.sort(key=lambda i: (-wrong[i] / total[i], i))
-        classes.append(
-            {
-                "label": label,
-                "n_wrong_examples": len(ids),
-                "examples": [
-                    {
-                        "id": i,
-                        "gold": label,
-                        "text": None if texts is None else texts.get(i),
-                        "wrong": wrong[i],
-                        "total": total[i],
-                        "predictions": first[i],
-                    }
-                    for i in ids[:max_examples]
-                ],
-            }
-        )
-    return {"run": run, "dataset": dataset, "has_texts": texts is not None, "classes": classes}
-
-
 # ---------------------------------------------------------------- rendering
 
 
@@ -634,7 +464,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = [
         "# socialens report",
         "",
-        f"Generated {report['generated_at']}. Best value per column in **bold**.",
+        f"Generated {report['generated_at']}. Best value per column in **bold** (none where every model "
+        "has the same value).",
     ]
     lines += [
         f"Cost per 1k: API models from their records' costs, local models at "
@@ -662,15 +493,22 @@ def render_markdown(report: dict[str, Any]) -> str:
                         i["value"],
                         i["model"],
                         str(i["n"]),
-                        _fmt(i["macro_f1"]),
-                        _fmt(i["accuracy"]),
-                        *[_fmt(i[f"{s}_rate"]) for s in NON_OK_COLUMNS],
+                        fmt(i["macro_f1"]),
+                        fmt(i["accuracy"]),
+                        *[fmt(i[f"{s}_rate"]) for s in NON_OK_COLUMNS],
                     ]
                     for i in items
                 ],
             ) + [""]
         for browser in dataset["error_browser"]:
             lines += [f"### Worst-confused examples ({browser['run']})", ""]
+            if browser["left_out"]:
+                lines += [
+                    "Left out (collapsed: they get every text of the other classes wrong alike): "
+                    + "; ".join(item["text"] for item in browser["left_out"])
+                    + ".",
+                    "",
+                ]
             for cls in browser["classes"]:
                 lines += [
                     f"#### gold = {cls['label']} ({cls['n_wrong_examples']} examples wrong at least once)",
