@@ -104,6 +104,58 @@ def test_train_rejects_an_option_of_another_family(tmp_path):
     assert "--epochs does not apply to the 'tfidf' family" in result.output
 
 
+def noisy_copy_of_tiny(tmp_path: Path) -> Path:
+    """tiny.csv with every fourth label moved to the next class: scores well below 1, so the
+    numbers compared below are not all 1.000."""
+    lines = (FIXTURES / "tiny.csv").read_text().splitlines()
+    shifted = {"belief": "debunk", "debunk": "other", "other": "belief"}
+    rows = [lines[0]]
+    for index, line in enumerate(lines[1:]):
+        head, _, rest = line.rpartition(",")  # ...,label,topic
+        head, _, label = head.rpartition(",")
+        rows.append(f"{head},{shifted[label] if index % 4 == 0 else label},{rest}")
+    path = tmp_path / "noisy.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_train_prints_dev_and_test_scores_and_records_them(tmp_path):
+    from socialens.classifiers.base import load_classifier, read_model_info
+    from socialens.data.prepare import read_split
+    from socialens.evaluation.metrics import compute_metrics
+
+    splits = tmp_path / "splits"
+    assert invoke("data", "split", noisy_copy_of_tiny(tmp_path), "--out", splits).exit_code == 0
+    model_dir = tmp_path / "model"
+    result = invoke("train", "tfidf", "--data", splits, "--out", model_dir)
+    assert result.exit_code == 0, result.output
+    recorded = read_model_info(model_dir)["evaluation"]
+    split, model = read_split(splits), load_classifier(model_dir)
+    for part, examples in (("dev", split.dev), ("test", split.test)):
+        expected = compute_metrics(model.predict(examples), split.schema.names, n_bootstrap=1000)
+        lo, hi = expected["ci"]["macro_f1"]
+        line = (
+            f"{part} macro-F1 {expected['macro_f1']:.3f} [95% CI {lo:.3f}, {hi:.3f}], "
+            f"accuracy {expected['accuracy']:.3f} on {len(examples)} examples"
+        )
+        assert line in result.output.splitlines(), (line, result.output)
+        assert recorded[part]["source"] == "socialens train"
+        assert recorded[part]["macro_f1"] == expected["macro_f1"] and recorded[part]["n"] == len(examples)
+    assert 0.2 < recorded["dev"]["macro_f1"] < 0.95  # the noise shows: a real score, not a constant
+    assert (len(split.dev), len(split.test)) == (18, 9)
+
+
+def test_export_onnx_refuses_a_non_encoder_directory_in_one_line(tmp_path):
+    model_dir = tmp_path / "tf"
+    assert invoke("train", "tfidf", "--data", FIXTURES / "tiny.csv", "--out", model_dir).exit_code == 0
+    result = invoke("export", "onnx", model_dir)
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"error: {model_dir}: ONNX export needs an 'encoder' model, this one is 'tfidf'"
+    )
+    assert not (model_dir / "onnx").exists()
+
+
 def _chat_jsonl(folder: Path, n: int = 4) -> Path:
     from socialens.tuning.instructions import chat_messages
 

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from socialens.cli_help import FAMILY_NAMES, add_examples, print_version, quiet_transformers_future_warnings
 from socialens.errors import SocialensError
 
 app = typer.Typer(
@@ -21,7 +22,7 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Check and split labelled data files.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-export_app = typer.Typer(help="Export a trained model for fast inference (ONNX int8).", no_args_is_help=True)
+export_app = typer.Typer(help="Export a fine-tuned encoder for fast inference (ONNX int8).", no_args_is_help=True)
 app.add_typer(export_app, name="export")
 instruct_app = typer.Typer(
     help="Instruction-tuning data (the LlamaLens recipe) and tuning.", no_args_is_help=True
@@ -30,6 +31,15 @@ app.add_typer(instruct_app, name="instruct")
 # No rich markup and no :emoji: codes: what is printed holds paths, labels, column names and
 # texts from files, shown exactly as they are ("[/red]" or "x:x:y" is text, never markup).
 console = Console(markup=False, emoji=False)
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=print_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    quiet_transformers_future_warnings()
 
 
 def _error_text(error: Exception | str) -> Text:
@@ -395,7 +405,9 @@ def _recorded_dev_set(model_dir: Path):
 
 @export_app.command("onnx")
 def export_onnx_command(
-    model_dir: Annotated[Path, typer.Argument(help="an encoder model directory written by train or bench")],
+    model_dir: Annotated[
+        Path, typer.Argument(help="a model directory of the encoder family, written by train or bench")
+    ],
     dev: Annotated[
         Path | None,
         typer.Option(help="labelled file to check agreement on (default: the recorded dev split)"),
@@ -415,7 +427,10 @@ def export_onnx_command(
     ] = 0.995,
     trust_pickle: TrustPickle = False,
 ) -> None:
-    """Export an encoder to ONNX + int8, check it against torch, and make load() use it."""
+    """Export a fine-tuned encoder to ONNX int8, checked against torch; predict and serve then use it.
+
+    Only the encoder family has an ONNX path: a TF-IDF, prompted, instruct or llm_head model
+    directory is refused with one line."""
     from socialens.classifiers.base import check_model_info
     from socialens.data.readers import read_examples
     from socialens.serving.onnx_export import check_model_dir, export_onnx
@@ -445,7 +460,7 @@ def export_onnx_command(
 
 @app.command()
 def train(
-    family: Annotated[str, typer.Argument(help="model family: encoder or tfidf")],
+    family: Annotated[str, typer.Argument(help=f"model family: {FAMILY_NAMES}")],
     data: Annotated[str, typer.Option(help="split folder, dataset YAML, builtin:<name>, or a data file")],
     out: Annotated[Path, typer.Option(help="model directory to write")],
     model: Annotated[
@@ -461,7 +476,6 @@ def train(
 ) -> None:
     """Train one model on a dataset, report dev/test scores and save a self-describing model directory."""
     from socialens.classifiers.base import get_family
-    from socialens.evaluation.metrics import compute_metrics
 
     try:
         _check_at_least(cap=cap, epochs=epochs)
@@ -483,16 +497,34 @@ def train(
         classifier.fit(split.train, split.dev, schema=split.schema)
         classifier.save(out)
         _record_training_data(out, data, seed, cap, data_root, text, label, labels)
+        _score_splits(classifier, split, out)
     except SocialensError as exc:
         _fail(exc)
-    if split.test:
-        metrics = compute_metrics(classifier.predict(split.test), split.schema.names, n_bootstrap=1000)
+    console.print(f"saved model to {out}")
+
+
+def _score_splits(classifier, split, out: Path) -> None:
+    """Score the dev and test splits, one line each, and record the metrics in the model info,
+    where GET /v1/model reports them (``evaluation``)."""
+    from socialens.classifiers.base import update_model_info
+    from socialens.evaluation.metrics import compute_metrics
+
+    evaluation = {}
+    for part, examples in (("dev", split.dev), ("test", split.test)):
+        if not examples:
+            continue
+        metrics = compute_metrics(classifier.predict(examples), split.schema.names, n_bootstrap=1000)
+        if not metrics["n"]:
+            continue
         lo, hi = metrics["ci"]["macro_f1"]
         console.print(
-            f"test macro-F1 {metrics['macro_f1']:.3f} [95% CI {lo:.3f}, {hi:.3f}], "
-            f"accuracy {metrics['accuracy']:.3f} on {metrics['n']} examples"
+            f"{part} macro-F1 {metrics['macro_f1']:.3f} [95% CI {lo:.3f}, {hi:.3f}], "
+            f"accuracy {metrics['accuracy']:.3f} on {metrics['n']} examples",
+            highlight=False,
         )
-    console.print(f"saved model to {out}")
+        evaluation[part] = {"source": "socialens train", **metrics}
+    if evaluation:
+        update_model_info(out, evaluation=evaluation)
 
 
 @app.command()
@@ -796,6 +828,9 @@ def instruct_train(
     console.print(f"adapter: {report.adapter_dir}", highlight=False)
     if loadable:
         console.print(f"a single-dataset model: `socialens predict {out} FILE` uses it", highlight=False)
+
+
+add_examples(app)
 
 
 def main() -> None:  # pragma: no cover - console entry

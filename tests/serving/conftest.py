@@ -92,3 +92,11 @@ def serve(tfidf_model_dir):
 @pytest.fixture(scope="session")
 def tiny_texts() -> list[str]:
     return [ex.text for ex in tiny_examples()]
+
+
+@pytest.fixture
+def serve_app():
+    """serve_app(app, settings=None) -> the base URL of any ASGI app served on 127.0.0.1; stopped
+    after the test."""
+    with contextlib.ExitStack() as stack:
+        yield lambda app, settings=None: stack.enter_context(running_server(app, settings))

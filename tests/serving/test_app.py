@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,6 +18,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from socialens.classifiers.base import load_classifier
 from socialens.data.schema import Example
 from socialens.serving.app import ServiceSettings, load_served_model
+
+TINY_CSV = Path(__file__).resolve().parents[1] / "fixtures" / "bench" / "tiny.csv"
 
 
 def classify(url: str, payload, **kwargs) -> httpx.Response:
@@ -66,6 +70,76 @@ def test_health_model_info_and_docs(serve):
     texts = spec["components"]["schemas"]["ClassifyRequest"]["properties"]["texts"]
     assert texts["maxItems"] == 7 and texts["items"]["maxLength"] == 99
     assert {"/v1/classify", "/v1/model", "/healthz"} <= set(spec["paths"])
+
+
+def test_model_info_says_what_runs_the_model_and_how_it_scored(serve, tfidf_model_dir, tmp_path):
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    from socialens.bench import run_bench
+    from socialens.cli import app
+    from socialens.config import load_experiment
+
+    url, _, _ = serve()
+    plain = httpx.get(f"{url}/v1/model").json()
+    assert plain["runtime"] == "sklearn"
+    assert plain["evaluation"] is None  # fitted and saved in Python: nobody scored it
+
+    # a model bench saved in its cell: the cell's own test metrics
+    fixtures = TINY_CSV.parent
+    (tmp_path / "tiny.csv").write_bytes(TINY_CSV.read_bytes())
+    (tmp_path / "tiny.yaml").write_text(
+        (fixtures / "tiny.yaml").read_text().replace("path: .", f"path: {tmp_path}")
+    )
+    (tmp_path / "exp.yaml").write_text(
+        f"name: t\noutput_dir: {tmp_path / 'runs'}\ndatasets: [{tmp_path / 'tiny.yaml'}]\n"
+        "models:\n  - {id: tf, family: tfidf}\nseeds: [0]\nbootstrap: 50\n"
+    )
+    run_bench(load_experiment(tmp_path / "exp.yaml"), console=Console(quiet=True), save_models=True)
+    cell = tmp_path / "runs" / "t" / "tiny" / "tf" / "seed-0"
+    url, _, _ = serve(model_dir=cell / "model")
+    info = httpx.get(f"{url}/v1/model").json()
+    cell_metrics = json.loads((cell / "metrics.json").read_text())
+    assert info["runtime"] == "sklearn" and set(info["evaluation"]) == {"test"}
+    assert info["evaluation"]["test"] == {"source": "bench cell metrics.json", **cell_metrics}
+
+    # `socialens train`: dev and test, as it printed them
+    trained = tmp_path / "trained"
+    result = CliRunner().invoke(app, ["train", "tfidf", "--data", str(TINY_CSV), "--out", str(trained)])
+    assert result.exit_code == 0, result.output
+    url, _, _ = serve(model_dir=trained)
+    evaluation = httpx.get(f"{url}/v1/model").json()["evaluation"]
+    assert {part: evaluation[part]["n"] for part in evaluation} == {"dev": 18, "test": 9}
+    for part in ("dev", "test"):
+        assert evaluation[part]["source"] == "socialens train"
+        assert f"{part} macro-F1 {evaluation[part]['macro_f1']:.3f} " in result.output
+
+
+def test_every_family_says_what_runs_it():
+    from socialens.classifiers.base import REGISTRY, get_family
+    from socialens.classifiers.prompted import PromptedParams
+
+    get_family("tfidf")  # imports every built-in family
+    runtimes = {name: cls().runtime for name, cls in REGISTRY.items()}  # unfitted: nothing loads
+    assert runtimes == {
+        "tfidf": "sklearn",
+        "encoder": "torch",  # until an ONNX export is loaded (tests/serving/test_onnx_export.py)
+        "prompted": "llama.cpp",
+        "instruct": "torch",
+        "llm_head": "torch",
+    }
+    prompted = REGISTRY["prompted"]
+    by_backend = {b: prompted(PromptedParams(backend=b)).runtime for b in ("llamacpp", "hf", "openai")}
+    assert by_backend == {"llamacpp": "llama.cpp", "hf": "torch", "openai": "openai-compatible"}
+
+
+def test_an_unreadable_cell_metrics_file_does_not_stop_serving(tfidf_model_dir, tmp_path):
+    cell = tmp_path / "cell"
+    shutil.copytree(tfidf_model_dir, cell / "model")
+    (cell / "metrics.json").write_text("{not json")
+    served = load_served_model(cell / "model")
+    assert served.evaluation["test"]["source"] == "bench cell metrics.json"
+    assert served.evaluation["test"]["error"].startswith(f"{(cell / 'metrics.json').resolve()}: unreadable (")
 
 
 def test_bearer_token_guards_the_api_but_not_healthz(serve):

@@ -20,6 +20,7 @@ from socialens.classifiers.encoder import EncoderClassifier, EncoderParams
 from socialens.cli import app
 from socialens.data.readers import read_examples
 from socialens.errors import ConfigError
+from socialens.serving.app import load_served_model
 from socialens.serving.onnx_export import Agreement, agreement, chosen_scheme, export_onnx
 from socialens.serving.onnx_session import INT8_ENGINE
 
@@ -89,11 +90,12 @@ def test_int8_model_agrees_with_torch_and_is_recorded(exported, examples):
 
 
 def test_load_predicts_through_onnx_with_the_same_labels_as_torch(exported, examples):
-    model_dir, _ = exported
+    model_dir, report = exported
     onnx_clf = load_classifier(model_dir)
     torch_clf = EncoderClassifier.load(model_dir, engine="torch")
     assert onnx_clf.engine == INT8_ENGINE and onnx_clf.model_ is None
     assert torch_clf.engine == "torch"
+    assert onnx_clf.runtime == f"onnx-int8-{report.quantization}" and torch_clf.runtime == "torch"
     onnx_records, torch_records = onnx_clf.predict(examples), torch_clf.predict(examples)
     assert [r.id for r in onnx_records] == [ex.id for ex in examples]
     assert {r.metadata["engine"] for r in onnx_records} == {INT8_ENGINE}
@@ -187,6 +189,7 @@ def test_saving_new_weights_drops_a_stale_export(exported, tmp_path):
     assert not (model_dir / "onnx").exists()
     assert "onnx" not in read_model_info(model_dir)
     assert load_classifier(model_dir).engine == "torch"
+    assert load_served_model(model_dir).runtime == "torch"
 
 
 def test_blockwise_int8_is_written_checked_and_loaded(exported, examples, tmp_path):
@@ -201,6 +204,7 @@ def test_blockwise_int8_is_written_checked_and_loaded(exported, examples, tmp_pa
     assert report.int8_bytes < report.fp32_bytes
     assert report.agreement.label_agreement >= 0.95 and report.agreement.max_abs_prob_diff < 0.05
     assert read_model_info(model_dir)["onnx"]["quantization"] == "blockwise"
+    assert load_served_model(model_dir).runtime == "onnx-int8-blockwise"  # what GET /v1/model says
     records = load_classifier(model_dir).predict(examples)
     assert {r.metadata["engine"] for r in records} == {INT8_ENGINE}
     torch_records = EncoderClassifier.load(model_dir, engine="torch").predict(examples)

@@ -145,11 +145,18 @@ class EncoderClassifier:
         self.model_ = None
         self.tokenizer_ = None
         self.onnx_ = None  # an OnnxEncoderSession when loaded with the ONNX engine
+        self.onnx_quantization_ = "dynamic"
         self.training_: dict[str, Any] = {}
 
     @property
     def engine(self) -> str:
         return INT8_ENGINE if self.onnx_ is not None else "torch"
+
+    @property
+    def runtime(self) -> str:
+        """What runs the model: torch, or onnx-int8-dynamic / onnx-int8-blockwise (the scheme
+        `export onnx` chose; an export from before blockwise existed was dynamic)."""
+        return f"{INT8_ENGINE}-{self.onnx_quantization_}" if self.onnx_ is not None else "torch"
 
     def set_num_threads(self, threads: int | None) -> None:
         """CPU threads for prediction from now on, for whichever engine is loaded (a server pins
@@ -397,6 +404,7 @@ class EncoderClassifier:
             obj.tokenizer_ = AutoTokenizer.from_pretrained(directory, trust_remote_code=False)
             if engine != "torch" and onnx_path.is_file():
                 obj.onnx_ = OnnxEncoderSession(onnx_path, num_threads=obj.params.num_threads)
+                obj.onnx_quantization_ = (info.get("onnx") or {}).get("quantization", "dynamic")
             else:
                 obj.model_ = _load_torch_model(directory, trust)
         return obj

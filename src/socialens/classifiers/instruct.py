@@ -138,6 +138,7 @@ def chat_records(
 @register("instruct")
 class InstructClassifier:
     Params = InstructParams
+    runtime = "torch"  # the hf backend with the adapter on top
 
     def __init__(
         self, params: InstructParams | None = None, seed: int = 0, progress: ProgressHook | None = None

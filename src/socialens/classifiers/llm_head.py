@@ -88,6 +88,7 @@ def _base_model(reference: str, names: list[str]):
 @register("llm_head")
 class LLMHeadClassifier:
     Params = LLMHeadParams
+    runtime = "torch"
 
     def __init__(
         self, params: LLMHeadParams | None = None, seed: int = 0, progress: ProgressHook | None = None

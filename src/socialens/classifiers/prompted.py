@@ -35,6 +35,7 @@ from socialens.paths import confine
 
 BUILTIN_PROMPTS = ("serial", "json", "instruction")  # any other ``prompt`` is a template file
 SAVED_TEMPLATE = "prompt_template.jinja"  # a saved model's copy of its user template
+BACKEND_RUNTIMES = {"llamacpp": "llama.cpp", "hf": "torch", "openai": "openai-compatible"}
 
 # Fields of PromptedParams that are handed to the backend's own Options (each backend says which it takes).
 BACKEND_OPTION_FIELDS = (
@@ -195,6 +196,12 @@ def softmax(logprobs: list[float]) -> list[float]:
 @register("prompted")
 class PromptedClassifier:
     Params = PromptedParams
+
+    @property
+    def runtime(self) -> str:
+        """What runs the model, as GET /v1/model reports it: llama.cpp, torch (transformers) or an
+        OpenAI-compatible server."""
+        return BACKEND_RUNTIMES.get(self.params.backend, self.params.backend)
 
     def __init__(self, params: PromptedParams | None = None, seed: int = 0, backend=None, progress=None):
         self.params = params or PromptedParams()

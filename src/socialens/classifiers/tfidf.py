@@ -104,6 +104,7 @@ class TfidfClassifier:
     """Scikit-learn pipeline: TfidfVectorizer (word and/or char n-grams) -> LogisticRegression."""
 
     Params = TfidfParams
+    runtime = "sklearn"  # what runs the model, as GET /v1/model reports it
 
     def __init__(self, params: TfidfParams | None = None, seed: int = 0) -> None:
         self.params = params or TfidfParams()

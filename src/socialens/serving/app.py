@@ -30,6 +30,7 @@ from socialens.classifiers.base import (
 )
 from socialens.data.schema import Example, is_blank_text
 from socialens.serving.batcher import BatcherClosed, MicroBatcher, default_inference_threads
+from socialens.serving.docs import DOCS_PATHS, add_docs
 from socialens.serving.schemas import (
     BatchingStats,
     ClassifyRequest,
@@ -77,6 +78,7 @@ class ServedModel:
     ref: ModelRef
     info: dict[str, Any]
     evaluation: dict[str, Any] | None = None
+    runtime: str | None = None
 
 
 def load_served_model(model_dir: str | Path, **load_options: Any) -> ServedModel:
@@ -94,12 +96,42 @@ def load_served_model(model_dir: str | Path, **load_options: Any) -> ServedModel
         version=model_digest(model_dir)[:12],
         family=info["family"],
     )
-    # bench saves a cell's model as <cell>/model beside the cell's test metrics
-    metrics_path = model_dir / ".." / "metrics.json"
-    evaluation = None
-    if model_dir.resolve().name == "model" and metrics_path.is_file():
-        evaluation = json.loads(metrics_path.read_text(encoding="utf-8"))
-    return ServedModel(classifier=classifier, ref=ref, info=info, evaluation=evaluation)
+    return ServedModel(
+        classifier=classifier,
+        ref=ref,
+        info=info,
+        evaluation=served_evaluation(model_dir, info),
+        runtime=getattr(classifier, "runtime", None),
+    )
+
+
+def served_evaluation(model_dir: Path, info: dict[str, Any]) -> dict[str, Any] | None:
+    """The model's scores as /v1/model reports them: ``{"dev": {...}, "test": {...}}``, each split's
+    metrics with a ``source`` saying where they were read; None when nothing recorded any.
+
+    `socialens train` records both splits' metrics in the model info. A model that bench saved
+    (``<cell>/model``) has its cell's test metrics beside it, in ``<cell>/metrics.json``. An encoder
+    records its best dev macro-F1 while training, whoever trained it."""
+    recorded = info.get("evaluation")
+    if isinstance(recorded, dict) and recorded:
+        return recorded
+    evaluation: dict[str, Any] = {}
+    directory = model_dir.resolve()
+    cell_metrics = directory.parent / "metrics.json"
+    if directory.name == "model" and cell_metrics.is_file():
+        source = "bench cell metrics.json"
+        try:
+            evaluation["test"] = {"source": source, **json.loads(cell_metrics.read_text(encoding="utf-8"))}
+        except (OSError, ValueError, TypeError) as exc:  # scores are extra: a bad file must not stop serving
+            evaluation["test"] = {"source": source, "error": f"{cell_metrics}: unreadable ({exc})"}
+    training = info.get("training") or {}
+    if training.get("best_dev_macro_f1") is not None:
+        evaluation["dev"] = {
+            "source": "training (best epoch)",
+            "n": training.get("dev_examples"),
+            "macro_f1": training["best_dev_macro_f1"],
+        }
+    return evaluation or None
 
 
 def _error(
@@ -277,7 +309,8 @@ class BodySizeLimit:
 
 # Only documents the scheme in the OpenAPI spec: BearerAuth checks the token, before the body is read.
 BEARER = HTTPBearer(auto_error=False, description="Bearer token (the service's --token-env variable).")
-OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+# Liveness, and everything a browser fetches to show the docs (pages, spec, Swagger UI and ReDoc files)
+OPEN_PATHS = frozenset({"/healthz"}) | DOCS_PATHS
 
 
 def _openapi_with_limits(app: FastAPI, settings: ServiceSettings):
@@ -328,7 +361,10 @@ def create_app(
         version=__version__,
         description=f"Serves the {served.ref.family} model '{served.ref.id}' (version {served.ref.version}).",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load their scripts from a CDN: add_docs serves them locally
+        redoc_url=None,
     )
+    add_docs(app)
     app.state.batcher = batcher
     # The last added runs first: access log, body deadline, token (headers only), body size, the app.
     app.add_middleware(BodySizeLimit, limit=settings.body_limit)
@@ -374,6 +410,7 @@ def create_app(
             params=info.get("params", {}),
             training=info.get("training", {}),
             evaluation=served.evaluation,
+            runtime=served.runtime,
             versions=info.get("versions", {}),
             limits=ServingLimits(
                 max_batch=settings.max_batch,

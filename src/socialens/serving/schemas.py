@@ -90,7 +90,14 @@ class ModelInfo(BaseModel):
     params: dict[str, Any]
     training: dict[str, Any] = Field(description="What training recorded (time, dev scores by epoch).")
     evaluation: dict[str, Any] | None = Field(
-        default=None, description="Test metrics, when the model was saved by bench (its cell's metrics.json)."
+        default=None,
+        description="Scores by split ({'dev': {...}, 'test': {...}}, each with a 'source'): from `socialens "
+        "train`, the bench cell's metrics.json, or an encoder's best dev macro-F1; null when none was recorded.",
+    )
+    runtime: str | None = Field(
+        default=None,
+        description="What runs the model: onnx-int8-dynamic, onnx-int8-blockwise, torch, sklearn, llama.cpp "
+        "or openai-compatible.",
     )
     versions: dict[str, str]
     limits: ServingLimits
