@@ -96,6 +96,36 @@ def test_split_train_predict_round_trip(tmp_path):
     assert all(abs(sum(v for k, v in r.items() if k.startswith("p_")) - 1) < 1e-6 for r in records)
 
 
+def test_data_split_keeps_the_id_column_and_says_what_it_dropped(tmp_path):
+    data = tmp_path / "mine.csv"
+    rows = [("c1", "This was debunked years ago", "debunk"), ("c2", "This was debunked years ago", "debunk")]
+    rows += [("c3", "THIS was debunked years ago!", "debunk"), ("c4", "ok", "belief")]
+    rows += [
+        (f"k{i}", f"comment number {i} about the claim", "belief" if i % 2 else "debunk") for i in range(12)
+    ]
+    data.write_text("comment_id,body,stance\n" + "".join(f"{i},{t},{label}\n" for i, t, label in rows))
+    out = tmp_path / "splits"
+    result = invoke(
+        "data", "split", data, "--text", "body", "--label", "stance", "--id", "comment_id", "--out", out
+    )
+    assert result.exit_code == 0, result.output
+    ids = {
+        json.loads(line)["id"] for part in ("train", "dev", "test") for line in (out / f"{part}.jsonl").open()
+    }
+    assert ids == {"c1"} | {f"k{i}" for i in range(12)}  # the file's ids, not row-N
+    lines = result.output.splitlines()
+    assert (
+        "  duplicates dropped (the first one kept): 2 = 1 exact + 1 differing only in case, punctuation or spacing"
+        in lines
+    )
+    assert "  short texts dropped (under 3 characters): 1" in lines
+    assert "  cap: none (the whole training split is used)" in lines
+    assert "None" not in result.output
+
+    result = invoke("data", "split", "builtin:reddit-misinfo-demo", "--id", "id", "--out", out)
+    assert result.exit_code == 2 and "--id applies to a data file" in result.output
+
+
 def test_train_rejects_an_option_of_another_family(tmp_path):
     result = invoke(
         "train", "tfidf", "--data", FIXTURES / "tiny.csv", "--epochs", "3", "--out", tmp_path / "m"

@@ -70,3 +70,17 @@ def test_resume_mark_beyond_the_file_is_refused(tmp_path):
         open_sink(out, COLUMNS, resume_mark=999)
     with pytest.raises(DataError, match="unsupported output format '.txt'"):
         open_sink(tmp_path / "out.txt", COLUMNS)
+
+
+def test_raw_output_is_written_for_rows_that_are_not_ok():
+    columns = output_columns(["a", "b"], with_gold=False, metadata=[], raw_output=True)
+    assert columns == ["id", "label", "p_a", "p_b", "status", "error", "raw_output"]
+    ok = PredictionRecord("r1", None, "a", Status.OK, raw_output="a")
+    invalid = PredictionRecord("r2", None, None, Status.INVALID, raw_output="The", error="invalid: why")
+    refused = PredictionRecord("r3", None, None, Status.REFUSED, raw_output="I can't", error="refused: why")
+    failed = PredictionRecord("r4", None, None, Status.ERROR, raw_output="", error="HTTP 500")
+    rows = [output_row(r, ["a", "b"], False, {}, raw_output=True) for r in (ok, invalid, refused, failed)]
+    assert all(list(row) == columns for row in rows)
+    assert [row["raw_output"] for row in rows] == [None, "The", "I can't", None]
+    assert [row["error"] for row in rows] == [None, "invalid: why", "refused: why", "HTTP 500"]
+    assert "raw_output" not in output_row(invalid, ["a", "b"], False, {})  # families without raw answers

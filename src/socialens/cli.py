@@ -296,6 +296,7 @@ def data_split(
     out: Annotated[Path, typer.Option(help="output folder for train/dev/test.jsonl")],
     text: Annotated[str, typer.Option(help="text column (data files)")] = "text",
     label: Annotated[str, typer.Option(help="label column (data files)")] = "label",
+    id: Annotated[str | None, typer.Option(help="id column (data files; default: row numbers)")] = None,
     labels: Annotated[str | None, typer.Option(help="expected labels, comma-separated")] = None,
     metadata: Annotated[list[str] | None, typer.Option(help="metadata column to keep (repeatable)")] = None,
     seed: Annotated[int, typer.Option(help="split seed")] = 0,
@@ -308,25 +309,39 @@ def data_split(
     quoting: Annotated[str | None, typer.Option(help=QUOTING_HELP + " (data files)")] = None,
 ) -> None:
     """Deduplicate and split stratified 70/20/10 (or keep the dataset's own splits) with a fixed seed."""
-    from socialens.data.prepare import write_split
+    from socialens.data.prepare import describe_stats, write_split
 
     try:
         _check_at_least(cap=cap)
         _check_at_least(0, seed=seed)
         split = _load_split(
-            source, text, label, labels, metadata, seed, cap, data_root, drop_invalid, member, quoting
+            source, text, label, labels, metadata, seed, cap, data_root, drop_invalid, member, quoting, id
         )
         write_split(split, out)
     except SocialensError as exc:
         _fail(exc)
-    console.print(f"train {len(split.train)}, dev {len(split.dev)}, test {len(split.test)} -> {out}")
-    for key, value in split.stats.items():
-        if not isinstance(value, dict):
-            console.print(f"  {key}: {value}")
+    console.print(
+        f"train {len(split.train)}, dev {len(split.dev)}, test {len(split.test)} -> {out}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for line in describe_stats(split.stats):
+        console.print(f"  {line}", highlight=False, soft_wrap=True)
 
 
 def _load_split(
-    source, text, label, labels, metadata, seed, cap, data_root, drop_invalid, member=None, quoting=None
+    source,
+    text,
+    label,
+    labels,
+    metadata,
+    seed,
+    cap,
+    data_root,
+    drop_invalid,
+    member=None,
+    quoting=None,
+    id_column=None,
 ):
     from socialens.data.datasets import RawDataset, load_dataset, load_dataset_config
     from socialens.data.prepare import prepare
@@ -334,11 +349,12 @@ def _load_split(
     from socialens.data.schema import LabelSchema
 
     if source.startswith("builtin:") or source.endswith((".yaml", ".yml")):
-        for option, value in (("--member", member), ("--quoting", quoting)):
+        for option, value in (("--member", member), ("--quoting", quoting), ("--id", id_column)):
             if value is not None:
                 raise SocialensError(
                     f"{option} applies to a data file; a dataset YAML names its archive members "
-                    "(files: {split: {file, member}}) and its quoting (options: {quoting}) itself"
+                    "(files: {split: {file, member}}), its quoting (options: {quoting}) and its id "
+                    "column (columns: {id}) itself"
                 )
         config = load_dataset_config(source, data_root=data_root)
         raw = load_dataset(config, data_root=data_root, drop_invalid=drop_invalid)
@@ -347,6 +363,7 @@ def _load_split(
             source,
             text=text,
             label=label,
+            id=id_column,
             schema=_parse_labels(labels),
             metadata=_meta(metadata),
             drop_invalid=drop_invalid,
@@ -543,7 +560,11 @@ def predict(
     batch_size: Annotated[int, typer.Option(help="examples per prediction batch")] = 256,
     chunk_size: Annotated[int, typer.Option(help="rows read, written and committed at a time")] = 4096,
     force: Annotated[
-        bool, typer.Option(help="start over instead of resuming an interrupted run into --out")
+        bool,
+        typer.Option(
+            help="start over instead of resuming an interrupted run into --out, or overwrite an --out "
+            "that a run with other arguments (or no recorded run) wrote"
+        ),
     ] = False,
     engine: Annotated[
         str, typer.Option(help="local, or ray (Ray Data; RAY_ADDRESS or a local Ray)")
@@ -559,41 +580,48 @@ def predict(
     from socialens.classifiers.base import load_classifier
     from socialens.data.stream import RowStream
     from socialens.evaluation.metrics import compute_metrics
-    from socialens.predict import predict_stream
-    from socialens.predict_output import read_output_records
+    from socialens.interrupts import INTERRUPTED_EXIT, stop_promptly_on_sigint
+    from socialens.predict import interrupted_message, predict_stream
+    from socialens.predict_output import has_raw_output, read_output_records
 
     try:
-        if engine not in ("local", "ray"):
-            raise SocialensError(f"--engine {engine}: expected local or ray")
-        _check_at_least(batch_size=batch_size, chunk_size=chunk_size, ray_actors=ray_actors)
-        load_options = _load_options(trust_pickle, allow_endpoint, allow_key_env)
-        classifier = load_classifier(model_dir, **load_options)
-        stream = RowStream(
-            input,
-            text=text,
-            label=label,
-            id=id,
-            metadata=_meta(metadata),
-            schema=classifier.schema,
-            quoting=quoting,
-        )
-        options = dict(model_dir=model_dir, chunk_rows=chunk_size, batch_size=batch_size, force=force)
-        if engine == "ray":
-            from socialens.predict_ray import predict_stream_ray
-
-            summary = predict_stream_ray(
-                stream,
-                out,
-                labels=classifier.schema.names,
-                actors=ray_actors,
-                console=console,
-                load_options=load_options,
-                **options,
+        # Ctrl-C ends the run within seconds, even inside native code: committed rows resume
+        with stop_promptly_on_sigint(lambda: interrupted_message(out)):
+            if engine not in ("local", "ray"):
+                raise SocialensError(f"--engine {engine}: expected local or ray")
+            _check_at_least(batch_size=batch_size, chunk_size=chunk_size, ray_actors=ray_actors)
+            load_options = _load_options(trust_pickle, allow_endpoint, allow_key_env)
+            classifier = load_classifier(model_dir, **load_options)
+            stream = RowStream(
+                input,
+                text=text,
+                label=label,
+                id=id,
+                metadata=_meta(metadata),
+                schema=classifier.schema,
+                quoting=quoting,
             )
-        else:
-            summary = predict_stream(classifier, stream, out, console=console, **options)
+            options = dict(model_dir=model_dir, chunk_rows=chunk_size, batch_size=batch_size, force=force)
+            if engine == "ray":
+                from socialens.predict_ray import predict_stream_ray
+
+                summary = predict_stream_ray(
+                    stream,
+                    out,
+                    labels=classifier.schema.names,
+                    actors=ray_actors,
+                    console=console,
+                    load_options=load_options,
+                    raw_output=has_raw_output(classifier),
+                    **options,
+                )
+            else:
+                summary = predict_stream(classifier, stream, out, console=console, **options)
     except SocialensError as exc:
         _fail(exc)
+    except KeyboardInterrupt:
+        console.print(interrupted_message(out), highlight=False, soft_wrap=True)
+        raise typer.Exit(code=INTERRUPTED_EXIT) from None
     resumed = f" (resumed after row {summary.resumed_from:,})" if summary.resumed_from else ""
     counts = ", ".join(f"{n:,} {status}" for status, n in sorted(summary.statuses.items()))
     console.print(

@@ -9,7 +9,9 @@ After each chunk is written and fsynced, ``<out>.progress.json`` records the inp
 the output mark. A run killed at any point and restarted with the same arguments truncates the
 output to the last commit and carries on from there, so the final file is byte-identical to an
 uninterrupted run. The sidecar also records a fingerprint of the input, the model and the options:
-a restart with anything different is refused (``force=True`` starts over).
+a restart with anything different is refused (``force=True`` starts over). A finished run leaves
+``<out>.run.json`` with the same fingerprint instead, so a later run into the same file with other
+arguments (or into a file no run record describes) is refused too, rather than overwriting it.
 """
 
 from __future__ import annotations
@@ -31,9 +33,16 @@ from socialens.classifiers.base import PredictionRecord, Status, model_digest
 from socialens.data.schema import Example
 from socialens.data.stream import Position, Rejected, RowStream
 from socialens.errors import DataError, SocialensError
-from socialens.predict_output import check_output_path, open_sink, output_columns, output_row
+from socialens.predict_output import (
+    check_output_path,
+    has_raw_output,
+    open_sink,
+    output_columns,
+    output_row,
+)
 
 PROGRESS_SUFFIX = ".progress.json"
+RUN_RECORD_SUFFIX = ".run.json"
 _INPUT_SAMPLE = 2**20
 
 
@@ -53,6 +62,10 @@ class PredictSummary:
 
 def progress_path(out: Path) -> Path:
     return out.with_name(out.name + PROGRESS_SUFFIX)
+
+
+def run_record_path(out: Path) -> Path:
+    return out.with_name(out.name + RUN_RECORD_SUFFIX)
 
 
 def _file_digest(path: Path, whole: bool) -> str:
@@ -121,6 +134,73 @@ def _load_checkpoint(sidecar: Path, fingerprint: dict[str, Any], force: bool) ->
             "arguments to resume it, or pass --force to start over"
         )
     return {"position": position, "mark": int(mark), "statuses": Counter(saved.get("statuses", {}))}
+
+
+# How a fingerprint key is set on the command line, for messages.
+_ARGUMENTS = {
+    "input": "input file",
+    "input_digest": "input file's contents",
+    "model": "model directory",
+    "model_digest": "model's files",
+    "text": "--text",
+    "id": "--id",
+    "label": "--label",
+    "metadata": "--metadata",
+    "format": "input format",
+    "quoting": "--quoting",
+    "chunk_rows": "--chunk-size",
+    "batch_size": "--batch-size",
+    "out": "output format",
+    "raw_output": "raw_output column",
+}
+
+
+def describe_changes(previous: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Each argument that differs between two run fingerprints, with its values where they are short."""
+    changes = []
+    pairs = [(k, previous.get(k), current.get(k)) for k in current if k != "options"]
+    old_options, new_options = previous.get("options", {}), current.get("options", {})
+    pairs += [(k, old_options.get(k), new_options.get(k)) for k in {**old_options, **new_options}]
+    for key, before, now in pairs:
+        if before == now:
+            continue
+        name = _ARGUMENTS.get(key, key)
+        shown = f" ({before!r} before, {now!r} now)"
+        changes.append(name if key.endswith("digest") or len(shown) > 160 else name + shown)
+    return changes
+
+
+def check_finished_output(out: Path, fingerprint: dict[str, Any]) -> None:
+    """Refuse to overwrite an existing ``out`` unless a finished run with this same fingerprint
+    wrote it (running it again then gives the same file)."""
+    if not out.exists():
+        return
+    record = run_record_path(out)
+    try:
+        previous = json.loads(record.read_text(encoding="utf-8"))["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise DataError(
+            f"{out}: exists, and no {record.name} says which predict run wrote it; pass --force to "
+            "overwrite it, or choose another --out"
+        ) from None
+    changes = describe_changes(previous, fingerprint)
+    if changes:
+        raise DataError(
+            f"{out}: a finished output of a run with a different {', '.join(changes)}; pass --force "
+            "to overwrite it, or choose another --out"
+        )
+
+
+def interrupted_message(out: Path) -> str:
+    """What an interrupted predict leaves behind, in one line."""
+    try:
+        rows = json.loads(progress_path(out).read_text(encoding="utf-8"))["position"]["rows"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"interrupted before any prediction was committed to {out}"
+    return (
+        f"interrupted: {rows:,} input rows committed to {out}; run the same command again to resume "
+        f"from there ({progress_path(out).name})"
+    )
 
 
 def _error_record(example: Example, exc: BaseException) -> PredictionRecord:
@@ -252,11 +332,12 @@ def local_chunks(
 ) -> ChunkSource:
     """Output rows chunk by chunk from any input position, predicted in this process."""
     labels = classifier.schema.names
+    raw = has_raw_output(classifier)
 
     def chunks(position: Position) -> Iterator[tuple[list[dict[str, Any]], Position]]:
         for chunk in stream.chunks(chunk_rows, start=position):
             pairs = predict_items(classifier, chunk.items, batch_size)
-            yield [output_row(record, labels, with_gold, meta) for record, meta in pairs], chunk.end
+            yield [output_row(record, labels, with_gold, meta, raw) for record, meta in pairs], chunk.end
 
     return chunks
 
@@ -277,6 +358,8 @@ def write_resumable(
     check_not_input(stream, out)
     sidecar = progress_path(out)
     checkpoint = _load_checkpoint(sidecar, fingerprint, force)
+    if checkpoint is None and not force:
+        check_finished_output(out, fingerprint)
     position = checkpoint["position"] if checkpoint else stream.data_start
     summary = PredictSummary(rows=position.rows, resumed_from=position.rows)
     if checkpoint:
@@ -289,6 +372,7 @@ def write_resumable(
         _write_json_atomically(
             sidecar, {"fingerprint": fingerprint, "position": position.to_dict(), "mark": 0, "statuses": {}}
         )
+        run_record_path(out).unlink(missing_ok=True)  # it described the file being overwritten
     start = time.perf_counter()
     try:
         with _progress(console) as progress:
@@ -317,10 +401,18 @@ def write_resumable(
         sink.finish()
     finally:
         sink.close()
+    record = {"fingerprint": fingerprint, "rows": summary.rows, "statuses": dict(summary.statuses)}
+    _write_json_atomically(run_record_path(out), record)
     sidecar.unlink(missing_ok=True)
     sink.cleanup()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def output_options(chunk_rows: int, batch_size: int, out: Path, raw_output: bool) -> dict[str, Any]:
+    """The fingerprint options that shape the output (raw_output only when on: older runs lack it)."""
+    options = {"chunk_rows": chunk_rows, "batch_size": batch_size, "out": out.suffix}
+    return {**options, **({"raw_output": True} if raw_output else {})}
 
 
 def predict_stream(
@@ -338,9 +430,8 @@ def predict_stream(
     out = Path(out)
     check_output_path(out)
     with_gold = stream.label is not None
-    columns = output_columns(classifier.schema.names, with_gold, list(stream.metadata_map))
-    fingerprint = run_fingerprint(
-        stream, Path(model_dir), {"chunk_rows": chunk_rows, "batch_size": batch_size, "out": out.suffix}
-    )
+    raw = has_raw_output(classifier)
+    columns = output_columns(classifier.schema.names, with_gold, list(stream.metadata_map), raw)
+    fingerprint = run_fingerprint(stream, Path(model_dir), output_options(chunk_rows, batch_size, out, raw))
     chunks = local_chunks(classifier, stream, chunk_rows, batch_size, with_gold)
     return write_resumable(stream, out, columns, chunks, fingerprint, force=force, console=console)

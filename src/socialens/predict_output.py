@@ -22,24 +22,40 @@ from socialens.classifiers.base import PredictionRecord
 from socialens.errors import DataError
 
 OUTPUT_FORMATS = (".jsonl", ".csv", ".parquet")
+# Families whose records carry the model's own answer text: an LLM's invalid or refused row is
+# only understandable next to what it said.
+RAW_OUTPUT_FAMILIES = ("prompted", "instruct")
 
 
-def output_columns(labels: list[str], with_gold: bool, metadata: list[str]) -> list[str]:
+def has_raw_output(classifier) -> bool:
+    return getattr(classifier, "family", None) in RAW_OUTPUT_FAMILIES
+
+
+def output_columns(
+    labels: list[str], with_gold: bool, metadata: list[str], raw_output: bool = False
+) -> list[str]:
     return [
         "id",
         "label",
         *(f"p_{name}" for name in labels),
         "status",
         "error",
+        *(["raw_output"] if raw_output else []),
         *(["gold"] if with_gold else []),
         *metadata,
     ]
 
 
 def output_row(
-    record: PredictionRecord, labels: list[str], with_gold: bool, metadata: dict[str, Any]
+    record: PredictionRecord,
+    labels: list[str],
+    with_gold: bool,
+    metadata: dict[str, Any],
+    raw_output: bool = False,
 ) -> dict[str, Any]:
-    """The flat output row of one record; metadata values are the input's (None when empty)."""
+    """The flat output row of one record; metadata values are the input's (None when empty).
+    With ``raw_output``, a row that is not ok carries the model's answer (an ok row's label says
+    it already, and leaving it out keeps a large output small)."""
     row: dict[str, Any] = {"id": record.id, "label": record.predicted}
     scores = record.scores or {}
     for name in labels:
@@ -47,6 +63,8 @@ def output_row(
         row[f"p_{name}"] = None if value is None else float(value)
     row["status"] = record.status.value
     row["error"] = record.error
+    if raw_output:
+        row["raw_output"] = None if record.status.value == "ok" else (record.raw_output or None)
     if with_gold:
         row["gold"] = record.gold
     row.update(metadata)

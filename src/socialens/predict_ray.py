@@ -24,11 +24,18 @@ from socialens.data.stream import Position, RowStream
 from socialens.errors import ConfigError
 from socialens.predict import (
     PredictSummary,
+    output_options,
     predict_items,
     run_fingerprint,
     write_resumable,
 )
-from socialens.predict_output import check_output_path, output_columns, output_row, rows_to_table
+from socialens.predict_output import (
+    check_output_path,
+    has_raw_output,
+    output_columns,
+    output_row,
+    rows_to_table,
+)
 
 SHARD_COLUMN = "_shard"
 
@@ -79,7 +86,9 @@ class ShardPredictor:
         self.batch_size = batch_size
         self.labels = self.classifier.schema.names
         self.with_gold = self.stream.label is not None
-        self.columns = output_columns(self.labels, self.with_gold, list(self.stream.metadata_map))
+        self.raw = has_raw_output(self.classifier)
+        metadata = list(self.stream.metadata_map)
+        self.columns = output_columns(self.labels, self.with_gold, metadata, self.raw)
 
     def __call__(self, batch: dict[str, Any]):
         import pyarrow as pa
@@ -93,7 +102,9 @@ class ShardPredictor:
             for chunk in self.stream.chunks(int(stop) - int(rows), start=start, stop_rows=int(stop)):
                 items.extend(chunk.items)
             pairs = predict_items(self.classifier, items, self.batch_size)
-            out_rows = [output_row(record, self.labels, self.with_gold, meta) for record, meta in pairs]
+            out_rows = [
+                output_row(record, self.labels, self.with_gold, meta, self.raw) for record, meta in pairs
+            ]
             table = rows_to_table(out_rows, self.columns)
             tables.append(
                 table.append_column(SHARD_COLUMN, pa.array([int(shard)] * len(out_rows), pa.int64()))
@@ -132,10 +143,12 @@ def predict_stream_ray(
     force: bool = False,
     console: Console | None = None,
     load_options: dict[str, Any] | None = None,
+    raw_output: bool = False,
 ) -> PredictSummary:
     """Predict every row of ``stream`` into ``out`` with ``actors`` Ray actors; same output as local.
     ``load_options`` are the keywords each actor passes to ``load_classifier`` (what the user
-    trusted the model directory with: ``trust_pickle``, ``allow_endpoints``, ``allow_key_envs``)."""
+    trusted the model directory with: ``trust_pickle``, ``allow_endpoints``, ``allow_key_envs``);
+    ``raw_output`` says whether the model's family writes that column (``has_raw_output``)."""
     ray = _import_ray()
     out = Path(out)
     check_output_path(out)
@@ -143,9 +156,9 @@ def predict_stream_ray(
         raise ConfigError(f"--ray-actors {actors}: expected at least 1 actor")
     init_ray(num_cpus=None)
     with_gold = stream.label is not None
-    columns = output_columns(labels, with_gold, list(stream.metadata_map))
+    columns = output_columns(labels, with_gold, list(stream.metadata_map), raw_output)
     fingerprint = run_fingerprint(
-        stream, Path(model_dir), {"chunk_rows": chunk_rows, "batch_size": batch_size, "out": out.suffix}
+        stream, Path(model_dir), output_options(chunk_rows, batch_size, out, raw_output)
     )
     options = stream_options(stream)
 

@@ -46,10 +46,76 @@ def test_data_root_argument_and_env(tmp_path, monkeypatch):
     assert len(load_dataset(config).splits["all"]) == 1
 
 
-def test_missing_data_folder(tmp_path):
-    config = write_yaml(tmp_path, MINIMAL.format(path="absent"))
-    with pytest.raises(DataError, match="dataset folder not found for 'tiny'"):
-        load_dataset(config, data_root=tmp_path)
+def test_missing_data_file_names_every_folder_looked_in(tmp_path):
+    root, configs = tmp_path / "root", tmp_path / "configs"
+    root.mkdir(), configs.mkdir()
+    config = configs / "dataset.yaml"
+    config.write_text(MINIMAL.format(path="absent"))
+    with pytest.raises(DataError) as exc:
+        load_dataset(config, data_root=root)
+    assert str(exc.value) == (
+        f"{config}: field 'file' = 'd.csv' (path 'absent'): file not found for dataset 'tiny', looked in "
+        f"the dataset YAML's folder ('{configs / 'absent' / 'd.csv'}') and the data root "
+        f"('{root / 'absent' / 'd.csv'}'); expected it in one of them (--data-root or "
+        "$SOCIALENS_DATA_ROOT sets the data root)"
+    )
+    config.write_text(MINIMAL.format(path="absent") + "path_base: config\n")
+    with pytest.raises(DataError) as exc:
+        load_dataset(config, data_root=root)
+    assert str(exc.value).endswith(
+        f"looked in the dataset YAML's folder ('{configs / 'absent' / 'd.csv'}'); expected it there"
+    )
+
+
+def test_a_relative_path_reads_beside_the_yaml_first_then_under_the_data_root(tmp_path):
+    """The rule (docs/security.md, "Configs and paths"): the YAML's folder when it holds every
+    file the YAML names, else the data root; path_base: config / data_root keeps only one."""
+    root, configs = tmp_path / "root", tmp_path / "configs"
+    for folder in (root / "mine", configs / "mine"):
+        folder.mkdir(parents=True)
+    (root / "mine" / "d.csv").write_text("text,label\nunder the data root,a\n")
+    config = configs / "dataset.yaml"
+    config.write_text(MINIMAL.format(path="mine"))
+
+    def first_text(**options):
+        return load_dataset(config, data_root=root, **options).splits["all"][0].text
+
+    assert first_text() == "under the data root"  # configs/mine/ exists but holds no d.csv
+    (configs / "mine" / "d.csv").write_text("text,label\nbeside the yaml,b\n")
+    assert first_text() == "beside the yaml"
+    config.write_text(MINIMAL.format(path="mine") + "path_base: data_root\n")
+    assert first_text() == "under the data root"
+    (root / "mine" / "d.csv").unlink()
+    config.write_text(MINIMAL.format(path="mine") + "path_base: config\n")
+    assert first_text() == "beside the yaml"
+
+    # a split file missing beside the YAML sends the whole dataset to the data root
+    config.write_text(
+        MINIMAL.format(path="mine").replace("file: d.csv", "files: {train: d.csv, test: t.csv}")
+    )
+    (root / "mine" / "d.csv").write_text("text,label\nunder the data root,a\n")
+    (root / "mine" / "t.csv").write_text("text,label\nroot test,b\n")
+    raw = load_dataset(config, data_root=root)
+    assert raw.splits["train"][0].text == "under the data root" and raw.splits["test"][0].text == "root test"
+
+
+def test_a_copied_builtin_yaml_beside_its_csv_needs_no_data_root(tmp_path, monkeypatch):
+    """The issue's case: the built-in YAML says its path is relative to its folder; a copy of it
+    beside the user's own CSV reads that CSV, from whatever folder socialens runs in."""
+    from socialens.data.datasets import BUILTIN_ROOT
+
+    yaml_text = (BUILTIN_ROOT / "reddit_misinfo_demo" / "dataset.yaml").read_text()
+    assert "path: .                    # relative to this YAML's folder" in yaml_text
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "dataset.yaml").write_text(yaml_text.replace("name: reddit-misinfo-demo", "name: mine"))
+    (mine / "comments.csv").write_text(
+        "id,text,label,topic,subreddit\nc1,It was debunked years ago,debunk,climate,r/x\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SOCIALENS_DATA_ROOT", raising=False)
+    raw = load_dataset("mine/dataset.yaml")
+    assert [(ex.id, ex.label) for ex in raw.splits["all"]] == [("c1", "debunk")]
 
 
 def test_per_split_column_override_and_subsets(tmp_path):

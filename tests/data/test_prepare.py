@@ -4,7 +4,14 @@ from collections import Counter
 import pytest
 
 from socialens.data.datasets import RawDataset
-from socialens.data.prepare import normalise_text, prepare, read_split, stratified_split, write_split
+from socialens.data.prepare import (
+    describe_stats,
+    normalise_text,
+    prepare,
+    read_split,
+    stratified_split,
+    write_split,
+)
 from socialens.data.schema import Example, LabelSchema
 from socialens.errors import DataError
 
@@ -93,6 +100,25 @@ def test_duplicates_overlaps_and_short_texts_are_counted():
     assert ids(split.train) == ["1", "5"] and ids(split.test) == ["t2"]
     assert stats["rows_before"] == {"train": 5, "dev": 1, "test": 2}
     assert stats["rows_after"] == {"train": 2, "dev": 1, "test": 1}
+    assert describe_stats(stats) == [
+        "short texts dropped (under 3 characters): 1 (train 1)",
+        "duplicates dropped (the first one kept): 2 (train 2) = 1 exact + 1 differing only in case, "
+        "punctuation or spacing",
+        "test texts also in train, dropped from test: 1",
+        "dev texts also in train (kept): 0",
+        "splits: given, seed 0",
+        "cap: none (the whole training split is used)",
+    ]
+
+
+def test_describe_stats_says_what_the_cap_and_the_reader_left_out():
+    dataset = raw(all=make({"a": 40, "b": 20}))
+    dataset.dropped = {"all": Counter({"empty_text": 2})}
+    lines = describe_stats(prepare(dataset, cap=12).stats)
+    assert lines[0] == "bad rows dropped from all: 2 (empty_text)"
+    assert "splits: stratified 70%/20%/10% split, seed 0" in lines
+    assert lines[-1] == "cap: 12 training examples, stratified (30 left out)"
+    assert not any("None" in line for line in lines)
 
 
 def test_keep_given_test_leaves_the_official_test_split_untouched():

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from socialens.data.schema import Label, LabelSchema
-from socialens.llm.parsing import LabelParser, ParseResult, is_refusal, parse_label
+from socialens.llm.parsing import LabelParser, ParseResult, failure_reason, is_refusal, parse_label
 
 SCHEMAS = {
     "misinfo": LabelSchema(
@@ -53,6 +53,25 @@ def test_methods_are_reported():
     assert parse_label("دحض", schema).method == "transliteration"
     assert parse_label("", schema).method == "empty"
     assert parse_label("belief or debunk", schema).method == "ambiguous"
+
+
+@pytest.mark.parametrize(
+    ("output", "reason"),
+    [
+        ("belief", None),
+        ("", "invalid: the answer is empty"),
+        ("The", "invalid: the answer names none of belief, debunk, other"),
+        (
+            "belief or debunk",
+            "invalid: the answer names several labels and none of them is clearly the answer",
+        ),
+        ('{"label": "maybe"}', "invalid: the answer's JSON label is none of belief, debunk, other"),
+        ("I'm sorry, but I can't help with that.", "refused: the model refused to answer"),
+    ],
+)
+def test_failure_reason_says_why_an_answer_gave_no_label(output, reason):
+    schema = SCHEMAS["misinfo"]
+    assert failure_reason(parse_label(output, schema, style="json"), schema.names) == reason
 
 
 def test_threshold_controls_fuzzy_matching():

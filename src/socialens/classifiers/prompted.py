@@ -314,7 +314,7 @@ class PromptedClassifier:
 
     def _predict_generated(self, chunk: list[Example]) -> list[PredictionRecord]:
         from socialens.llm.base import GenerationParams
-        from socialens.llm.parsing import parse_label
+        from socialens.llm.parsing import failure_reason, parse_label
 
         builder = self.builder
         constrained = self.params.decoding == "constrained"
@@ -343,7 +343,10 @@ class PromptedClassifier:
             parsed = parse_label(
                 completion.text, self.schema, style=self.params.style, threshold=self.params.parse_threshold
             )
-            records.append(self._record(ex, predicted=parsed.label, status=Status(parsed.status), **usage))
+            reason = failure_reason(parsed, self.schema.names)
+            records.append(
+                self._record(ex, predicted=parsed.label, status=Status(parsed.status), error=reason, **usage)
+            )
         return records
 
     def _predict_scored(self, chunk: list[Example]) -> list[PredictionRecord]:

@@ -122,7 +122,8 @@ class DatasetConfig(_Model):
     notes: str = ""
     format: Literal["csv", "tsv", "jsonl", "parquet", "hf", "tweeteval"]
     path: str = "."
-    path_base: Literal["data_root", "config"] = "data_root"
+    # auto: the YAML's folder when it holds every file named, else the data root (base_candidates)
+    path_base: Literal["auto", "config", "data_root"] = "auto"
     hub_id: str | None = None
     files: dict[str, str | FileSpec] | None = None
     file: str | FileSpec | None = None
@@ -184,13 +185,28 @@ class DatasetConfig(_Model):
             split: spec if isinstance(spec, FileSpec) else FileSpec(file=spec) for split, spec in raw.items()
         }
 
-    def base_dir(self, data_root: str | Path | None = None) -> Path:
+    def base_candidates(self, data_root: str | Path | None = None) -> list[tuple[str, Path]]:
+        """``(where, folder)`` pairs a relative ``path`` may resolve against, in the order tried:
+        the dataset YAML's folder, then the data root (``path_base`` keeps only one of them). A
+        YAML written beside its data file then reads it without a data root, and one of the shared
+        configs (``path: liar``) still finds its folder under the data root."""
         path = Path(os.path.expanduser(self.path))
         if path.is_absolute():
-            return path
-        if self.path_base == "config" and self.config_path is not None:
-            return self.config_path.parent / path
-        return resolve_data_root(data_root) / path
+            return [("the absolute path", path)]
+        under_root = ("the data root", resolve_data_root(data_root) / path)
+        if self.config_path is None or self.path_base == "data_root":
+            return [under_root]
+        beside = ("the dataset YAML's folder", self.config_path.parent / path)
+        return [beside] if self.path_base == "config" else [beside, under_root]
+
+    def base_dir(self, data_root: str | Path | None = None) -> Path:
+        """The folder the files are read from: the first candidate that holds every file the YAML
+        names; when none does, the last one (``load_dataset`` then says what is missing where)."""
+        candidates = self.base_candidates(data_root)
+        for _, folder in candidates:
+            if not missing_files(self, folder):
+                return folder
+        return candidates[-1][1]
 
 
 @dataclass
@@ -244,19 +260,67 @@ def check_data_paths(config: DatasetConfig, data_root: str | Path | None = None)
 
     base = config.base_dir(data_root)
     check(base, "path", config.path)
-    subsets = config.subsets or [SubsetConfig(path=".")]
-    specs = config.split_files()
-    for index, subset in enumerate(subsets):
+    if config.subsets is not None:
+        for index, subset in enumerate(config.subsets):
+            check(base / subset.path, f"subsets[{index}].path", subset.path)
+    for target in data_files(config, base):
+        check(target.path, target.field, target.value)
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One file a dataset YAML names: where it is under a base folder, and the field naming it."""
+
+    path: Path
+    field: str
+    value: str
+    folder: Path  # its subset's folder (a file itself when the dataset's path is an archive)
+
+    @property
+    def present(self) -> bool:
+        return self.folder.is_file() or self.path.exists()
+
+
+def data_files(config: DatasetConfig, base: Path) -> list[DataFile]:
+    """Every file ``config`` reads when its ``path`` is ``base`` (none for a hub dataset)."""
+    if config.format == "hf":
+        return []
+    files = []
+    for subset in config.subsets or [SubsetConfig(path=".")]:
         folder = base / subset.path
-        if config.subsets is not None:
-            check(folder, f"subsets[{index}].path", subset.path)
-        for split, spec in specs.items():
+        for split, spec in config.split_files().items():
             field = "file" if config.file is not None else f"files.{split}"
             if config.format == "tweeteval":  # the "file" is the split's file-name prefix
-                prefix = TWEETEVAL_SPLITS.get(spec.file, spec.file)
-                check(folder / f"{prefix}_text.txt", field, spec.file)
+                name = f"{TWEETEVAL_SPLITS.get(spec.file, spec.file)}_text.txt"
             else:
-                check(folder / spec.file, field, spec.file)
+                name = spec.file
+            files.append(DataFile(folder / name, field, spec.file, folder))
+    return files
+
+
+def missing_files(config: DatasetConfig, base: Path) -> list[DataFile]:
+    return [target for target in data_files(config, base) if not target.present]
+
+
+def check_files_exist(config: DatasetConfig, data_root: str | Path | None = None) -> None:
+    """A one-line DataError for a file the YAML names that is in none of the folders its ``path``
+    may resolve against, naming where it was looked for in each."""
+    candidates = config.base_candidates(data_root)
+    missing = [missing_files(config, folder) for _, folder in candidates]
+    if not all(missing):
+        return
+    first = missing[-1][0]
+    looked = " and ".join(
+        f"{where} ({str(found[0].path)!r})" for (where, _), found in zip(candidates, missing, strict=True)
+    )
+    expected = "expected it there" if len(candidates) == 1 else "expected it in one of them"
+    if any(where == "the data root" for where, _ in candidates):
+        expected += f" (--data-root or ${DATA_ROOT_ENV} sets the data root)"
+    source = config.config_path or f"dataset '{config.name}'"
+    raise DataError(
+        f"{source}: field '{first.field}' = {first.value!r} (path {config.path!r}): file not found for "
+        f"dataset '{config.name}', looked in {looked}; {expected}"
+    )
 
 
 def builtin_names() -> list[str]:
@@ -329,10 +393,8 @@ def load_dataset(
     config = load_dataset_config(config, data_root)
     schema = config.to_schema()
     check_data_paths(config, data_root)
+    check_files_exist(config, data_root)
     base = config.base_dir(data_root)
-    if not base.exists():
-        hint = "" if config.path_base == "config" else f" (data root: set --data-root or ${DATA_ROOT_ENV})"
-        raise DataError(f"{base}: dataset folder not found for '{config.name}'{hint}")
     subsets = config.subsets or [SubsetConfig(path=".")]
     constant = {"language": config.language, **config.metadata}
     splits: dict[str, list[Example]] = {}

@@ -192,6 +192,49 @@ def prepare(
     return Split(train=train, dev=dev, test=test, schema=raw.schema, name=raw.name, stats=stats, task=task)
 
 
+def describe_stats(stats: dict[str, Any]) -> list[str]:
+    """What ``prepare`` did, as plain lines for a terminal: every dropped row counted by reason,
+    how the splits were made, and the cap (or that there was none)."""
+
+    def per_split(counts: dict[str, int]) -> str:
+        total = sum(counts.values())
+        parts = [f"{name} {n:,}" for name, n in counts.items() if n]
+        return f"{total:,}" + (f" ({', '.join(parts)})" if len(counts) > 1 and parts else "")
+
+    lines = []
+    for split, reasons in stats.get("reader_dropped", {}).items():
+        for reason, count in sorted(reasons.items()):
+            lines.append(f"bad rows dropped from {split}: {count:,} ({reason})")
+    lines.append(
+        f"short texts dropped (under {stats.get('min_chars', 3)} characters): "
+        + per_split(stats.get("short_dropped", {}))
+    )
+    duplicates = stats.get("duplicates_dropped", {})
+    exact = sum(d.get("exact", 0) for d in duplicates.values())
+    normalised = sum(d.get("normalised", 0) for d in duplicates.values())
+    by_split = per_split({name: d.get("exact", 0) + d.get("normalised", 0) for name, d in duplicates.items()})
+    lines.append(
+        f"duplicates dropped (the first one kept): {by_split} = {exact:,} exact + {normalised:,} "
+        "differing only in case, punctuation or spacing"
+    )
+    if stats.get("test_kept_as_given"):
+        lines.append(
+            f"test split kept as given: {stats.get('test_in_train_kept', 0):,} of its texts are also in train"
+        )
+    else:
+        lines.append(
+            f"test texts also in train, dropped from test: {stats.get('test_in_train_dropped', 0):,}"
+        )
+    lines.append(f"dev texts also in train (kept): {stats.get('dev_in_train', 0):,}")
+    lines.append(f"splits: {stats.get('splits_created', 'given')}, seed {stats.get('seed', 0)}")
+    cap = stats.get("cap")
+    if cap is None:
+        lines.append("cap: none (the whole training split is used)")
+    else:
+        lines.append(f"cap: {cap:,} training examples, stratified ({stats.get('capped', 0):,} left out)")
+    return lines
+
+
 def write_split(split: Split, out_dir: str | Path) -> Path:
     """Write train/dev/test.jsonl (one Example.to_dict per line), schema.json and stats.json."""
     out = Path(out_dir)

@@ -768,6 +768,26 @@ def parse_label(
         return ParseResult(None, "invalid", f"parser-error: {type(exc).__name__}")
 
 
+_REASONS = {
+    "empty": "the answer is empty",
+    "json-ambiguous": "the answer's JSON names several labels",
+    "json-unknown-label": "the answer's JSON label is none of {labels}",
+    "ambiguous": "the answer names several labels and none of them is clearly the answer",
+    "negated": "the answer mentions labels only to negate them",
+    "no-match": "the answer names none of {labels}",
+    "refusal": "the model refused to answer",
+}
+
+
+def failure_reason(result: ParseResult, labels: list[str]) -> str | None:
+    """Why an answer gave no label (``refused`` or ``invalid``), in words for a record's
+    ``error``, so a user reading the output sees why next to the raw answer; None when it is ok."""
+    if result.ok:
+        return None
+    reason = _REASONS.get(result.method, f"the answer could not be parsed ({result.method})")
+    return f"{result.status}: " + reason.format(labels=", ".join(labels))
+
+
 class LabelParser:
     """``parse_label`` bound to a schema and style: ``LabelParser(schema, style="json")(text)``."""
 
