@@ -437,3 +437,138 @@ def test_a_model_without_the_language_is_warned_before_training_and_collapse_is_
     cells = {r["key"].split("/")[-1]: r["cells"] for r in report["datasets"]["ar-sarcasm"]["table"]["rows"]}
     assert cells["minilm"]["flags"]["text"].startswith("tokenizer: ")
     assert cells["tf"]["flags"]["text"] == f"collapsed: predicts {label} for 100% of the test set"
+
+
+# --- failing fast and exiting honestly (issue 17 item 2) ----------------------------------------
+
+
+def llm_bench(tmp_path, base_url: str, *extra: str):
+    """`socialens bench` through the CLI on the tiny data with one prompted model on ``base_url``
+    (timed); retries are kept short so the bound measures the stop, not the backoff."""
+    import time
+
+    from typer.testing import CliRunner
+
+    from socialens.cli import app
+
+    model = (
+        f"  - {{id: api, family: prompted, backend: openai, model: fake, base_url: '{base_url}',"
+        " api_key_env: null, decoding: constrained, max_retries: 2, timeout_s: 5, concurrency: 1,"
+        f" cache_path: '{tmp_path / 'cache.sqlite'}', backend_options: {{backoff_base_s: 0.05, constrained: guided_choice}}}}\n"
+    )
+    write_tiny_dataset(tmp_path)
+    (tmp_path / "exp.yaml").write_text(
+        f"name: t\noutput_dir: {tmp_path / 'runs'}\ndatasets: [{tmp_path / 'tiny.yaml'}]\n"
+        f"models:\n{TFIDF}{model}seeds: [0]\nbootstrap: 0\nenergy: {{enabled: false}}\n"
+    )
+    start = time.monotonic()
+    result = CliRunner().invoke(
+        app, ["bench", str(tmp_path / "exp.yaml"), "--allow-endpoint", base_url, *extra]
+    )
+    return result, time.monotonic() - start
+
+
+def closed_port_url() -> str:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens here once closed
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def check_stopped_cell(tmp_path, result, unreachable: int):
+    run_dir = tmp_path / "runs" / "t"
+    assert result.exit_code == 1, result.output
+    line = "error: every prediction is an error in 1 cell(s): tiny / api / seed 0;"
+    assert [x for x in result.output.splitlines() if x.startswith("error:")] == [
+        line + " the error records in their predictions.jsonl say why"
+    ]
+    table = (run_dir / "summary.md").read_text()  # the table is still written, both rows in it
+    assert "| tiny | tf | 1 |" in table and "| tiny | api | 1 |" in table
+    records = read_records(run_dir / "tiny" / "api" / "seed-0" / "predictions.jsonl")
+    n_test = json.loads((run_dir / "tiny" / "tf" / "seed-0" / "metrics.json").read_text())["n"]
+    assert len(records) == n_test  # every example still has its record
+    errors = [r.error for r in records if r.status.value == "error"]
+    assert errors[:unreachable] == ["connection error after 3 attempts"] * unreachable
+    assert all(e.startswith("stopped after 3 prompts in a row failed to reach") for e in errors[unreachable:])
+    assert len(errors) == n_test - (3 - unreachable)
+
+
+def test_a_bench_against_a_dead_port_stops_the_cell_fast_and_exits_non_zero(tmp_path):
+    result, seconds = llm_bench(tmp_path, closed_port_url())
+    assert seconds < 30  # was 6 attempts with backoff for every text; here 3 texts, then stopped
+    check_stopped_cell(tmp_path, result, unreachable=3)
+
+
+def test_a_bench_against_a_server_that_dies_after_its_first_answer(tmp_path):
+    fault_server = _fault_server_module()
+    with fault_server.FaultServer() as server:
+
+        def plan(attempt, body):
+            # uvicorn shuts down while it answers: it closes its socket, sends this answer and
+            # closes the connection, so the next request finds nothing listening
+            server._server.should_exit = True
+            return fault_server.Sleep(0.3)
+
+        server.plan = plan
+        result, seconds = llm_bench(tmp_path, server.base_url)
+        assert len(server.requests) == 1
+    assert seconds < 30
+    run_dir = tmp_path / "runs" / "t"
+    records = read_records(run_dir / "tiny" / "api" / "seed-0" / "predictions.jsonl")
+    assert records[0].status.value == "ok"  # the one answer it gave
+    errors = [r.error for r in records[1:]]
+    assert errors[:3] == ["connection error after 3 attempts"] * 3
+    assert all(e.startswith("stopped after 3 prompts in a row failed to reach") for e in errors[3:])
+    assert result.exit_code == 1, result.output  # one answer among errors is no finished cell
+    assert "cell stopped tiny / api / seed 0: stopped after 3 prompts" in result.output
+    assert [x for x in result.output.splitlines() if x.startswith("error:")] == [
+        "error: 1 cell(s) stopped before their last text, their server no longer answering: tiny / api / "
+        "seed 0; run bench again once it is up (the answers so far are cached)"
+    ]
+    assert "| tiny | api | 1 |" in (run_dir / "summary.md").read_text()
+
+
+def test_an_llm_cell_prints_its_estimate_first_and_a_rerun_says_what_it_skipped(tmp_path):
+    import re
+
+    fault_server = _fault_server_module()
+    with fault_server.FaultServer() as server:
+        first, _ = llm_bench(tmp_path, server.base_url)
+        again, _ = llm_bench(tmp_path, server.base_url)
+    assert first.exit_code == 0, first.output
+    lines = first.output.splitlines()
+    estimate = [i for i, line in enumerate(lines) if line.startswith("llm cell tiny / api / seed 0: ")]
+    assert len(estimate) == 1  # the LLM cell only, not the tfidf one
+    assert re.fullmatch(
+        r"llm cell tiny / api / seed 0: ~\d+ prompt tokens a text, (<0\.1 s|~[\d.]+ s) a text, "
+        r"(<0\.1 s|~[\d.]+ s) for 9 texts \(measured on the first 3\)",
+        lines[estimate[0]],
+    )
+    tokens = int(re.search(r"~(\d+) prompt tokens", lines[estimate[0]]).group(1))
+    sent = [body["messages"][-1]["content"] for body in server.requests]
+    assert tokens == round(sum(len(fault_server.fake_tokens(p)) for p in sent[:3]) / 3)
+    predicted = [i for i, line in enumerate(lines) if line.startswith("predict: 9/9 texts (100%)")]
+    assert predicted and predicted[0] > estimate[0]  # printed before the cell's last texts ran
+    assert any(line.startswith("bench: 2/2 cells (100%)") for line in lines)
+    assert "\x1b[" not in first.output  # CliRunner is no terminal: plain lines, no control codes
+    assert again.exit_code == 0, again.output
+    assert "skipped (finished): tiny / tf / seed 0" in again.output.splitlines()
+    assert "skipped (finished): tiny / api / seed 0" in again.output.splitlines()
+    assert len(server.requests) == 9  # the re-run sent nothing
+
+
+def test_a_setting_the_server_refuses_is_one_line_for_the_cell_not_one_per_text(tmp_path):
+    fault_server = _fault_server_module()
+    with fault_server.FaultServer() as server:
+        server.plan = lambda attempt, body: fault_server.Status(404)  # e.g. a model name it lacks
+        result, seconds = llm_bench(tmp_path, server.base_url)
+        assert len(server.requests) == 3  # not one per text
+    assert result.exit_code == 1 and seconds < 30
+    failed = [line for line in result.output.splitlines() if "ConfigError" in line]
+    assert len(failed) == 1 and failed[0].startswith(
+        "cell failed tiny / api / seed 0: ConfigError: the first 3"
+    )
+    assert "all failed with HTTP 404 and none succeeded" in result.output
+    assert "| tiny | api | 0 | failed |" in (tmp_path / "runs" / "t" / "summary.md").read_text()

@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -231,3 +232,20 @@ def test_instruct_train_writes_a_loadable_adapter(tmp_path):
     model = load_classifier(out)
     assert model.schema.names == ["belief", "debunk"]
     assert model.instructions == ["Label the comment: belief or debunk."]
+
+
+def test_train_and_predict_show_plain_progress_lines_when_output_is_no_terminal(tmp_path):
+    splits, model_dir = tmp_path / "splits", tmp_path / "model"
+    assert invoke("data", "split", FIXTURES / "tiny.csv", "--out", splits).exit_code == 0
+    result = invoke("train", "encoder", "--data", splits, "--out", model_dir, "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    steps = [line for line in result.output.splitlines() if line.startswith("train: ")]
+    assert steps and re.match(r"train: (\d+)/\1 steps \(100%\), ", steps[-1])  # 63 examples, batches of 16
+    assert "\x1b[" not in result.output  # CliRunner is no terminal: plain lines, no control codes
+
+    inputs, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inputs.write_text("".join(json.dumps({"text": f"text number {i}"}) + "\n" for i in range(5)))
+    result = invoke("predict", model_dir, inputs, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^predict: 5 rows \(100% of the input\), [\d,]+ rows/s, ", result.output, re.M)
+    assert "\x1b[" not in result.output

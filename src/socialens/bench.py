@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from socialens.classifiers.base import PredictionRecord, Status, get_family, read_records, write_records
@@ -25,6 +25,7 @@ from socialens.evaluation.flags import row_flags
 from socialens.evaluation.metrics import aggregate_seeds, check_metric_name, compute_metrics, official_metric
 from socialens.evaluation.tables import mean_std_text, print_fitted
 from socialens.paths import confine, is_inside
+from socialens.progress import StageProgress, progress_display
 from socialens.runtime import cache_dir
 
 
@@ -43,6 +44,19 @@ class BenchResult:
     run_dir: Path
     cells: list[CellResult] = field(default_factory=list)
     summary: list[dict[str, Any]] = field(default_factory=list)
+
+    def all_error_cells(self) -> list[CellResult]:
+        """Cells that ran but whose every prediction is an error (a dead server, a broken model):
+        a table of them measures nothing, so bench must not end as if it did."""
+        return [
+            cell
+            for cell in self.cells
+            if cell.metrics is not None and cell.metrics.get("status", {}).get("rates", {}).get("error") == 1
+        ]
+
+    def stopped_cells(self) -> list[CellResult]:
+        """Cells that stopped sending texts (their server stopped answering): unfinished."""
+        return [cell for cell in self.cells if cell.metrics and cell.metrics["costs"].get("stopped")]
 
 
 def fingerprint(*parts: Any) -> str:
@@ -112,12 +126,15 @@ def run_cell(
     save_model: bool,
     progress=None,
     energy: EnergySettings | None = None,
+    estimate=None,
 ) -> dict:
     energy = energy or EnergySettings()
     family = get_family(entry.family)
     classifier = family(params=params, seed=seed)
     if hasattr(classifier, "progress"):
         classifier.progress = progress
+    if hasattr(classifier, "estimate"):  # LLM families: estimate(RunEstimate) after the first texts
+        classifier.estimate = estimate
     context = {"task": split.task} if "task" in inspect.signature(classifier.fit).parameters else {}
     with EnergyMeter(energy.country, energy.enabled) as train_meter:
         start = time.perf_counter()
@@ -136,6 +153,7 @@ def run_cell(
         predict_time = time.perf_counter() - start
     if len(records) != len(split.test):
         raise RuntimeError(f"{entry.id} returned {len(records)} records for {len(split.test)} test examples")
+    stopped = getattr(classifier, "stopped_", None)  # an LLM server that stopped answering
     cell_dir.mkdir(parents=True, exist_ok=True)
     write_records(cell_dir / "predictions.jsonl", records)
     if save_model:
@@ -153,6 +171,7 @@ def run_cell(
         "cost": sum(r.cost for r in records),
         "cost_per_1000": 1000 * sum(r.cost for r in records) / max(1, len(records)),
         "mean_latency_s": sum(r.latency_s for r in records) / max(1, len(records)),
+        "stopped": stopped,
         **energy_fields(train_meter, predict_meter),
     }
 
@@ -291,8 +310,8 @@ def run_bench(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as progress:
-        grid = progress.add_task("bench", total=total)
+    with progress_display(console, *columns) as progress:
+        grid = progress.add_task("bench", total=total, label="bench", unit="cells")
         for dataset_entry in experiment.datasets:
             progress.update(grid, description=f"loading {dataset_entry.config}")
             try:
@@ -333,7 +352,7 @@ def run_bench(
                         force,
                         save_models,
                         console,
-                        CellProgress(progress),
+                        StageProgress(progress),
                     )
                     result.cells.append(cell)
                     if cell.metrics is not None:
@@ -362,27 +381,6 @@ def check_language_coverage(split: Split, entry: ModelEntry, params, model_dir: 
     if not coverage["covered"]:
         console.print(Text(coverage_warning(split.name, entry.id, coverage)), highlight=False, soft_wrap=True)
     return coverage
-
-
-class CellProgress:
-    """The progress(stage, done, total) hook that families call: one bar for the running cell's
-    current stage (training steps, then predicted examples), removed when the cell ends."""
-
-    def __init__(self, progress: Progress):
-        self.progress = progress
-        self.stage: str | None = None
-        self.task = None
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if stage != self.stage:
-            self.close()
-            self.stage, self.task = stage, self.progress.add_task(f"  {stage}", total=total)
-        self.progress.update(self.task, completed=done, total=total)
-
-    def close(self) -> None:
-        if self.task is not None:
-            self.progress.remove_task(self.task)
-        self.stage, self.task = None, None
 
 
 def error_record_count(predictions: Path) -> int | None:
@@ -415,6 +413,7 @@ def _run_or_skip(
         if stored.get("cell_fingerprint") == key:
             errors = error_record_count(cell_dir / "predictions.jsonl")
             if errors == 0:
+                console.print(f"skipped (finished): {split.name} / {entry.id} / seed {seed}", highlight=False)
                 return CellResult(split.name, entry.id, seed, "skipped", metrics=stored)
             # Not finished: run it again. Answers that succeeded come back from the LLM response
             # cache (failed calls are never cached), so only the failed prompts are sent again.
@@ -423,15 +422,28 @@ def _run_or_skip(
                 f"re-running {split.name} / {entry.id} / seed {seed}: {again} from the last run",
                 highlight=False,
             )
+
+    def estimate(found) -> None:
+        console.print(
+            Text(f"llm cell {split.name} / {entry.id} / seed {seed}: {found.describe()}"), soft_wrap=True
+        )
+
     try:
         try:
             costs = run_cell(
-                split, entry, params, seed, cell_dir, save_models, cell_progress, experiment.energy
+                split, entry, params, seed, cell_dir, save_models, cell_progress, experiment.energy, estimate
             )
         finally:
             if cell_progress is not None:
                 cell_progress.close()
         metrics = score_cell(cell_dir, split, experiment, seed)
+        if costs["stopped"]:
+            console.print(
+                Text.assemble(
+                    ("cell stopped", "red"), f" {split.name} / {entry.id} / seed {seed}: {costs['stopped']}"
+                ),
+                soft_wrap=True,
+            )
     except Exception as exc:
         message = f"{type(exc).__name__}: {exc}"
         cell_dir.mkdir(parents=True, exist_ok=True)

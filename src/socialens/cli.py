@@ -206,7 +206,29 @@ def bench(
             highlight=False,
             soft_wrap=True,
         )
-    if any(cell.status == "failed" for cell in result.cells):
+    useless = result.all_error_cells()
+    if useless:
+        cells = ", ".join(f"{cell.dataset} / {cell.model} / seed {cell.seed}" for cell in useless)
+        console.print(
+            _error_text(
+                f"every prediction is an error in {len(useless)} cell(s): {cells}; the error records in "
+                "their predictions.jsonl say why"
+            ),
+            highlight=False,
+            soft_wrap=True,
+        )
+    stopped = [cell for cell in result.stopped_cells() if cell not in useless]
+    if stopped:
+        cells = ", ".join(f"{cell.dataset} / {cell.model} / seed {cell.seed}" for cell in stopped)
+        console.print(
+            _error_text(
+                f"{len(stopped)} cell(s) stopped before their last text, their server no longer answering: "
+                f"{cells}; run bench again once it is up (the answers so far are cached)"
+            ),
+            highlight=False,
+            soft_wrap=True,
+        )
+    if useless or stopped or any(cell.status == "failed" for cell in result.cells):
         raise typer.Exit(code=1)
 
 
@@ -493,6 +515,7 @@ def train(
 ) -> None:
     """Train one model on a dataset, report dev/test scores and save a self-describing model directory."""
     from socialens.classifiers.base import get_family
+    from socialens.progress import stage_progress
 
     try:
         _check_at_least(cap=cap, epochs=epochs)
@@ -511,7 +534,8 @@ def train(
             )
         classifier = family_cls(params=family_cls.Params(**overrides), seed=seed)
         console.print(f"training {family} on {len(split.train)} examples (dev {len(split.dev)})")
-        classifier.fit(split.train, split.dev, schema=split.schema)
+        with stage_progress(console, classifier):
+            classifier.fit(split.train, split.dev, schema=split.schema)
         classifier.save(out)
         _record_training_data(out, data, seed, cap, data_root, text, label, labels)
         _score_splits(classifier, split, out)

@@ -40,6 +40,7 @@ from socialens.predict_output import (
     output_columns,
     output_row,
 )
+from socialens.progress import PlainProgress, PlainTask, about_duration, progress_display
 
 PROGRESS_SUFFIX = ".progress.json"
 RUN_RECORD_SUFFIX = ".run.json"
@@ -250,16 +251,25 @@ def predict_items(
     return out
 
 
-def _progress(console: Console | None) -> Progress:
-    return Progress(
+def _progress(console: Console | None) -> Progress | PlainProgress:
+    return progress_display(
+        console or Console(stderr=True),
         TextColumn("predict"),
         BarColumn(),
         TextColumn("{task.percentage:>5.1f}%"),
         TextColumn("{task.fields[rows]:,} rows, {task.fields[rate]:,.0f} rows/s"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=console or Console(stderr=True),
         transient=True,
+        line=plain_progress_line,
+    )
+
+
+def plain_progress_line(task: PlainTask) -> str:
+    """A progress line where no bar can be drawn (the percentage is of the input's bytes)."""
+    return (
+        f"predict: {task.fields['rows']:,} rows ({task.percentage:.0f}% of the input), "
+        f"{task.fields['rate']:,.0f} rows/s, {about_duration(task.elapsed)} elapsed"
     )
 
 

@@ -386,3 +386,111 @@ def test_real_llama_cpp_server(llama_server):
         assert all(math.isfinite(v) and v < 0 for v in scores.logprobs)
     finally:
         base.close()
+
+
+# --- failing fast: a dead server stops the backend, a wrong setting is one ConfigError ----------
+
+
+def dead_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens here once closed
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def test_a_dead_server_stops_the_backend_after_n_unreachable_prompts(make):
+    backend = make(base_url=dead_url(), max_retries=2, concurrency=1, max_connection_failures=2)
+    start = time.monotonic()
+    completions = backend.generate(prompts(20), GenerationParams())
+    assert time.monotonic() - start < 3
+    errors = [c.error for c in completions]
+    assert errors[:2] == ["connection error after 3 attempts"] * 2
+    assert all(
+        e.startswith("stopped after 2 prompts in a row failed to reach http://127.0.0.1:") for e in errors[2:]
+    )
+    assert "(max_connection_failures: 2)" in errors[2] and backend.stopped == errors[2]
+    [later] = backend.generate(prompts(1), GenerationParams())
+    assert later.error == errors[2]  # stopped: nothing more is sent
+    backend.reset_failures()  # a new run tries the server again
+    assert backend.stopped is None
+    [retried] = backend.generate(prompts(1), GenerationParams())
+    assert retried.error == "connection error after 3 attempts"
+
+
+def test_a_stop_ends_the_retries_waiting_in_other_threads(make):
+    # 8 prompts at once, each with retries waiting up to 5 s: the stop after the first two
+    # unreachable prompts must end the others' waits, not let them sleep on
+    backend = make(
+        base_url=dead_url(),
+        max_retries=5,
+        backoff_base_s=1.0,
+        backoff_max_s=5.0,
+        concurrency=8,
+        max_connection_failures=2,
+    )
+    start = time.monotonic()
+    completions = backend.generate(prompts(8), GenerationParams())
+    assert time.monotonic() - start < 12  # one prompt's worst case alone is 5 waits of up to 5 s
+    assert sum("stopped after 2 prompts" in c.error for c in completions) >= 1
+    assert all(c.error for c in completions)
+
+
+def test_a_server_that_dies_after_the_first_request(make, server):
+    def plan(attempt, body):
+        # uvicorn shuts down while it answers: it closes its socket, answers this request and
+        # closes the connection, so the next request finds nothing listening
+        server._server.should_exit = True
+        return Sleep(0.3)
+
+    server.plan = plan
+    try:
+        backend = make(concurrency=1, max_connection_failures=3, timeout_s=5)
+        start = time.monotonic()
+        completions = backend.generate(prompts(30), GenerationParams())
+        assert time.monotonic() - start < 10
+        assert completions[0].error is None and completions[0].text == "echo: q0"
+        assert all("connection error" in c.error for c in completions[1:4])
+        assert all(c.error.startswith("stopped after 3 prompts") for c in completions[4:])
+        assert len(server.requests) == 1
+    finally:
+        server.stop()
+        server.start()  # the module's other tests share this server (a fresh uvicorn, same port)
+
+
+def test_timeouts_count_as_unreachable_but_any_answer_resets_the_count(make, server):
+    server.plan = lambda attempt, body: Sleep(2.0) if int(body["messages"][-1]["content"][1:]) % 2 else OK
+    backend = make(timeout_s=0.2, max_retries=0, concurrency=1, max_connection_failures=2)
+    completions = backend.generate(prompts(6), GenerationParams())
+    assert [c.error for c in completions] == [None, "timeout (0.2 s) after 1 attempts"] * 3
+    assert backend.stopped is None  # never two in a row
+
+
+@pytest.mark.parametrize("code", [400, 401, 404])
+def test_the_same_client_error_from_the_start_is_one_config_error(make, server, code):
+    server.plan = lambda attempt, body: Status(code)
+    backend = make(concurrency=1)
+    with pytest.raises(
+        ConfigError, match=rf"^the first 3 requests to http://127.0.0.1:\d+/v1 all failed with HTTP {code}"
+    ):
+        backend.generate(prompts(40), GenerationParams())
+    assert len(server.requests) == 3  # not 40
+    with pytest.raises(ConfigError):  # and nothing more is sent
+        backend.generate(prompts(1), GenerationParams())
+    assert len(server.requests) == 3
+
+
+def test_a_client_error_after_a_success_stays_that_prompts_error(make, server):
+    server.plan = lambda attempt, body: OK if body["messages"][-1]["content"] == "q0" else Status(400)
+    completions = make(concurrency=1).generate(prompts(6), GenerationParams())
+    assert completions[0].error is None
+    assert [c.error for c in completions[1:]] == ["HTTP 400 (not retried)"] * 5
+
+
+def test_a_constraint_the_server_ignores_from_the_start_is_one_config_error(make, server):
+    server.ignore_constraints = True
+    backend = make(constrained="guided_choice", concurrency=1)
+    with pytest.raises(
+        ConfigError, match="not one of the choices .does the server support constrained: guided_choice"
+    ):
+        backend.generate(prompts(40), GenerationParams(choices=("no", "yes")))
+    assert len(server.requests) == 3

@@ -146,6 +146,7 @@ class InstructClassifier:
         self.params = params or InstructParams()
         self.seed = seed
         self.progress = progress
+        self.estimate = None  # handed to the prompted evaluator: estimate(RunEstimate)
         self.schema: LabelSchema | None = None
         self.task = ""
         self.instructions: list[str] = []
@@ -223,7 +224,7 @@ class InstructClassifier:
 
     def predict(self, examples: list[Example]) -> list[PredictionRecord]:
         evaluator = self.evaluator
-        evaluator.progress = self.progress
+        evaluator.progress, evaluator.estimate = self.progress, self.estimate
         return evaluator.predict(examples)
 
     def save(self, directory: str | Path) -> None:

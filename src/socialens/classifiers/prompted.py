@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -32,6 +33,7 @@ from socialens.data.schema import Example, LabelSchema
 from socialens.errors import ConfigError
 from socialens.llm.native_probe import ExtraBuffers
 from socialens.paths import confine
+from socialens.progress import RunEstimate
 
 BUILTIN_PROMPTS = ("serial", "json", "instruction")  # any other ``prompt`` is a template file
 SAVED_TEMPLATE = "prompt_template.jinja"  # a saved model's copy of its user template
@@ -44,6 +46,7 @@ BACKEND_OPTION_FIELDS = (
     "concurrency",
     "timeout_s",
     "max_retries",
+    "max_connection_failures",
     "n_ctx",
     "n_threads",
     "extra_buffers",
@@ -90,6 +93,7 @@ class PromptedParams(FamilyParams):
     concurrency: int | None = None
     timeout_s: float | None = None
     max_retries: int | None = None
+    max_connection_failures: int | None = None  # openai: stop after this many unreachable prompts
     n_ctx: int | None = None
     n_threads: int | None = None
     extra_buffers: ExtraBuffers | None = None  # llamacpp: weight-repacking buffer types
@@ -186,6 +190,9 @@ def check_endpoint(params: PromptedParams, trust: Trust | None, source: str) -> 
         )
 
 
+ESTIMATE_TEXTS = 3  # texts timed (at least) before a whole run's time is estimated
+
+
 def softmax(logprobs: list[float]) -> list[float]:
     top = max(logprobs)
     weights = [math.exp(lp - top) for lp in logprobs]
@@ -207,6 +214,8 @@ class PromptedClassifier:
         self.params = params or PromptedParams()
         self.seed = seed
         self.progress = progress  # progress(stage, done, total), as the encoder family calls it
+        self.estimate = None  # estimate(RunEstimate), called once the first texts of a run are done
+        self.stopped_: str | None = None  # why the last predict() stopped sending texts, if it did
         self.schema: LabelSchema | None = None
         self.task: str = ""
         self.pool_: list[Example] = []
@@ -292,18 +301,56 @@ class PromptedClassifier:
             for ex in examples
         ]
 
+    def _sample_size(self) -> int:
+        """How many texts the first chunk holds: enough to time, and to fill a backend that runs
+        several prompts at once (openai's concurrency, hf's batch)."""
+        raw = getattr(self.backend, "backend", self.backend)
+        options = getattr(raw, "options", None)
+        parallel = max(getattr(options, "concurrency", 1) or 1, getattr(options, "batch_size", 1) or 1)
+        return min(self.params.chunk_size, max(ESTIMATE_TEXTS, parallel))
+
     def predict(self, examples: list[Example]) -> list[PredictionRecord]:
         self._check_fitted()
+        backend, _, _ = self.backend, self.builder, self.selector  # set-up costs stay out of the estimate
+        reset = getattr(backend, "reset_failures", None)
+        if reset is not None:  # a server that stopped answering in an earlier call may be back
+            reset()
         records: list[PredictionRecord] = []
-        size = self.params.chunk_size
-        for start in range(0, len(examples), size):
+        size = self._sample_size()
+        started, sent_before = time.perf_counter(), getattr(backend, "calls", 0)
+        start = 0
+        while start < len(examples):
+            stopped = getattr(backend, "stopped", None)
+            if stopped is not None:  # every remaining text still gets its record, saying why
+                records.extend(
+                    self._record(ex, predicted=None, status=Status.ERROR, error=stopped)
+                    for ex in examples[start:]
+                )
+                break
             chunk = examples[start : start + size]
             if self.params.decoding == "scored":
                 records.extend(self._predict_scored(chunk))
             else:
                 records.extend(self._predict_generated(chunk))
+            if (
+                start == 0
+                and self.estimate is not None
+                and any(r.status is not Status.ERROR for r in records)
+            ):
+                sent = getattr(backend, "calls", 0) - sent_before
+                self.estimate(
+                    RunEstimate(
+                        texts=len(examples),
+                        sampled=len(chunk),
+                        prompt_tokens=sum(r.tokens_in for r in records) / len(records),
+                        seconds_per_text=(time.perf_counter() - started) / sent if sent else None,
+                    )
+                )
+            start += len(chunk)
+            size = self.params.chunk_size
             if self.progress is not None:
                 self.progress("predict", len(records), len(examples))
+        self.stopped_ = getattr(backend, "stopped", None)  # also when it stopped within the last chunk
         return records
 
     def _record(self, ex: Example, **fields) -> PredictionRecord:

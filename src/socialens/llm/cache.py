@@ -75,6 +75,16 @@ class CachedBackend:
         self.model_id = backend.model_id
         self.calls = 0  # prompts actually sent to the backend (misses), for tests and accounting
 
+    @property
+    def stopped(self) -> str | None:
+        """Why the backend sends nothing more (openai: the server stopped answering), or None."""
+        return getattr(self.backend, "stopped", None)
+
+    def reset_failures(self) -> None:
+        reset = getattr(self.backend, "reset_failures", None)
+        if reset is not None:
+            reset()
+
     def render(self, messages: Messages) -> str:
         return self.backend.render(messages)
 

@@ -24,6 +24,13 @@ Scoring (``score``) needs prompt log-probabilities, which only a completions end
 the prompt with ``logprobs`` gives (vLLM, llama.cpp's server). It is therefore available with
 ``chat: false`` only; the chat endpoint has no prompt log-probabilities, so ``chat: true`` raises a
 ConfigError, and so does a server that answers without them.
+
+Failing fast (``socialens.llm.failures``): once ``max_connection_failures`` prompts in a row have
+failed to reach the server (connection error or timeout after all their retries), the backend is
+stopped: retries waiting in other threads end at once and every later prompt fails without a
+request, its error saying why, until ``reset_failures``. Before any request has succeeded, the same
+number of prompts in a row refused the same way (one HTTP 4xx status, or answers outside the
+constraint) is a ConfigError: the settings are wrong, and every other text would fail the same way.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ from socialens.llm.base import (
     register_backend,
     render_plain,
 )
+from socialens.llm.failures import FailureAccount
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +94,8 @@ class OpenAIBackend:
         backoff_max_s: float = Field(30.0, ge=0)  # cap on one wait, Retry-After included
         constrained: Literal["auto", "guided_choice", "json_schema", "json_object", "none"] = "auto"
         chat: bool = True  # True: /chat/completions; False: /completions (base models)
+        # prompts in a row that fail to connect (after their retries) before the rest fail at once
+        max_connection_failures: int = Field(3, ge=1)
 
     def __init__(self, model: str, **options: Any):
         self.options = self.Options(**options)
@@ -128,6 +138,11 @@ class OpenAIBackend:
         )
         self._closed = False
         self._lock = threading.Lock()
+        self.failures = FailureAccount(
+            self.options.max_connection_failures,
+            base.rstrip("/"),
+            settings="model, base_url, api_key_env, constrained, chat",
+        )
 
     def _read_key(self) -> str:
         name = self.options.api_key_env
@@ -156,6 +171,14 @@ class OpenAIBackend:
             return render_messages_json(messages)
         return render_plain(messages)
 
+    @property
+    def stopped(self) -> str | None:
+        """Why this backend sends nothing more (the server stopped answering), or None."""
+        return self.failures.stopped
+
+    def reset_failures(self) -> None:
+        self.failures.reset()
+
     def generate(self, prompts: list[Messages], params: GenerationParams) -> list[Completion]:
         futures = [self._pool.submit(self._generate_one, prompt, params) for prompt in prompts]
         return [future.result() for future in futures]
@@ -180,6 +203,7 @@ class OpenAIBackend:
         latency = time.perf_counter() - start
         if errors:
             return Scores(logprobs=[], latency_s=latency, error=errors[0])
+        self.failures.answered()
         return Scores(
             logprobs=[r[0] for r in results],
             tokens_in=max((r[2] for r in results), default=0),
@@ -260,6 +284,13 @@ class OpenAIBackend:
                     f"constrained output {text[:80]!r} is not one of the choices "
                     f"(does the server support constrained: {self.constrained_mode}?)"
                 )
+                self.failures.refused(
+                    "constraint",
+                    f"answers that are not one of the choices (does the server support constrained: "
+                    f"{self.constrained_mode}?)",
+                )
+        if error is None:
+            self.failures.answered()
         usage = getattr(response, "usage", None)
         return Completion(
             text=text,
@@ -304,12 +335,17 @@ class OpenAIBackend:
 
     def _call(self, request):
         """Run ``request`` with our retries; return its response or raise _Failure."""
-        from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt
+        from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, stop_when_event_set
 
+        failures = self.failures
+        failures.raise_config_error()
+        if failures.stopped is not None:
+            raise _Failure(failures.stopped)
         attempts = self.options.max_retries + 1
         retrying = Retrying(
-            stop=stop_after_attempt(attempts),
+            stop=stop_after_attempt(attempts) | stop_when_event_set(failures.stop_event),
             wait=self._wait,
+            sleep=failures.stop_event.wait,  # a stopped backend ends every waiting retry at once
             retry=retry_if_exception(self._retryable),
             reraise=False,
             before_sleep=self._log_retry,
@@ -317,18 +353,33 @@ class OpenAIBackend:
         try:
             for attempt in retrying:
                 with attempt:
-                    response = request()
+                    if failures.stopped is not None:  # stopped while this prompt waited to retry
+                        raise _Failure(failures.stopped)
+                    try:
+                        response = request()
+                    except self._openai.APIStatusError:
+                        failures.reached()
+                        raise
+                    failures.reached()
                     if isinstance(response, str | bytes) or not hasattr(response, "choices"):
                         raise MalformedResponse("response body is not a completion object")
                     _first_choice(response)
             return response
         except RetryError as error:
-            raise _Failure(
-                f"{self._describe(error.last_attempt.exception())} after {attempts} attempts"
-            ) from None
+            last = error.last_attempt.exception()
+            detail = f"{self._describe(last)} after {error.last_attempt.attempt_number} attempts"
+            if isinstance(last, self._openai.APIConnectionError):  # timeouts included
+                failures.connection_failure(detail)
+            if error.last_attempt.attempt_number < attempts and failures.stopped is not None:
+                raise _Failure(failures.stopped) from None
+            raise _Failure(detail) from None
+        except _Failure:
+            raise
         except Exception as error:
             if isinstance(error, ConfigError):
                 raise
+            if isinstance(error, self._openai.APIStatusError) and 400 <= error.status_code < 500:
+                failures.refused(f"HTTP {error.status_code}", self._describe(error))
             raise _Failure(f"{self._describe(error)} (not retried)") from None
 
     def _retryable(self, error: BaseException) -> bool:
