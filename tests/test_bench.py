@@ -193,6 +193,8 @@ def test_a_rerun_resends_exactly_the_failed_prompts_and_rewrites_the_cell(tmp_pa
     """A cell whose LLM calls failed (HTTP 500 after the retries) is not finished: a plain re-run
     sends exactly the prompts of its error records (the rest come from the response cache) and
     rewrites the cell without error records; --force still starts over."""
+    from socialens.llm.openai_probe import PROBE_MESSAGES
+
     fault_server = _fault_server_module()
     monkeypatch.setenv("SOCIALENS_TEST_BENCH_KEY", "bench-key")
     with fault_server.FaultServer(api_key="bench-key") as server:
@@ -201,7 +203,7 @@ def test_a_rerun_resends_exactly_the_failed_prompts_and_rewrites_the_cell(tmp_pa
 
         def plan(attempt, body):  # every third prompt fails, on every attempt, while "on"
             prompt = body["messages"][-1]["content"]
-            if failing["on"] and sum(prompt.encode()) % 3 == 0:
+            if failing["on"] and sum(prompt.encode()) % 3 == 0 and body["messages"] != PROBE_MESSAGES:
                 failed_prompts.add(prompt)
                 return fault_server.Status(500)
             return fault_server.OK
@@ -228,13 +230,19 @@ def test_a_rerun_resends_exactly_the_failed_prompts_and_rewrites_the_cell(tmp_pa
         failed = [r for r in records if r.status.value == "error"]
         assert [c.status for c in first.cells] == ["done"]
         assert 0 < len(failed) < len(records) and all("HTTP 500" in r.error for r in failed)
-        assert len(server.requests) == len(records) + len(failed)  # one retry per failed prompt
+        texts = [body for body in server.requests if body["messages"] != PROBE_MESSAGES]
+        assert len(texts) == len(records) + len(failed)  # one retry per failed prompt
+        assert len(server.requests) == len(texts) + 1  # and one probe, for the constrained form
         assert len(failed_prompts) == len(failed)
 
         failing["on"] = False
         sent_before = len(server.requests)
         again = run_bench(experiment, console=Console(quiet=True))
-        resent = [body["messages"][-1]["content"] for body in server.requests[sent_before:]]
+        resent = [
+            body["messages"][-1]["content"]
+            for body in server.requests[sent_before:]
+            if body["messages"] != PROBE_MESSAGES  # a new backend: probed again
+        ]
         assert sorted(resent) == sorted(failed_prompts)  # exactly those, each once
         assert [c.status for c in again.cells] == ["done"]
         rewritten = read_records(predictions)

@@ -9,10 +9,17 @@ last message's content, or the completions prompt), so retries can be counted se
 The server also records every request body, the most requests it ever had in flight, and rejects
 a wrong bearer token with 401.
 
-Answers: the first guided choice when ``guided_choice`` is sent, ``{"answer": <first enum value>}``
-for a JSON-schema response format, otherwise ``echo: <prompt>``. ``/v1/completions`` with
-``echo`` and ``logprobs`` returns word-piece "tokens" (runs of spaces plus a word) with log-prob
-``-len(token) / 10`` and their text offsets, so a test can compute the expected score.
+Answers: the first choice when ``guided_choice``, ``structured_outputs: {choice}`` or a GBNF
+``grammar`` is sent, ``{"answer": <first enum value>}`` for a JSON-schema response format,
+otherwise ``echo: <prompt>``. ``/v1/completions`` with ``echo`` and ``logprobs`` returns word-piece
+"tokens" (runs of spaces plus a word) with log-prob ``-len(token) / 10`` and their text offsets, so
+a test can compute the expected score.
+
+``supports`` (default ``FEATURES``, all of them) emulates servers that lack some of these: a
+constraint form left out is ignored (a free answer, as llama-cpp-python's server does with
+``guided_choice``) or, when ``rejects`` maps it to a status, refused with it (as that server does a
+``json_schema`` response format: 500); without ``echo`` the completions endpoint gives no prompt
+log-probabilities.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from fastapi.responses import JSONResponse, Response
 OK = "ok"
 MALFORMED = "malformed"
 NO_CHOICES = "no_choices"
+FEATURES = frozenset({"json_schema", "json_object", "structured_outputs", "guided_choice", "grammar", "echo"})
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,8 @@ class FaultServer:
         self.max_in_flight = 0
         self.hold_s = 0.0  # every request takes at least this long (to measure concurrency)
         self.ignore_constraints = False  # answer freely whatever constraint is asked for
+        self.supports: set[str] = set(FEATURES)
+        self.rejects: dict[str, int] = {}  # unsupported feature -> the status its requests get
         self._epoch = 0
         self._lock = threading.Lock()
         self.app = self._build_app()
@@ -85,6 +95,8 @@ class FaultServer:
             self._epoch += 1
             self.hold_s = 0.0
             self.ignore_constraints = False
+            self.supports = set(FEATURES)
+            self.rejects = {}
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -167,14 +179,22 @@ class FaultServer:
             return JSONResponse(
                 {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"]}
             )
-        return JSONResponse(self._answer(body, kind, key))
+        refused = sorted((requested_features(body) - self.supports) & set(self.rejects))
+        if refused:
+            message = f"unsupported: {', '.join(refused)}"
+            return JSONResponse({"error": {"message": message, "type": "invalid"}}, self.rejects[refused[0]])
+        return JSONResponse(self._answer(body, kind, key, requested_features(body) & self.supports))
 
-    def _answer(self, body: dict[str, Any], kind: str, prompt: str) -> dict[str, Any]:
+    def _answer(self, body: dict[str, Any], kind: str, prompt: str, honoured: set[str]) -> dict[str, Any]:
         if self.ignore_constraints:
             text = f"echo: {prompt}"
-        elif body.get("guided_choice"):
+        elif "guided_choice" in honoured:
             text = body["guided_choice"][0]
-        elif (body.get("response_format") or {}).get("type") in ("json_schema", "json_object"):
+        elif "structured_outputs" in honoured:
+            text = body["structured_outputs"]["choice"][0]
+        elif "grammar" in honoured:
+            text = re.search(r'\(\s*"((?:[^"\\]|\\.)*)"', body["grammar"]).group(1)
+        elif honoured & {"json_schema", "json_object"}:
             response_format = body["response_format"]
             schema = response_format.get("schema") or response_format["json_schema"]["schema"]
             text = json.dumps({"answer": schema["properties"]["answer"]["enum"][0]})
@@ -187,7 +207,7 @@ class FaultServer:
             choice = {"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}
             return {**base, "object": "chat.completion", "choices": [choice]}
         logprobs = None
-        if body.get("echo") and body.get("logprobs") is not None:
+        if "echo" in honoured and body.get("logprobs") is not None:
             tokens = fake_tokens(prompt) + [" gen"]
             offsets, position = [], 0
             for token in tokens:
@@ -203,6 +223,15 @@ class FaultServer:
             text = prompt + " gen"
         choice = {"index": 0, "text": text, "finish_reason": "length", "logprobs": logprobs}
         return {**base, "object": "text_completion", "choices": [choice]}
+
+
+def requested_features(body: dict[str, Any]) -> set[str]:
+    """The features of ``FEATURES`` a request body asks for."""
+    features = {name for name in ("guided_choice", "structured_outputs", "grammar", "echo") if body.get(name)}
+    kind = (body.get("response_format") or {}).get("type")
+    if kind in ("json_schema", "json_object"):
+        features.add(kind)
+    return features
 
 
 def _free_port() -> int:

@@ -14,6 +14,7 @@ import math
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -23,12 +24,19 @@ import pytest
 from socialens.errors import ConfigError
 from socialens.llm.base import BACKENDS, GenerationParams
 from socialens.llm.openai import OpenAIBackend
+from socialens.llm.openai_probe import (
+    CHAT_PROBE_ORDER,
+    PROBE_MESSAGES,
+    SCORE_PROBE_PROMPT,
+    TEXT_PROBE_ORDER,
+)
 
 _spec = importlib.util.spec_from_file_location("fault_server", Path(__file__).with_name("fault_server.py"))
 fault_server = importlib.util.module_from_spec(_spec)
 sys.modules["fault_server"] = fault_server
 _spec.loader.exec_module(fault_server)
 MALFORMED, NO_CHOICES, OK = fault_server.MALFORMED, fault_server.NO_CHOICES, fault_server.OK
+FEATURES = fault_server.FEATURES
 Sleep, Status = fault_server.Sleep, fault_server.Status
 
 SECRET = "sk-test-Zq8vW3-never-print-me"
@@ -238,12 +246,24 @@ def test_unknown_option_is_rejected():
         OpenAIBackend("m", api_key_env=None, concurency=2)
 
 
-def test_guided_choice_is_sent(make, server):
+@pytest.mark.parametrize(
+    ("mode", "field"),
+    [
+        ("guided_choice", lambda body: body["guided_choice"]),
+        ("structured_outputs", lambda body: body["structured_outputs"]["choice"]),
+        ("grammar", lambda body: body["grammar"]),
+    ],
+)
+def test_a_set_constrained_form_is_sent_without_a_probe(make, server, mode, field):
     params = GenerationParams(choices=("belief", "belief strong", "neither"))
-    completions = make().generate(prompts(2), params)
+    completions = make(constrained=mode).generate(prompts(2), params)
     assert [c.text for c in completions] == ["belief", "belief"]
     assert all(c.error is None for c in completions)
-    assert server.requests[0]["guided_choice"] == ["belief", "belief strong", "neither"]
+    assert len(server.requests) == 2 and all(body["messages"] != PROBE_MESSAGES for body in server.requests)
+    if mode == "grammar":  # the llamacpp backend's GBNF: an optional space, then one of the choices
+        assert field(server.requests[0]) == 'root ::= " "? ("belief" | "belief strong" | "neither")\n'
+    else:
+        assert field(server.requests[0]) == ["belief", "belief strong", "neither"]
 
 
 @pytest.mark.parametrize("mode", ["json_schema", "json_object"])
@@ -282,7 +302,7 @@ def test_render_is_deterministic_json_for_chat(make):
 
 
 def test_completions_endpoint_for_base_models(make, server):
-    backend = make(chat=False)
+    backend = make(chat=False, constrained="guided_choice")
     messages = [{"role": "system", "content": "Classify."}, {"role": "user", "content": "Text one"}]
     assert backend.render(messages) == "Classify.\n\nText one\n\nAnswer:"
     [completion] = backend.generate([messages], GenerationParams(choices=("yes", "no")))
@@ -291,8 +311,9 @@ def test_completions_endpoint_for_base_models(make, server):
     assert server.requests[0]["guided_choice"] == ["yes", "no"]
 
 
-def test_score_sums_echoed_continuation_logprobs(make, server):
-    backend = make(chat=False)
+@pytest.mark.parametrize("chat", [True, False])
+def test_score_sums_echoed_continuation_logprobs(make, server, chat):
+    backend = make(chat=chat)  # the completions endpoint and the plain prompt, whatever chat says
     messages = [{"role": "user", "content": "Is it true?"}]
     scores = backend.score(messages, ["yes", "not at all"])
     assert scores.error is None
@@ -300,19 +321,126 @@ def test_score_sums_echoed_continuation_logprobs(make, server):
     assert scores.logprobs == pytest.approx([-0.4, -0.4 - 0.3 - 0.4])
     assert scores.continuation_tokens == [1, 3]
     assert scores.tokens_in == 4  # "Is", " it", " true?", "\n\nAnswer:"
-    body = server.requests[0]
-    assert body["echo"] is True and body["logprobs"] == 1
+    probe, *bodies = server.requests
+    assert probe["prompt"] == SCORE_PROBE_PROMPT and probe["echo"] is True
+    sent = sorted(body["prompt"] for body in bodies)
+    assert sent == ["Is it true?\n\nAnswer: not at all", "Is it true?\n\nAnswer: yes"]
+    assert all(body["echo"] is True and body["logprobs"] == 1 for body in bodies)
+    backend.score(messages, ["yes"])
+    assert len(server.requests) == 4  # probed once
 
 
 def test_score_failure_is_reported(make, server):
-    server.plan = lambda attempt, body: Status(500)
-    scores = make(chat=False, max_retries=1).score(prompts(1)[0], ["a"])
-    assert scores.logprobs == [] and scores.error == "HTTP 500 after 2 attempts"
+    server.plan = lambda attempt, body: Status(503) if body["prompt"] != SCORE_PROBE_PROMPT else OK
+    scores = make(max_retries=1).score(prompts(1)[0], ["a"])
+    assert scores.logprobs == [] and scores.error == "HTTP 503 after 2 attempts"
 
 
-def test_score_needs_the_completions_endpoint(make):
-    with pytest.raises(ConfigError, match="scored decoding isn't supported"):
-        make().score(prompts(1)[0], ["a"])
+# -- what the server supports: one probe, then the form it honours ---------------------------------------
+
+SERVERS = {
+    # name: (the features it has, the statuses it refuses others with; the rest it ignores)
+    "llama-cpp-python": ({"grammar", "json_object", "echo"}, {"json_schema": 500}),
+    "vllm": ({"json_schema", "structured_outputs", "echo"}, {}),
+    "old-vllm": ({"json_schema", "guided_choice", "echo"}, {}),
+    "ollama": ({"json_schema"}, {}),
+    "strict": ({"guided_choice", "echo"}, {"grammar": 400, "json_schema": 400, "json_object": 422}),
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "chat", "mode", "probes"),
+    [
+        ("llama-cpp-python", True, "grammar", 1),
+        ("llama-cpp-python", False, "grammar", 1),
+        ("vllm", True, "json_schema", 2),
+        ("vllm", False, "structured_outputs", 2),
+        ("old-vllm", False, "guided_choice", 3),
+        ("ollama", True, "json_schema", 2),
+        ("strict", True, "guided_choice", 5),
+    ],
+)
+def test_auto_finds_the_form_the_server_honours_once(make, server, name, chat, mode, probes):
+    server.supports, server.rejects = SERVERS[name]
+    backend = make(chat=chat)
+    assert backend.constrained_mode is None  # not known before it is needed
+    params = GenerationParams(choices=("no", "yes"))
+    completions = backend.generate(prompts(3), params) + backend.generate(prompts(2), params)
+    assert backend.constrained_mode == mode
+    assert [c.text for c in completions] == ["no"] * 5 and all(c.error is None for c in completions)
+    sent = server.requests
+    probe = [PROBE_MESSAGES] if chat else ["Reply with one word.\n\nAnswer:"]
+    assert [b.get("messages", b.get("prompt")) in probe for b in sent] == [True] * probes + [False] * 5
+    order = CHAT_PROBE_ORDER if chat else TEXT_PROBE_ORDER
+    assert order[probes - 1] == mode  # the forms before it were each tried once
+    assert fault_server.requested_features(sent[-1]) == {mode}
+
+
+def test_a_server_that_honours_no_form_is_one_config_error(make, server):
+    server.supports, server.rejects = {"echo"}, {"json_schema": 400}
+    backend = make()
+    with pytest.raises(ConfigError) as error:
+        backend.generate(prompts(4), GenerationParams(choices=("no", "yes")))
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"openai backend: the server at {server.base_url} honours none of the")
+    tried = "grammar: ignored; json_schema: HTTP 400; json_object: ignored; structured_outputs: ignored"
+    assert f"({tried}; guided_choice: ignored)" in message
+    assert "use decoding: generate" in message and "constrained:" in message
+    assert len(server.requests) == len(CHAT_PROBE_ORDER)  # the probes; no text was sent
+    with pytest.raises(ConfigError, match="honours none"):  # once: nothing more is asked
+        backend.generate(prompts(4), GenerationParams(choices=("no", "yes")))
+    assert len(server.requests) == len(CHAT_PROBE_ORDER)
+    [free] = backend.generate(prompts(1), GenerationParams())  # unconstrained generation still works
+    assert free.error is None and free.text == "echo: q0"
+
+
+def test_a_probe_that_fails_is_asked_again_with_the_next_batch(make, server):
+    down = {"on": True}
+    server.plan = lambda attempt, body: Status(503) if down["on"] else OK
+    backend = make(max_retries=1)
+    params = GenerationParams(choices=("no", "yes"))
+    failed = backend.generate(prompts(3), params)
+    assert [c.error for c in failed] == ["HTTP 503 after 2 attempts (probing what the server supports)"] * 3
+    assert len(server.requests) == 2 and backend.constrained_mode is None  # the probe's two attempts
+    down["on"] = False
+    completions = backend.generate(prompts(3), params)
+    assert all(c.error is None and c.text == "no" for c in completions)
+    assert backend.constrained_mode == "grammar" and len(server.requests) == 2 + 1 + 3
+
+
+def test_threads_sharing_a_backend_probe_once(make, server):
+    server.hold_s = 0.1
+    backend = make()
+    params = GenerationParams(choices=("no", "yes"))
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.extend(backend.generate(prompts(2), params)))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 8 and all(c.error is None for c in results)
+    assert sum(body["messages"] == PROBE_MESSAGES for body in server.requests) == 1
+
+
+@pytest.mark.parametrize("refusal", [None, 404], ids=["ignored", "refused"])
+def test_a_server_without_prompt_logprobs_is_one_config_error_for_scoring(make, server, refusal):
+    server.supports = set(FEATURES) - {"echo"}
+    server.rejects = {"echo": refusal} if refusal else {}
+    backend = make()
+    with pytest.raises(ConfigError) as error:
+        backend.score(prompts(1)[0], ["no", "yes"])
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("openai backend: scored decoding needs prompt log-prob")
+    assert f"the server at {server.base_url} does not give" in message
+    assert ("HTTP 404" if refusal else "no echoed prompt log-probabilities") in message
+    assert message.endswith("use decoding: constrained or decoding: generate")
+    with pytest.raises(ConfigError, match="scored decoding needs"):
+        backend.score(prompts(1)[0], ["no", "yes"])
+    assert len(server.requests) == 1  # the one probe; no text was sent
 
 
 # -- llama-cpp-python's own OpenAI-compatible server ----------------------------------------------------
@@ -386,6 +514,73 @@ def test_real_llama_cpp_server(llama_server):
         assert all(math.isfinite(v) and v < 0 for v in scores.logprobs)
     finally:
         base.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("decoding", ["generate", "constrained", "scored"])
+def test_every_decoding_mode_works_on_llama_cpp_server_with_defaults(llama_server, tmp_path, decoding):
+    """The README recipe: base_url, api_key_env: null and nothing else (no chat:, no constrained:)."""
+    from socialens.classifiers.base import Status
+    from socialens.classifiers.prompted import PromptedClassifier, PromptedParams
+    from socialens.data.schema import Example, LabelSchema
+
+    schema = LabelSchema.from_names(["belief", "debunk", "other"])
+    texts = ["Vaccines cause autism, wake up", "No, satellites clearly show warming."]
+    pairs = enumerate(zip(texts, schema.names, strict=False))
+    examples = [Example(f"t{i}", text, label) for i, (text, label) in pairs]
+    params = PromptedParams(
+        backend="openai",
+        model="smollm2",
+        base_url=llama_server,
+        api_key_env=None,
+        decoding=decoding,
+        cache_path=str(tmp_path / "cache.sqlite"),
+        # short prompts: with echo, the server sorts the whole vocabulary for every prompt token
+        system_prompt="Classify the text.",
+    )
+    classifier = PromptedClassifier(params).fit(examples, schema=schema)
+    try:
+        records = classifier.predict(examples)
+        backend = classifier.backend.backend
+    finally:
+        classifier.backend.close()
+    assert [r.id for r in records] == ["t0", "t1"]
+    assert all(r.status != Status.ERROR and r.tokens_in > 0 for r in records)
+    if decoding == "constrained":
+        assert backend.constrained_mode == "grammar"  # found by the probe
+    if decoding != "generate":
+        assert all(r.status == Status.OK and r.predicted in schema.names for r in records)
+    if decoding == "scored":
+        assert all(abs(sum(r.scores.values()) - 1) < 1e-6 for r in records)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("mode", "outcome"),
+    [
+        ("grammar", "honoured"),
+        ("json_object", "honoured"),
+        ("json_schema", "HTTP 500"),  # its request validation fails, answered with 500
+        ("structured_outputs", "ignored"),
+        ("guided_choice", "ignored"),
+    ],
+)
+def test_what_llama_cpp_server_does_with_each_constrained_form(llama_server, mode, outcome):
+    """Why the probe tries grammar first: what llama-cpp-python's server does with each form."""
+    backend = OpenAIBackend(
+        "smollm2", base_url=llama_server, api_key_env=None, timeout_s=60, max_retries=0, constrained=mode
+    )
+    try:
+        params = GenerationParams(max_tokens=8, choices=("true", "false", "false claim"))
+        [answer] = backend.generate([[{"role": "user", "content": "Is the earth flat?"}]], params)
+    finally:
+        backend.close()
+    if outcome == "honoured":
+        assert answer.error is None and answer.text in params.choices
+    elif outcome == "ignored":
+        assert answer.text not in params.choices and "is not one of the choices" in answer.error
+    else:
+        assert answer.error == "HTTP 500 after 1 attempts"
 
 
 # --- failing fast: a dead server stops the backend, a wrong setting is one ConfigError ----------

@@ -11,19 +11,18 @@ The API key is read once, at construction, from the environment variable named b
 ``api_key_env``; it is handed to the client and is never logged, cached, put in an error message
 or shown by ``repr``. ``api_key_env: null`` is for local servers that need no key.
 
-Constrained decoding (``GenerationParams.choices``) is asked of the server, which must enforce it:
-``guided_choice`` (vLLM's ``extra_body``; the default for a ``base_url``) or ``json_schema``
-(OpenAI structured outputs: ``{"answer": <one of the choices>}``, unwrapped again here; the
-default for OpenAI itself) or ``json_object`` (the same object through llama-cpp-python's server,
-which takes ``{"type": "json_object", "schema": ...}`` and ignores ``guided_choice``). As in the
-local backends a leading space is dropped, and an answer that is still not one of the choices (a
-server that ignored the constraint) keeps its text and gets ``error`` set. ``none`` sends no
-constraint and returns the free text for the parser.
+Constrained decoding (``GenerationParams.choices``) is asked of the server, which must enforce it,
+in one of the request forms of ``socialens.llm.openai_probe`` (``json_schema``, ``json_object``,
+``structured_outputs``, ``guided_choice``, ``grammar``). ``constrained: auto`` (the default) is
+``json_schema`` for OpenAI itself and, for a ``base_url``, the form the server is found to honour
+before the first constrained request (a ConfigError when it honours none). As in the local
+backends a leading space is dropped, and an answer that is still not one of the choices keeps its
+text and gets ``error`` set. ``none`` sends no constraint and returns the free text for the parser.
 
 Scoring (``score``) needs prompt log-probabilities, which only a completions endpoint that echoes
-the prompt with ``logprobs`` gives (vLLM, llama.cpp's server). It is therefore available with
-``chat: false`` only; the chat endpoint has no prompt log-probabilities, so ``chat: true`` raises a
-ConfigError, and so does a server that answers without them.
+the prompt with ``logprobs`` gives (vLLM, llama-cpp-python's server), so it always goes to
+``/completions`` with the plain-text prompt, whatever ``chat`` says (no chat template is applied);
+before the first score one probe checks the endpoint does echo them (a ConfigError when not).
 
 Failing fast (``socialens.llm.failures``): once ``max_connection_failures`` prompts in a row have
 failed to reach the server (connection error or timeout after all their retries), the backend is
@@ -57,12 +56,19 @@ from socialens.llm.base import (
     render_plain,
 )
 from socialens.llm.failures import FailureAccount
+from socialens.llm.openai_probe import (
+    REJECTED_STATUSES,
+    ProbeFailed,
+    RefusedResponse,
+    ServerCapabilities,
+    constrained_answer,
+    constraint_args,
+)
 
 log = logging.getLogger(__name__)
 
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 NO_KEY = "none"  # what a local server that checks no key is sent
-JSON_SCHEMA_EXTRA_TOKENS = 32  # room for the {"answer": ...} wrapper around a constrained choice
 
 
 class MalformedResponse(Exception):
@@ -92,7 +98,9 @@ class OpenAIBackend:
         max_retries: int = Field(5, ge=0)  # retries after the first attempt
         backoff_base_s: float = Field(1.0, ge=0)  # exponential backoff multiplier (with full jitter)
         backoff_max_s: float = Field(30.0, ge=0)  # cap on one wait, Retry-After included
-        constrained: Literal["auto", "guided_choice", "json_schema", "json_object", "none"] = "auto"
+        constrained: Literal[
+            "auto", "json_schema", "json_object", "structured_outputs", "guided_choice", "grammar", "none"
+        ] = "auto"
         chat: bool = True  # True: /chat/completions; False: /completions (base models)
         # prompts in a row that fail to connect (after their retries) before the rest fail at once
         max_connection_failures: int = Field(3, ge=1)
@@ -102,15 +110,19 @@ class OpenAIBackend:
         self.model = model
         base = self.options.base_url or OPENAI_DEFAULT_BASE_URL
         self.model_id = f"{base.rstrip('/')}/{model}"
-        mode = self.options.constrained
+        mode: str | None = self.options.constrained
         if mode == "auto":
-            mode = "json_schema" if self.options.base_url is None and self.options.chat else "guided_choice"
+            # OpenAI's own API documents json_schema; any other server is asked (ServerCapabilities).
+            mode = "json_schema" if self.options.base_url is None and self.options.chat else None
         if mode in ("json_schema", "json_object") and not self.options.chat:
             raise ConfigError(
                 f"openai backend: constrained '{mode}' needs chat: true (response formats are a chat "
-                "feature); use 'guided_choice' or 'none' with chat: false"
+                "feature); use 'grammar', 'structured_outputs', 'guided_choice' or 'none' with chat: false"
             )
-        self.constrained_mode = mode
+        # asked of the server once, when first needed (None: not yet known)
+        self.capabilities = ServerCapabilities(
+            self._probe_send, model, server=base.rstrip("/"), chat=self.options.chat, constrained_mode=mode
+        )
         api_key = self._read_key()
         try:
             import openai
@@ -180,18 +192,19 @@ class OpenAIBackend:
         self.failures.reset()
 
     def generate(self, prompts: list[Messages], params: GenerationParams) -> list[Completion]:
+        if params.choices and prompts:
+            failure = self.capabilities.resolve_constrained_mode()
+            if failure is not None:
+                return [Completion(text="", error=failure) for _ in prompts]
         futures = [self._pool.submit(self._generate_one, prompt, params) for prompt in prompts]
         return [future.result() for future in futures]
 
     def score(self, prompt: Messages, continuations: list[str]) -> Scores:
-        if self.options.chat:
-            raise ConfigError(
-                "openai backend: scored decoding isn't supported with chat: true (the chat endpoint returns "
-                "no prompt log-probabilities); set chat: false on a server whose completions endpoint echoes "
-                "prompt logprobs (vLLM, llama.cpp server), or use constrained decoding"
-            )
+        failure = self.capabilities.check_scoring()
+        if failure is not None:
+            return Scores(logprobs=[], error=failure)
         start = time.perf_counter()
-        text = self.render(prompt)
+        text = render_plain(prompt)  # the completions endpoint, whatever ``chat`` says
         # As in the local backends: the answer follows a plain "Answer:" prompt after one space.
         futures = [self._pool.submit(self._score_one, text, ANSWER_PREFIX_PLAIN + c) for c in continuations]
         results, errors = [], []
@@ -223,6 +236,33 @@ class OpenAIBackend:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- what the server supports (socialens.llm.openai_probe) ----------------------------------------
+
+    @property
+    def constrained_mode(self) -> str | None:
+        """The constrained-decoding form in use; None while a probe has still to find it."""
+        return self.capabilities.constrained_mode
+
+    def _probe_send(self, chat: bool, args: dict[str, Any]) -> Any:
+        """One probe request with the usual retries (``openai_probe.Send``)."""
+        openai = self._openai
+        create = self._client.chat.completions.create if chat else self._client.completions.create
+
+        def request():
+            try:
+                return create(**args)
+            except openai.APIStatusError as error:
+                if error.status_code in REJECTED_STATUSES:
+                    # returned, not raised: a form the server does not take is an answer, not
+                    # a failed request to retry or to count against the server
+                    return RefusedResponse(error.status_code)
+                raise
+
+        try:
+            return self._call(request)
+        except _Failure as failure:
+            raise ProbeFailed(f"{failure} (probing what the server supports)") from None
+
     # -- requests -----------------------------------------------------------------------------------
 
     def _request_args(self, params: GenerationParams) -> dict[str, Any]:
@@ -236,21 +276,7 @@ class OpenAIBackend:
         if params.stop:
             args["stop"] = list(params.stop)
         if params.choices:
-            if self.constrained_mode == "guided_choice":
-                args["extra_body"] = {"guided_choice": list(params.choices)}
-            elif self.constrained_mode in ("json_schema", "json_object"):
-                schema = {
-                    "type": "object",
-                    "properties": {"answer": {"type": "string", "enum": list(params.choices)}},
-                    "required": ["answer"],
-                    "additionalProperties": False,
-                }
-                args["max_tokens"] = params.max_tokens + JSON_SCHEMA_EXTRA_TOKENS
-                if self.constrained_mode == "json_schema":
-                    spec = {"name": "choice", "strict": True, "schema": schema}
-                    args["response_format"] = {"type": "json_schema", "json_schema": spec}
-                else:  # llama-cpp-python's server: a JSON-schema grammar
-                    args["response_format"] = {"type": "json_object", "schema": schema}
+            args.update(constraint_args(self.constrained_mode or "none", params.choices, params.max_tokens))
         return args
 
     def _generate_one(self, prompt: Messages, params: GenerationParams) -> Completion:
@@ -275,10 +301,7 @@ class OpenAIBackend:
         text = text or ""
         error = None
         if params.choices and self.constrained_mode != "none":
-            if self.constrained_mode in ("json_schema", "json_object"):
-                text = _unwrap_json_answer(text)
-            if text.startswith(" ") and text[1:] in params.choices:
-                text = text[1:]
+            text = constrained_answer(self.constrained_mode, text, params.choices)
             if text not in params.choices:  # the server ignored or does not support the constraint
                 error = (
                     f"constrained output {text[:80]!r} is not one of the choices "
@@ -450,14 +473,3 @@ def _retry_after_s(error: BaseException | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None  # an HTTP date: fall back to our own backoff
-
-
-def _unwrap_json_answer(text: str) -> str:
-    """``{"answer": "x"}`` -> ``x``; anything else is returned as is, for the parser to judge."""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return text
-    if isinstance(data, dict) and isinstance(data.get("answer"), str):
-        return data["answer"]
-    return text
