@@ -254,7 +254,8 @@ def test_a_model_directory_cannot_send_texts_and_a_secret_to_its_own_endpoint(fr
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 90 and {row["status"] for row in rows} == {"ok"}
-    assert len(fresh.requests) == 90 and set(fresh.auth_headers) == {f"Bearer {SECRET}"}
+    # one request a text, and one first that asked the server how it constrains output
+    assert len(fresh.requests) == 91 and set(fresh.auth_headers) == {f"Bearer {SECRET}"}
     served = load_served_model(directory, allow_endpoints=[url], allow_key_envs=["VICTIM_SECRET"])
     assert served.ref.family == "prompted"
 
@@ -286,7 +287,8 @@ def test_api_key_env_null_sends_no_key(fresh, tmp_path, monkeypatch):
     classifier = PromptedClassifier(params).fit([], schema=SCHEMA)
     records = classifier.predict([Example("a", "one text"), Example("b", "another")])
     assert [r.status.value for r in records] == ["ok", "ok"]
-    assert fresh.auth_headers == ["Bearer none", "Bearer none"]  # the placeholder local servers ignore
+    # the placeholder local servers ignore, on the probe of how it constrains output and both texts
+    assert fresh.auth_headers == ["Bearer none"] * 3
 
     classifier.save(tmp_path / "saved")  # the null survives a save and a load
     assert (
@@ -294,7 +296,7 @@ def test_api_key_env_null_sends_no_key(fresh, tmp_path, monkeypatch):
     )
     loaded = base.load_classifier(tmp_path / "saved", allow_endpoints=[fresh.base_url])
     loaded.predict([Example("c", "a third")])
-    assert fresh.auth_headers == ["Bearer none"] * 3
+    assert fresh.auth_headers == ["Bearer none"] * 5  # a new backend: a probe and the text
 
     # left out, api_key_env is the backend's default, and a saved model says so
     default = PromptedParams(backend="openai", model="m", base_url=fresh.base_url)
