@@ -112,7 +112,7 @@ class LLMHeadClassifier:
         from peft import LoraConfig, get_peft_model
         from transformers import DataCollatorWithPadding, PrinterCallback, TrainingArguments, set_seed
 
-        from socialens.tuning.lora import _PeakMemory
+        from socialens.tuning.memory import PeakMemory
 
         p = self.params
         self.schema = schema or infer_schema(train)
@@ -127,7 +127,7 @@ class LLMHeadClassifier:
             torch_threads(p.num_threads),
             _quiet_transformers(False),
             tempfile.TemporaryDirectory() as tmp,
-            _PeakMemory() as memory,
+            PeakMemory() as memory,
         ):
             set_seed(self.seed)
             model, self.tokenizer_ = _base_model(p.model, names)

@@ -20,6 +20,11 @@ Built-in base models are GGUF files; they are trained from their cached safetens
 
 QLoRA (``qlora=True``) loads the base in 4-bit NF4 through bitsandbytes, which needs a CUDA GPU.
 
+Memory: activations are recomputed in the backward (``gradient_checkpointing``) and logits are
+computed only where an answer token is predicted (``answer_only_logits``, ``tuning.memory``); both
+leave the loss as it is and are on by default (6.7 GB -> 2.3 GB peak RSS for SmolLM2-135M at
+batch 8 x 256 tokens, docs/benchmarks.md).
+
 Several GPUs: the transformers Trainer underneath runs data-parallel when started by a launcher,
 so the same command scales out with no code change (``batch_size`` is per device)::
 
@@ -33,7 +38,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -45,6 +49,13 @@ from pydantic import Field
 from socialens.classifiers.base import FamilyParams
 from socialens.errors import ConfigError, DataError
 from socialens.runtime import torch_threads
+from socialens.tuning.memory import (
+    IGNORE_INDEX,
+    AnswerLogitsCollator,
+    PeakMemory,
+    accepts_logits_to_keep,
+    answer_cross_entropy,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +64,6 @@ ProgressHook = Callable[[str, int, int], None]
 
 ATTENTION_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 MLP_MODULES = ["gate_proj", "up_proj", "down_proj"]
-IGNORE_INDEX = -100
 
 
 class LoraParams(FamilyParams):
@@ -83,7 +93,12 @@ class LoraParams(FamilyParams):
     # sequential: the records' own order, which is how a mix built with a shuffle strategy
     # (alphabetical / within_language / by_task / random) reaches training unchanged.
     sampling: Literal["random", "group_by_length", "sequential"] = "group_by_length"
-    gradient_checkpointing: bool = False
+    # Both keep the loss as it is (the same tokens, the same cross-entropy) and cut peak memory:
+    # activations are recomputed layer by layer in the backward instead of all being held, and
+    # logits are computed only where an answer token is predicted, not over the vocabulary at
+    # every position (docs/benchmarks.md, "LoRA training memory").
+    gradient_checkpointing: bool = True
+    answer_only_logits: bool = True
     num_threads: int | None = Field(None, ge=1)
 
     def modules(self) -> list[str]:
@@ -330,65 +345,22 @@ def _with_lora(model, params: LoraParams):
     return get_peft_model(model, config)
 
 
-def answer_loss(model, tokenizer, rows: list[dict[str, list[int]]]) -> float:
-    """Mean loss over the answer tokens of ``rows`` (one padded batch, no gradient)."""
+def answer_loss(model, tokenizer, rows: list[dict[str, list[int]]], *, answer_only: bool = True) -> float:
+    """Mean loss over the answer tokens of ``rows`` (one padded batch, no gradient); with
+    ``answer_only`` the logits are computed at the answer positions alone, as in training."""
     import torch
-    from transformers import DataCollatorForSeq2Seq
 
-    batch = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX)([dict(r) for r in rows])
+    collate = AnswerLogitsCollator(tokenizer, keep_logits=answer_only and accepts_logits_to_keep(model))
+    batch = collate(rows)
+    labels = batch.pop("labels")
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
+        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+        loss = answer_cross_entropy(logits, labels.to(device))
     model.train(was_training)
     return float(loss)
-
-
-class _PeakMemory:
-    """Peak resident memory of this process while the block runs (sampled, plus ru_maxrss when
-    the block raised it), and peak CUDA memory when a GPU is used."""
-
-    def __init__(self, interval_s: float = 0.2):
-        self.interval_s = interval_s
-        self.peak_bytes = 0
-        self._stop = threading.Event()
-
-    @staticmethod
-    def _rss() -> int:
-        try:
-            import psutil
-
-            return psutil.Process().memory_info().rss
-        except ImportError:
-            import resource
-
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
-
-    def _sample(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self.peak_bytes = max(self.peak_bytes, self._rss())
-
-    def __enter__(self) -> _PeakMemory:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-        self.peak_bytes = self._rss()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak_bytes = max(self.peak_bytes, self._rss())
-
-    @property
-    def peak_gpu_mb(self) -> float | None:
-        import torch
-
-        return round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None
 
 
 def _callbacks(progress: ProgressHook | None):
@@ -399,6 +371,10 @@ def _callbacks(progress: ProgressHook | None):
             progress("train", state.global_step, state.max_steps)
 
     return [_Progress()] if progress is not None else []
+
+
+def _trainer_loss(outputs, labels, num_items_in_batch=None):
+    return answer_cross_entropy(outputs.logits, labels, num_items_in_batch)
 
 
 def last_checkpoint(out_dir: str | Path) -> str | None:
@@ -423,7 +399,7 @@ def train_lora(
     """Fine-tune a LoRA adapter of ``base`` on chat records (``{"messages": [...]}`` each, the last
     one the assistant's answer) and save it under ``out_dir`` (see the module docstring)."""
     import torch
-    from transformers import DataCollatorForSeq2Seq, PrinterCallback, Trainer, TrainingArguments, set_seed
+    from transformers import PrinterCallback, Trainer, TrainingArguments, set_seed
 
     from socialens.classifiers.encoder import _quiet_transformers
 
@@ -444,7 +420,7 @@ def train_lora(
     resume_from = last_checkpoint(out_dir) if resume else None
     if resume and resume_from is None:
         log.info("no checkpoint under %s/checkpoints: training from the start", out_dir)
-    with torch_threads(params.num_threads), _quiet_transformers(False), _PeakMemory() as memory:
+    with torch_threads(params.num_threads), _quiet_transformers(False), PeakMemory() as memory:
         set_seed(params.seed)
         model, tokenizer = _load_base(base, params)
         encoded = [_encode_record(tokenizer, i, r, params.max_length) for i, r in enumerate(records)]
@@ -452,10 +428,17 @@ def train_lora(
         truncated = sum(cut for _, cut in encoded)
         model = _with_lora(model, params)
         if params.gradient_checkpointing:
-            model.gradient_checkpointing_enable()
+            # Training never reads a KV cache; left on, transformers warns at every first step.
+            model.config.use_cache = False
+            # transformers >= 5.24 renamed it; the old name warns there, and is all older versions have
+            enable = (
+                getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+            )
+            enable()
             model.enable_input_require_grads()
         probe = rows[: min(len(rows), params.batch_size, 8)]
-        loss_before = answer_loss(model, tokenizer, probe)
+        answer_only = params.answer_only_logits and accepts_logits_to_keep(model)
+        loss_before = answer_loss(model, tokenizer, probe, answer_only=answer_only)
         args = TrainingArguments(
             output_dir=str(out_dir / "checkpoints"),
             num_train_epochs=params.epochs,
@@ -484,7 +467,9 @@ def train_lora(
             model=model,
             args=args,
             train_dataset=rows,
-            data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX),
+            data_collator=AnswerLogitsCollator(tokenizer, keep_logits=answer_only),
+            # Our loss, not the model's: the logits it gets cover only the answer positions.
+            compute_loss_func=_trainer_loss,
             processing_class=tokenizer,
             callbacks=_callbacks(progress),
         )
@@ -492,7 +477,7 @@ def train_lora(
         start = time.perf_counter()
         trainer.train(resume_from_checkpoint=resume_from)
         seconds = time.perf_counter() - start
-        loss_after = answer_loss(model, tokenizer, probe)
+        loss_after = answer_loss(model, tokenizer, probe, answer_only=answer_only)
         adapter_dir = out_dir / "adapter"
         model.save_pretrained(adapter_dir)
         tokenizer.save_pretrained(adapter_dir)
