@@ -22,7 +22,9 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Check and split labelled data files.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-export_app = typer.Typer(help="Export a fine-tuned encoder for fast inference (ONNX int8).", no_args_is_help=True)
+export_app = typer.Typer(
+    help="Export a fine-tuned encoder for fast inference (ONNX int8).", no_args_is_help=True
+)
 app.add_typer(export_app, name="export")
 instruct_app = typer.Typer(
     help="Instruction-tuning data (the LlamaLens recipe) and tuning.", no_args_is_help=True
@@ -36,7 +38,8 @@ console = Console(markup=False, emoji=False)
 @app.callback()
 def root(
     version: Annotated[
-        bool, typer.Option("--version", callback=print_version, is_eager=True, help="print the version and exit")
+        bool,
+        typer.Option("--version", callback=print_version, is_eager=True, help="print the version and exit"),
     ] = False,
 ) -> None:
     quiet_transformers_future_warnings()
