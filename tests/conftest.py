@@ -1,6 +1,7 @@
 """Shared test fixtures. Tests run offline: no Hugging Face hub calls."""
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,3 +18,16 @@ def shared_datasets() -> Path:
     if not root.is_dir():
         pytest.skip(f"real datasets not available at {root}")
     return root
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Debian's headless Chromium (the Makefile's browser target installs it); skips when absent."""
+    for candidate in (
+        "/usr/bin/chromium",
+        shutil.which("chromium") or "",
+        shutil.which("chromium-browser") or "",
+    ):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    pytest.skip("chromium is not installed (make browser): the real-browser check is skipped")

@@ -2,7 +2,6 @@
 
 import json
 import re
-import shutil
 import struct
 import subprocess
 import zlib
@@ -374,19 +373,6 @@ def test_cli_report(run_dir, tmp_path):
 # ---------------------------------------------------------------- a real headless browser
 
 
-def chromium_binary() -> str:
-    for candidate in (
-        "/usr/bin/chromium",
-        shutil.which("chromium") or "",
-        shutil.which("chromium-browser") or "",
-    ):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    pytest.skip(
-        "chromium is not installed (apt-get install -y chromium): the headless render check is skipped"
-    )
-
-
 def _chromium(binary: str, tmp: Path, *args: str) -> subprocess.CompletedProcess:
     flags = [
         "--headless",
@@ -451,8 +437,8 @@ def _png_size_and_ink(path: Path) -> tuple[int, int, float]:
 
 
 @pytest.mark.slow
-def test_html_renders_in_headless_chromium(built, tmp_path):
-    binary = chromium_binary()
+def test_html_renders_in_headless_chromium(built, tmp_path, chromium):
+    binary = chromium
     _, run_dir = built
     url = (run_dir / "report.html").resolve().as_uri()
     dom = _chromium(binary, tmp_path, "--dump-dom", url)
@@ -508,8 +494,8 @@ def _layout(binary: str, tmp: Path, html: Path, width: int) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("width", [1280, 2000])
-def test_every_table_fits_the_page_in_headless_chromium(built, tmp_path, width):
-    binary = chromium_binary()
+def test_every_table_fits_the_page_in_headless_chromium(built, tmp_path, width, chromium):
+    binary = chromium
     _, run_dir = built
     wide = build_report(
         [make_wide_run(tmp_path, "run-a"), make_wide_run(tmp_path, "run-b")], tmp_path / "wide"

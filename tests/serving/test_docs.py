@@ -5,12 +5,10 @@ check like the spec, and they render in a real headless Chromium that can reach 
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import httpx
-import pytest
 from fastapi import FastAPI
 
 from socialens.serving.app import ServiceSettings
@@ -48,17 +46,6 @@ def test_docs_pages_reference_only_the_services_own_files(serve):
 # ---------------------------------------------------------------- a real headless browser, offline
 
 
-def chromium_binary() -> str:
-    for candidate in (
-        "/usr/bin/chromium",
-        shutil.which("chromium") or "",
-        shutil.which("chromium-browser") or "",
-    ):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    pytest.skip("chromium is not installed (make browser): the offline docs render check is skipped")
-
-
 def rendered_dom(binary: str, profile: Path, url: str) -> tuple[str, str]:
     """(DOM after the page's scripts ran, chromium's log) with every host but 127.0.0.1 unresolvable."""
     flags = [
@@ -87,8 +74,8 @@ def assert_clean(log: str) -> None:
     assert not re.search(r"Uncaught|net::ERR_|Failed to load resource", log), log[-2000:]
 
 
-def test_docs_render_in_headless_chromium_with_the_network_off(serve, serve_app, tmp_path):
-    binary = chromium_binary()
+def test_docs_render_in_headless_chromium_with_the_network_off(serve, serve_app, tmp_path, chromium):
+    binary = chromium
     # The control: FastAPI's own pages (scripts from a CDN) stay blank in this browser, so a
     # rendered page below can only have come from the service's own files.
     cdn_url = serve_app(FastAPI(title="cdn-docs control"))
