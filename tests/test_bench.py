@@ -361,12 +361,8 @@ def test_a_native_crash_fails_its_cell_not_the_grid(tmp_path, monkeypatch):
     except ConfigError as error:
         pytest.skip(str(error))
     monkeypatch.setenv("SOCIALENS_CACHE_DIR", str(tmp_path / "cache"))
-    key = f"{native_probe.machine_key()}|{native_probe.model_key(model)}|extra_buffers=on"
-    probes = tmp_path / "cache" / native_probe.PROBE_FILE
-    probes.parent.mkdir()
-    probes.write_text(
-        json.dumps({key: {"ok": False, "returncode": -4, "detail": "SIGILL (illegal instruction)"}})
-    )
+    sigill = native_probe.ProbeResult(False, -4, "SIGILL (illegal instruction)")
+    native_probe.record_probe(model, True, sigill)
     llm = "  - {id: llm, family: prompted, decoding: scored, n_ctx: 512, extra_buffers: on}\n"
     experiment = make_experiment(tmp_path, TFIDF + llm, seeds="[0]")
     result = run_bench(experiment, console=Console(quiet=True))

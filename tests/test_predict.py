@@ -291,14 +291,8 @@ def test_a_model_whose_native_probe_crashed_is_one_line_not_n_error_rows(tmp_pat
     examples = read_examples(TINY, label="label", id="id", schema=SCHEMA).examples
     params = PromptedParams(decoding="scored", n_ctx=512, extra_buffers="on", cache=False)
     PromptedClassifier(params).fit(examples, schema=SCHEMA).save(tmp_path / "llm")
-    key = (
-        f"{native_probe.machine_key()}|{native_probe.model_key(resolve_model(params.model))}|extra_buffers=on"
-    )
-    probes = tmp_path / "cache" / native_probe.PROBE_FILE
-    probes.parent.mkdir()
-    probes.write_text(
-        json.dumps({key: {"ok": False, "returncode": -4, "detail": "SIGILL (illegal instruction)"}})
-    )
+    sigill = native_probe.ProbeResult(False, -4, "SIGILL (illegal instruction)")
+    native_probe.record_probe(resolve_model(params.model), True, sigill)
     out = tmp_path / "out.jsonl"
     result = CliRunner().invoke(app, ["predict", str(tmp_path / "llm"), str(TINY), "--out", str(out)])
     assert result.exit_code == 2

@@ -16,7 +16,9 @@ from socialens.llm.native_probe import (
     crashed,
     describe_returncode,
     machine_key,
+    probe_key,
     probe_llamacpp,
+    record_probe,
     resolve_extra_buffers,
     run_probe_command,
 )
@@ -29,6 +31,9 @@ page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap
 page.write(b"\\x0f\\x0b")
 ctypes.CFUNCTYPE(None)(ctypes.addressof(ctypes.c_char.from_buffer(page)))()
 """
+
+
+SIGILL = ProbeResult(False, -4, "SIGILL (illegal instruction)")
 
 
 @pytest.fixture
@@ -85,6 +90,7 @@ def test_probe_runs_the_real_model_once_per_machine(cache_dir, smollm_path, monk
     assert first.ok, first.detail
     stored = json.loads((cache_dir / PROBE_FILE).read_text())
     (key,) = stored
+    assert key == probe_key(smollm_path, False)
     assert key.startswith(machine_key()) and key.endswith("extra_buffers=off")
     assert stored[key]["ok"] is True
 
@@ -95,17 +101,13 @@ def test_probe_runs_the_real_model_once_per_machine(cache_dir, smollm_path, monk
     assert probe_llamacpp(smollm_path, False).ok
 
 
-def seed_crash(cache_dir, model_path: str, extra: str) -> None:
+def seed_crash(model_path: str, extra: str) -> None:
     """What a probe that died of SIGILL on this machine leaves in the cache."""
-    key = f"{machine_key()}|{native_probe.model_key(model_path)}|extra_buffers={extra}"
-    path = cache_dir / PROBE_FILE
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data[key] = {"ok": False, "returncode": -4, "detail": "SIGILL (illegal instruction)"}
-    path.write_text(json.dumps(data))
+    record_probe(model_path, extra == "on", SIGILL)
 
 
 def test_auto_turns_extra_buffers_off_where_they_crashed(cache_dir, smollm_path):
-    seed_crash(cache_dir, smollm_path, "on")
+    seed_crash(smollm_path, "on")
     assert resolve_extra_buffers(smollm_path, "auto") is False
     assert resolve_extra_buffers(smollm_path, "off") is False
     with pytest.raises(NativeCrash) as info:
@@ -129,8 +131,8 @@ def test_auto_follows_the_real_probe(cache_dir, smollm_path):
 
 
 def test_both_settings_crashing_is_one_line_naming_the_build(cache_dir, smollm_path):
-    seed_crash(cache_dir, smollm_path, "on")
-    seed_crash(cache_dir, smollm_path, "off")
+    seed_crash(smollm_path, "on")
+    seed_crash(smollm_path, "off")
     with pytest.raises(NativeCrash, match=r"extra_buffers=off failed \(SIGILL.*rebuild llama-cpp-python"):
         resolve_extra_buffers(smollm_path, "auto")
 
@@ -138,7 +140,7 @@ def test_both_settings_crashing_is_one_line_naming_the_build(cache_dir, smollm_p
 def test_backend_never_loads_a_model_whose_probe_crashed(cache_dir, smollm_path):
     from socialens.llm.llamacpp import LlamaCppBackend
 
-    seed_crash(cache_dir, smollm_path, "on")
+    seed_crash(smollm_path, "on")
     with pytest.raises(NativeCrash, match="SIGILL"):
         LlamaCppBackend(smollm_path, n_ctx=256, n_threads=1, extra_buffers="on")
     backend = LlamaCppBackend(smollm_path, n_ctx=256, n_threads=1)  # auto -> off here

@@ -202,23 +202,37 @@ def crashed(result: ProbeResult) -> bool:
     return not result.ok and (result.returncode is None or result.returncode < 0)
 
 
+def probe_key(model_path: str, use_extra_bufts: bool) -> str:
+    """The cache key of one probe: this machine, this model file, this setting."""
+    return f"{machine_key()}|{model_key(model_path)}|extra_buffers={'on' if use_extra_bufts else 'off'}"
+
+
+def record_probe(model_path: str, use_extra_bufts: bool, result: ProbeResult) -> None:
+    """Keep a probe's outcome in the per-machine cache (best effort: an unwritable cache only means
+    the child runs again next time)."""
+    path = cache_dir() / PROBE_FILE
+    data = _read_cache(path)
+    data[probe_key(model_path, use_extra_bufts)] = {
+        "ok": result.ok,
+        "returncode": result.returncode,
+        "detail": result.detail,
+    }
+    with contextlib.suppress(OSError):
+        _write_cache(path, data)
+
+
 def probe_llamacpp(
     model_path: str, use_extra_bufts: bool, *, n_threads: int = 1, use_cache: bool = True
 ) -> ProbeResult:
     """Whether loading ``model_path`` with this setting and evaluating a few tokens survives here."""
-    cache_path = cache_dir() / PROBE_FILE
-    key = f"{machine_key()}|{model_key(model_path)}|extra_buffers={'on' if use_extra_bufts else 'off'}"
     if use_cache:
-        cached = _read_cache(cache_path).get(key)
+        cached = _read_cache(cache_dir() / PROBE_FILE).get(probe_key(model_path, use_extra_bufts))
         if isinstance(cached, dict) and "ok" in cached:
             return ProbeResult(bool(cached["ok"]), cached.get("returncode"), str(cached.get("detail", "")))
     result = run_probe_command(probe_argv(model_path, use_extra_bufts, n_threads))
     if result.returncode is not None and (result.ok or result.returncode < 0):
         # Only outcomes of the machine itself are kept: a time-out or a Python error may be passing.
-        data = _read_cache(cache_path)
-        data[key] = {"ok": result.ok, "returncode": result.returncode, "detail": result.detail}
-        with contextlib.suppress(OSError):
-            _write_cache(cache_path, data)
+        record_probe(model_path, use_extra_bufts, result)
     return result
 
 

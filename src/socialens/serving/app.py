@@ -287,7 +287,7 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
+        declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             exc = self._too_large(f"{int(declared)} bytes (Content-Length)")
             await _error(exc.status_code, exc.detail)(scope, receive, send)
