@@ -149,7 +149,7 @@ def train_baseline(
     )
     from transformers.utils import logging as hf_logging
 
-    from socialens.models import resolve_model
+    from socialens.core.models import resolve_model
 
     task = progress.add_task(label, total=None)
     epochs = args.epochs if epochs is None else epochs
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from transformers.utils import logging as hf_logging
 
-    from socialens.data.schema import Example
+    from socialens.core.types import Example
 
     hf_logging.disable_progress_bar()  # rich shows progress; no "Loading weights" bars
 

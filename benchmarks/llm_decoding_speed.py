@@ -95,7 +95,7 @@ def load_texts(data_root: str | Path, n: int):
 
 def prompt_maker(schema, task):
     """The product's default zero-shot prompt (style serial) for this dataset, as `family: prompted` builds it."""
-    from socialens.data.schema import Example
+    from socialens.core.types import Example
     from socialens.llm.prompts import PromptBuilder
 
     builder = PromptBuilder(schema, style="serial", task=task)
@@ -104,8 +104,8 @@ def prompt_maker(schema, task):
 
 def make_parser(labels: list[str]) -> tuple[str, Callable[[str], str | None]]:
     try:
-        from socialens.data.schema import LabelSchema
-        from socialens.llm.parsing import parse_label
+        from socialens.core.types import LabelSchema
+        from socialens.tasks.label_parsing import parse_label
 
         schema = LabelSchema.from_names(labels)
 
@@ -113,7 +113,7 @@ def make_parser(labels: list[str]) -> tuple[str, Callable[[str], str | None]]:
             result = parse_label(output, schema)
             return result.label if result.ok else None
 
-        return "socialens.llm.parsing.parse_label", parse
+        return "socialens.tasks.label_parsing.parse_label", parse
     except ImportError:
         ordered = sorted(labels, key=len, reverse=True)  # "not-hate" before "hate"
 

@@ -75,7 +75,7 @@ def baseline_whole_file(model_dir: str, source: str, out: str) -> None:
 
 def train_model(directory: Path) -> None:
     from socialens.classifiers.tfidf import TfidfClassifier
-    from socialens.data.schema import Example
+    from socialens.core.types import Example
 
     texts, labels = read_demo_csv()
     examples = [

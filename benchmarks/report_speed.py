@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import yaml  # noqa: E402
 from _common import result_line  # noqa: E402
 
-from socialens.classifiers.base import PredictionRecord, Status, write_records  # noqa: E402
+from socialens.core.types import PredictionRecord, Status, write_records  # noqa: E402
 from socialens.evaluation.report import build_report  # noqa: E402
 
 LABELS = ["belief", "debunk", "other"]

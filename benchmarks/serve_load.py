@@ -102,7 +102,7 @@ def free_port() -> int:
 
 def train_model(train_texts: list[str], train_labels: list[str], out: Path) -> None:
     from socialens.classifiers.encoder import EncoderClassifier, EncoderParams
-    from socialens.data.schema import Example
+    from socialens.core.types import Example
 
     train = [
         Example(id=str(i), text=t, label=y)

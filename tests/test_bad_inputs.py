@@ -81,7 +81,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 @functools.cache
 def _pristine_tfidf() -> Path:
     from socialens.classifiers.tfidf import TfidfClassifier
-    from socialens.data.schema import Example, LabelSchema
+    from socialens.core.types import Example, LabelSchema
 
     examples = [
         Example(id=f"r{i}", text=row["text"], label=row["label"]) for i, row in enumerate(labelled_rows())
@@ -98,8 +98,8 @@ def _pristine_encoder() -> Path:
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
     from socialens.classifiers.encoder import EncoderClassifier, EncoderParams
-    from socialens.data.schema import LabelSchema
-    from socialens.models import resolve_model
+    from socialens.core.models import resolve_model
+    from socialens.core.types import LabelSchema
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model("builtin:minilm-l6"))
     config = BertConfig(
@@ -169,10 +169,10 @@ def predict_args(model: Path, source: Path, *extra: str) -> list[str]:
 
 
 def split_folder(tmp_path: Path) -> Path:
+    from socialens.core.types import LabelSchema
     from socialens.data.datasets import RawDataset
     from socialens.data.prepare import prepare, write_split
     from socialens.data.readers import read_examples
-    from socialens.data.schema import LabelSchema
 
     source = write_jsonl(tmp_path / "data.jsonl", labelled_rows())
     examples = read_examples(source, label="label").examples

@@ -5,9 +5,9 @@ import pytest
 from rich.console import Console
 
 from socialens.bench import run_bench
-from socialens.classifiers.base import read_records
-from socialens.config import load_experiment
-from socialens.errors import ConfigError
+from socialens.core.errors import ConfigError
+from socialens.core.types import read_records
+from socialens.experiment import load_experiment
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bench"
 
@@ -353,8 +353,8 @@ def test_a_native_crash_fails_its_cell_not_the_grid(tmp_path, monkeypatch):
     """A llama.cpp setting whose probe died of SIGILL here (what AMX tiles do under some
     hypervisors) fails that one cell with one line; the TF-IDF cell still runs and is scored."""
     pytest.importorskip("llama_cpp")
+    from socialens.core.models import resolve_model
     from socialens.llm import native_probe
-    from socialens.models import resolve_model
 
     try:
         model = resolve_model("builtin:smollm2-135m-instruct")

@@ -19,10 +19,10 @@ from typer.testing import CliRunner
 from socialens.classifiers import base
 from socialens.classifiers.tfidf import TfidfClassifier
 from socialens.cli import app
+from socialens.core.errors import ConfigError
+from socialens.core.types import Example, LabelSchema
 from socialens.data.readers import read_examples
-from socialens.data.schema import Example, LabelSchema
 from socialens.data.stream import RowStream
-from socialens.errors import ConfigError
 from socialens.serving.app import load_served_model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bench"
@@ -146,7 +146,7 @@ def test_an_encoder_with_only_pytorch_model_bin_needs_trust_pickle(tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from socialens.classifiers.encoder import EncoderParams
-    from socialens.models import resolve_model
+    from socialens.core.models import resolve_model
 
     path, directory = resolve_model("builtin:minilm-l6"), tmp_path / "encoder"
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=3)
@@ -276,7 +276,7 @@ def test_api_key_env_null_sends_no_key(fresh, tmp_path, monkeypatch):
     from socialens.classifiers.prompted import PromptedClassifier, PromptedParams
 
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    from socialens.config import ModelEntry, validate_model_params
+    from socialens.experiment import ModelEntry, validate_model_params
 
     entry = yaml.safe_load(  # a model entry of an experiment file, as written in the README
         f"{{id: local, family: prompted, backend: openai, model: m, base_url: '{fresh.base_url}',\n"

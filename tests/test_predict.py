@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 from socialens.classifiers.base import load_classifier
 from socialens.classifiers.tfidf import TfidfClassifier
 from socialens.cli import app
+from socialens.core.errors import DataError
+from socialens.core.types import Example, LabelSchema
 from socialens.data.readers import read_examples
-from socialens.data.schema import Example, LabelSchema
 from socialens.data.stream import RowStream
-from socialens.errors import DataError
 from socialens.predict import predict_examples, predict_stream, progress_path, run_record_path
 
 TINY = Path(__file__).resolve().parent / "fixtures" / "bench" / "tiny.csv"
@@ -263,7 +263,7 @@ BLANK_TEXTS = ["", " ", "\t\n", "\u00a0", "\u3000 \u2003"]
 
 def test_blank_texts_are_invalid_by_the_rule_the_service_shares(model_dir, tmp_path):
     """predict and the HTTP service judge a blank text by one function (is_blank_text): invalid."""
-    from socialens.data.schema import is_blank_text
+    from socialens.core.types import is_blank_text
 
     assert all(is_blank_text(text) for text in BLANK_TEXTS)
     assert not any(is_blank_text(text) for text in ["a", " x ", "\u200b"])  # zero-width space is a character
@@ -283,8 +283,8 @@ def test_blank_texts_are_invalid_by_the_rule_the_service_shares(model_dir, tmp_p
 def test_a_model_whose_native_probe_crashed_is_one_line_not_n_error_rows(tmp_path, monkeypatch):
     pytest.importorskip("llama_cpp")
     from socialens.classifiers.prompted import PromptedClassifier, PromptedParams
+    from socialens.core.models import resolve_model
     from socialens.llm import native_probe
-    from socialens.models import resolve_model
     from socialens.serving.app import load_served_model
 
     monkeypatch.setenv("SOCIALENS_CACHE_DIR", str(tmp_path / "cache"))

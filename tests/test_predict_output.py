@@ -3,8 +3,8 @@
 import pyarrow.parquet as pq
 import pytest
 
-from socialens.classifiers.base import PredictionRecord, Status
-from socialens.errors import DataError
+from socialens.core.errors import DataError
+from socialens.core.types import PredictionRecord, Status
 from socialens.predict_output import open_sink, output_columns, output_row, read_output_records
 
 COLUMNS = output_columns(["a", "b"], with_gold=True, metadata=["topic"])

@@ -8,10 +8,10 @@ import pytest
 
 from socialens.classifiers.base import load_classifier
 from socialens.classifiers.tfidf import TfidfClassifier
+from socialens.core.errors import ConfigError
+from socialens.core.types import LabelSchema
 from socialens.data.readers import read_examples
-from socialens.data.schema import LabelSchema
 from socialens.data.stream import RowStream
-from socialens.errors import ConfigError
 from socialens.predict import predict_stream, progress_path
 
 TINY = Path(__file__).resolve().parent / "fixtures" / "bench" / "tiny.csv"

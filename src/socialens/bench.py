@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import time
 import traceback
@@ -16,17 +15,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from socialens.classifiers.base import PredictionRecord, Status, get_family, read_records, write_records
-from socialens.config import EnergySettings, Experiment, ModelEntry, validate_model_params
-from socialens.data.schema import Split
-from socialens.errors import ConfigError, SocialensError
+from socialens.classifiers.base import get_family
+from socialens.core.errors import ConfigError, SocialensError
+from socialens.core.paths import confine, is_inside
+from socialens.core.progress import StageProgress, progress_display
+from socialens.core.runtime import cache_dir
+from socialens.core.types import Split, Status, error_records, read_records, write_records
 from socialens.evaluation.energy import EnergyMeter
 from socialens.evaluation.flags import row_flags
 from socialens.evaluation.metrics import aggregate_seeds, check_metric_name, compute_metrics, official_metric
 from socialens.evaluation.tables import mean_std_text, print_fitted
-from socialens.paths import confine, is_inside
-from socialens.progress import StageProgress, progress_display
-from socialens.runtime import cache_dir
+from socialens.experiment import EnergySettings, Experiment, ModelEntry, validate_model_params
 
 
 @dataclass
@@ -102,21 +101,6 @@ def split_fingerprint(split: Split) -> str:
     return digest.hexdigest()[:16]
 
 
-def error_records(examples, message: str) -> list[PredictionRecord]:
-    """A model that failed still accounts for every example: one error record each."""
-    return [
-        PredictionRecord(
-            id=ex.id,
-            gold=ex.label,
-            predicted=None,
-            status=Status.ERROR,
-            error=message,
-            metadata=dict(ex.metadata),
-        )
-        for ex in examples
-    ]
-
-
 def run_cell(
     split: Split,
     entry: ModelEntry,
@@ -130,15 +114,12 @@ def run_cell(
 ) -> dict:
     energy = energy or EnergySettings()
     family = get_family(entry.family)
-    classifier = family(params=params, seed=seed)
-    if hasattr(classifier, "progress"):
-        classifier.progress = progress
-    if hasattr(classifier, "estimate"):  # LLM families: estimate(RunEstimate) after the first texts
-        classifier.estimate = estimate
-    context = {"task": split.task} if "task" in inspect.signature(classifier.fit).parameters else {}
+    classifier = family(params=params, seed=seed, progress=progress, estimate=estimate)
     with EnergyMeter(energy.country, energy.enabled) as train_meter:
         start = time.perf_counter()
-        classifier.fit(split.train, split.dev, schema=split.schema, **context)
+        classifier.fit(
+            split.train, split.dev, schema=split.schema, task=split.task, task_type=split.task_type
+        )
         train_time = time.perf_counter() - start
     with EnergyMeter(energy.country, energy.enabled) as predict_meter:
         start = time.perf_counter()
@@ -153,7 +134,7 @@ def run_cell(
         predict_time = time.perf_counter() - start
     if len(records) != len(split.test):
         raise RuntimeError(f"{entry.id} returned {len(records)} records for {len(split.test)} test examples")
-    stopped = getattr(classifier, "stopped_", None)  # an LLM server that stopped answering
+    stopped = classifier.stopped_  # an LLM server that stopped answering
     cell_dir.mkdir(parents=True, exist_ok=True)
     write_records(cell_dir / "predictions.jsonl", records)
     if save_model:

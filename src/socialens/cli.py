@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.text import Text
 
 from socialens.cli_help import FAMILY_NAMES, add_examples, print_version, quiet_transformers_future_warnings
-from socialens.errors import SocialensError
+from socialens.core.errors import SocialensError
 
 app = typer.Typer(
     help="Build, compare and serve text classifiers for news and social-media analysis.",
@@ -55,7 +55,7 @@ def _fail(error: Exception) -> None:
 
 
 def _parse_labels(labels: str | None):
-    from socialens.data.schema import LabelSchema
+    from socialens.core.types import LabelSchema
 
     if labels is None:
         return None
@@ -141,8 +141,8 @@ def _confirm_endpoints(experiment, source: Path, allow_endpoint, allow_key_env) 
         endpoint_consent,
         network_endpoint,
     )
-    from socialens.config import validate_model_params
-    from socialens.errors import ConfigError
+    from socialens.core.errors import ConfigError
+    from socialens.experiment import validate_model_params
 
     trust = Trust.of(False, allow_endpoint or (), allow_key_env or ())
     lines, missing = [], []
@@ -177,7 +177,7 @@ def bench(
     """Run an experiment grid, print the comparison table and write runs/<name>/."""
     try:
         from socialens.bench import print_summary, run_bench
-        from socialens.config import load_experiment
+        from socialens.experiment import load_experiment
 
         experiment = load_experiment(config)
         for line in _confirm_endpoints(experiment, config, allow_endpoint, allow_key_env):
@@ -368,10 +368,10 @@ def _load_split(
     quoting=None,
     id_column=None,
 ):
+    from socialens.core.types import LabelSchema
     from socialens.data.datasets import RawDataset, load_dataset, load_dataset_config
     from socialens.data.prepare import prepare
     from socialens.data.readers import read_examples
-    from socialens.data.schema import LabelSchema
 
     if source.startswith("builtin:") or source.endswith((".yaml", ".yml")):
         for option, value in (("--member", member), ("--quoting", quoting), ("--id", id_column)):
@@ -518,7 +518,7 @@ def train(
 ) -> None:
     """Train one model on a dataset, report dev/test scores and save a self-describing model directory."""
     from socialens.classifiers.base import get_family
-    from socialens.progress import stage_progress
+    from socialens.core.progress import stage_progress
 
     try:
         _check_at_least(cap=cap, epochs=epochs)
@@ -605,9 +605,9 @@ def predict(
     """Label a file of any size, streaming; every input row yields exactly one output row.
     An interrupted run restarted with the same arguments resumes where it stopped."""
     from socialens.classifiers.base import load_classifier
+    from socialens.core.interrupts import INTERRUPTED_EXIT, stop_promptly_on_sigint
     from socialens.data.stream import RowStream
     from socialens.evaluation.metrics import compute_metrics
-    from socialens.interrupts import INTERRUPTED_EXIT, stop_promptly_on_sigint
     from socialens.predict import interrupted_message, predict_stream
     from socialens.predict_output import has_raw_output, read_output_records
 
@@ -734,7 +734,7 @@ def serve(
 @app.command()
 def models() -> None:
     """List the built-in models (they ship in PyPI packages and work offline)."""
-    from socialens.models import BUILTIN_MODELS
+    from socialens.core.models import BUILTIN_MODELS
 
     for name, info in BUILTIN_MODELS.items():
         console.print(f"builtin:{name}  {info.description}")

@@ -29,10 +29,11 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from socialens.classifiers.base import PredictionRecord, Status, model_digest
-from socialens.data.schema import Example
+from socialens.classifiers.base import model_digest
+from socialens.core.errors import DataError, SocialensError
+from socialens.core.progress import PlainProgress, PlainTask, about_duration, progress_display
+from socialens.core.types import Example, PredictionRecord, Status
 from socialens.data.stream import Position, Rejected, RowStream
-from socialens.errors import DataError, SocialensError
 from socialens.predict_output import (
     check_output_path,
     has_raw_output,
@@ -40,7 +41,6 @@ from socialens.predict_output import (
     output_columns,
     output_row,
 )
-from socialens.progress import PlainProgress, PlainTask, about_duration, progress_display
 
 PROGRESS_SUFFIX = ".progress.json"
 RUN_RECORD_SUFFIX = ".run.json"

@@ -18,8 +18,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from socialens.classifiers.base import PredictionRecord
-from socialens.errors import DataError
+from socialens.core.errors import DataError
+from socialens.core.types import PredictionRecord
 
 OUTPUT_FORMATS = (".jsonl", ".csv", ".parquet")
 # Families whose records carry the model's own answer text: an LLM's invalid or refused row is
@@ -225,7 +225,7 @@ def open_sink(out: Path, columns: list[str], resume_mark: int | None = None):
 
 def read_output_records(out: Path) -> list[PredictionRecord]:
     """The id, gold, label and status of every row of a finished output file, for scoring it."""
-    from socialens.classifiers.base import Status
+    from socialens.core.types import Status
 
     wanted = ["id", "gold", "label", "status"]
     if out.suffix == ".jsonl":

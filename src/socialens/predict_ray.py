@@ -20,8 +20,8 @@ from typing import Any
 
 from rich.console import Console
 
+from socialens.core.errors import ConfigError
 from socialens.data.stream import Position, RowStream
-from socialens.errors import ConfigError
 from socialens.predict import (
     PredictSummary,
     output_options,
@@ -78,7 +78,7 @@ class ShardPredictor:
         load_options: dict[str, Any] | None = None,
     ) -> None:
         from socialens.classifiers.base import load_classifier
-        from socialens.data.schema import LabelSchema
+        from socialens.core.types import LabelSchema
 
         self.classifier = load_classifier(model_dir, **(load_options or {}))
         schema = options.get("schema")

@@ -16,7 +16,7 @@ from socialens.classifiers.coverage import (
     uncovered_share,
 )
 from socialens.classifiers.encoder import EncoderClassifier, EncoderParams
-from socialens.data.schema import Example
+from socialens.core.types import Example
 
 ENGLISH = [
     "The vaccine does not change your DNA, fact-checkers showed it years ago.",

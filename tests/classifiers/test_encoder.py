@@ -11,9 +11,9 @@ import random
 
 import pytest
 
-from socialens.classifiers.base import REGISTRY, Status, get_family, load_classifier, read_model_info
+from socialens.classifiers.base import REGISTRY, get_family, load_classifier, read_model_info
 from socialens.classifiers.encoder import EncoderClassifier, EncoderParams, balanced_class_weights, macro_f1
-from socialens.data.schema import Example, LabelSchema
+from socialens.core.types import Example, LabelSchema, Status
 
 TOPICS = {
     "sport": (

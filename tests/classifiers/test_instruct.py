@@ -9,7 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 
-from socialens.classifiers.base import REGISTRY, Status, get_family, load_classifier
+from socialens.classifiers.base import REGISTRY, get_family, load_classifier
 from socialens.classifiers.instruct import (
     InstructClassifier,
     InstructParams,
@@ -18,8 +18,9 @@ from socialens.classifiers.instruct import (
     write_trained_model_info,
 )
 from socialens.classifiers.prompted import PromptedClassifier, PromptedParams
+from socialens.core.errors import ConfigError
+from socialens.core.types import Status
 from socialens.data.datasets import load_dataset, load_dataset_config
-from socialens.errors import ConfigError
 from socialens.llm.prompts import default_instruction
 from socialens.tuning.lora import LoraParams
 

@@ -10,8 +10,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 
-from socialens.classifiers.base import Status, get_family, load_classifier
+from socialens.classifiers.base import get_family, load_classifier
 from socialens.classifiers.llm_head import LLMHeadClassifier, LLMHeadParams
+from socialens.core.types import Status
 from socialens.data.datasets import load_dataset, load_dataset_config
 
 pytestmark = pytest.mark.slow

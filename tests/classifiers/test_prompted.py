@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from socialens.classifiers.base import Status
 from socialens.classifiers.prompted import PromptedClassifier, PromptedParams
-from socialens.data.schema import Example, LabelSchema
-from socialens.errors import ConfigError
+from socialens.core.errors import ConfigError
+from socialens.core.types import Example, LabelSchema, Status
 
 pytest.importorskip("llama_cpp")
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "bench"

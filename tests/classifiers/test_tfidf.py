@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from socialens.classifiers.base import REGISTRY, Status, get_family, load_classifier, read_model_info
+from socialens.classifiers.base import REGISTRY, get_family, load_classifier, read_model_info
 from socialens.classifiers.tfidf import TfidfClassifier, TfidfParams
-from socialens.data.schema import Example, LabelSchema
+from socialens.core.types import Example, LabelSchema, Status
 
 WORDS = {
     "pos": ["great", "wonderful", "love", "excellent", "happy"],
@@ -138,7 +138,7 @@ def test_saved_without_pickle_and_reloaded_into_sklearn_with_identical_probabili
 def test_a_tampered_tfidf_directory_is_a_one_line_error(fitted, tmp_path):
     import json
 
-    from socialens.errors import ConfigError
+    from socialens.core.errors import ConfigError
 
     fitted.save(tmp_path / "m")
     description = json.loads((tmp_path / "m" / "tfidf_model.json").read_text())

@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from socialens.core.errors import DataError
 from socialens.data.archives import TAR, ZIP, archive_kind, members, read_member, safe_member_name
 from socialens.data.readers import read_examples
-from socialens.errors import DataError
 
 TRAIN = "id\ttweet\tlabel\n1\tyou are great\tNOT_OFF\n2\tyou are awful\tOFF\n"
 TEST = "id\ttweet\tlabel\n9\tfine day\tNOT_OFF\n"

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
+from socialens.core.errors import ConfigError, DataError
 from socialens.data.datasets import DatasetConfig, load_dataset, load_dataset_config
-from socialens.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "data"

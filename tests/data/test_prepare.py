@@ -3,6 +3,8 @@ from collections import Counter
 
 import pytest
 
+from socialens.core.errors import DataError
+from socialens.core.types import Example, LabelSchema
 from socialens.data.datasets import RawDataset
 from socialens.data.prepare import (
     describe_stats,
@@ -12,8 +14,6 @@ from socialens.data.prepare import (
     stratified_split,
     write_split,
 )
-from socialens.data.schema import Example, LabelSchema
-from socialens.errors import DataError
 
 SCHEMA = LabelSchema.from_names(["a", "b", "c"])
 

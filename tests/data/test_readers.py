@@ -4,9 +4,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from socialens.core.errors import DataError
+from socialens.core.types import Label, LabelSchema
 from socialens.data.readers import read_examples
-from socialens.data.schema import Label, LabelSchema
-from socialens.errors import DataError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 STANCE = LabelSchema(

@@ -8,10 +8,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from socialens.core.errors import DataError
+from socialens.core.types import Example, LabelSchema
 from socialens.data.readers import read_examples
-from socialens.data.schema import Example, LabelSchema
 from socialens.data.stream import Position, Rejected, RowStream
-from socialens.errors import DataError
 
 TINY = Path(__file__).resolve().parents[1] / "fixtures" / "bench" / "tiny.csv"
 SCHEMA = LabelSchema.from_names(["belief", "debunk", "other"])

@@ -1,6 +1,6 @@
 import pytest
 
-from socialens.classifiers.base import PredictionRecord, Status
+from socialens.core.types import PredictionRecord, Status
 from socialens.evaluation.costs import DEFAULT_HARDWARE_PRICE_PER_HOUR, aggregate_costs, cell_costs
 
 

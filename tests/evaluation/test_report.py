@@ -11,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from socialens.classifiers.base import PredictionRecord, Status, write_records
+from socialens.core.types import PredictionRecord, Status, write_records
 from socialens.evaluation.report import build_report
 
 LABELS = ["pos", "neg"]

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from socialens.data.schema import Example
-from socialens.errors import ConfigError
+from socialens.core.errors import ConfigError
+from socialens.core.types import Example
 from socialens.llm.fewshot import ShotSelector, mmr, normalise_text, select_shots
 
 

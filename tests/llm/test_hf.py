@@ -12,10 +12,10 @@ import math
 
 import pytest
 
-from socialens.errors import ConfigError
+from socialens.core.errors import ConfigError
+from socialens.core.runtime import cache_dir, torch_threads
 from socialens.llm.base import BACKENDS, GenerationParams
 from socialens.llm.hf import HFBackend, _ChoiceTrie, converted_gguf_dir, render_plain
-from socialens.runtime import cache_dir, torch_threads
 
 MODEL = "builtin:smollm2-135m-instruct"
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def backend():
     try:
-        from socialens.models import resolve_model
+        from socialens.core.models import resolve_model
 
         resolve_model(MODEL)
     except ConfigError as error:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from socialens.errors import ConfigError
+from socialens.core.errors import ConfigError
 from socialens.llm.base import BACKENDS, GenerationParams, LLMBackend
 from socialens.llm.llamacpp import LlamaCppBackend, choices_grammar, gbnf_literal
 

@@ -45,8 +45,8 @@ def cache_dir(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def smollm_path() -> str:
     pytest.importorskip("llama_cpp")
-    from socialens.errors import ConfigError
-    from socialens.models import resolve_model
+    from socialens.core.errors import ConfigError
+    from socialens.core.models import resolve_model
 
     try:
         return resolve_model("builtin:smollm2-135m-instruct")

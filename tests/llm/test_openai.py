@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from socialens.errors import ConfigError
+from socialens.core.errors import ConfigError
 from socialens.llm.base import BACKENDS, GenerationParams
 from socialens.llm.openai import OpenAIBackend
 from socialens.llm.openai_probe import (
@@ -448,7 +448,7 @@ def test_a_server_without_prompt_logprobs_is_one_config_error_for_scoring(make, 
 
 @pytest.fixture(scope="module")
 def llama_server():
-    from socialens.models import resolve_model
+    from socialens.core.models import resolve_model
 
     for module in ("llama_cpp.server.app", "sse_starlette", "starlette_context", "pydantic_settings"):
         if importlib.util.find_spec(module.split(".")[0]) is None:
@@ -520,9 +520,8 @@ def test_real_llama_cpp_server(llama_server):
 @pytest.mark.parametrize("decoding", ["generate", "constrained", "scored"])
 def test_every_decoding_mode_works_on_llama_cpp_server_with_defaults(llama_server, tmp_path, decoding):
     """The README recipe: base_url, api_key_env: null and nothing else (no chat:, no constrained:)."""
-    from socialens.classifiers.base import Status
     from socialens.classifiers.prompted import PromptedClassifier, PromptedParams
-    from socialens.data.schema import Example, LabelSchema
+    from socialens.core.types import Example, LabelSchema, Status
 
     schema = LabelSchema.from_names(["belief", "debunk", "other"])
     texts = ["Vaccines cause autism, wake up", "No, satellites clearly show warming."]

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from socialens.data.schema import Example, LabelSchema
-from socialens.errors import ConfigError
-from socialens.llm.parsing import parse_label
+from socialens.core.errors import ConfigError
+from socialens.core.types import Example, LabelSchema
 from socialens.llm.prompts import TEMPLATE_VARIABLES, PromptBuilder, build_messages
+from socialens.tasks.label_parsing import parse_label
 
 DEMO = Path(__file__).resolve().parents[2] / "src/socialens/data/builtin/reddit_misinfo_demo/dataset.yaml"
 

@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 
 from socialens.classifiers.tfidf import TfidfClassifier
-from socialens.data.schema import Example
+from socialens.core.types import Example
 from socialens.serving.app import ServiceSettings, create_app, load_served_model
 from socialens.serving.server import uvicorn_config
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from socialens.classifiers.base import load_classifier
-from socialens.data.schema import Example
+from socialens.core.types import Example
 from socialens.serving.app import ServiceSettings, load_served_model
 
 TINY_CSV = Path(__file__).resolve().parents[1] / "fixtures" / "bench" / "tiny.csv"
@@ -78,7 +78,7 @@ def test_model_info_says_what_runs_the_model_and_how_it_scored(serve, tfidf_mode
 
     from socialens.bench import run_bench
     from socialens.cli import app
-    from socialens.config import load_experiment
+    from socialens.experiment import load_experiment
 
     url, _, _ = serve()
     plain = httpx.get(f"{url}/v1/model").json()

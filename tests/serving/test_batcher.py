@@ -8,8 +8,7 @@ import time
 
 import pytest
 
-from socialens.classifiers.base import PredictionRecord, Status
-from socialens.data.schema import Example
+from socialens.core.types import Example, PredictionRecord, Status
 from socialens.serving.batcher import BatcherClosed, MicroBatcher
 
 

@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from socialens.data.schema import is_blank_text
+from socialens.core.types import is_blank_text
 from socialens.serving.app import ServiceSettings
 
 # the same cases as tests/test_predict.py::test_blank_texts_are_invalid_by_the_rule_the_service_shares

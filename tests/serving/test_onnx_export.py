@@ -17,12 +17,12 @@ from typer.testing import CliRunner
 import socialens
 from socialens.classifiers.base import MODEL_INFO_FILE, load_classifier, read_model_info
 from socialens.classifiers.encoder import EncoderClassifier, EncoderParams
+from socialens.classifiers.onnx_session import INT8_ENGINE
 from socialens.cli import app
+from socialens.core.errors import ConfigError
 from socialens.data.readers import read_examples
-from socialens.errors import ConfigError
 from socialens.serving.app import load_served_model
 from socialens.serving.onnx_export import Agreement, agreement, chosen_scheme, export_onnx
-from socialens.serving.onnx_session import INT8_ENGINE
 
 DEMO_CSV = Path(socialens.__file__).parent / "data" / "builtin" / "reddit_misinfo_demo" / "comments.csv"
 PER_LABEL = 8
@@ -164,8 +164,8 @@ def test_cli_export_without_dev_says_agreement_was_not_checked(exported, tmp_pat
 
 def test_cli_export_uses_the_split_recorded_at_training(exported, examples, tmp_path):
     from socialens.cli import _record_training_data
+    from socialens.core.types import LabelSchema, Split
     from socialens.data.prepare import write_split
-    from socialens.data.schema import LabelSchema, Split
 
     model_dir = tmp_path / "model"
     shutil.copytree(exported[0], model_dir, ignore=shutil.ignore_patterns("onnx"))

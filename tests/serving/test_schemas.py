@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from socialens.classifiers.base import PredictionRecord, Status
+from socialens.core.types import PredictionRecord, Status
 from socialens.serving.schemas import ClassifyRequest, Prediction
 
 

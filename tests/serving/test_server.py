@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from socialens.cli import app
-from socialens.errors import ConfigError
+from socialens.core.errors import ConfigError
 from socialens.serving.app import ServiceSettings
 from socialens.serving.server import build_server, check_port, check_settings, read_token
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from socialens.core.errors import ConfigError
+from socialens.core.types import Example
 from socialens.data.datasets import load_dataset_config
-from socialens.data.schema import Example
-from socialens.errors import ConfigError
 from socialens.tuning.instructions import (
     ANSWER_PREFIX,
     DEFAULT_SYSTEM,

@@ -10,8 +10,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 
+from socialens.core.errors import ConfigError, DataError
 from socialens.data.datasets import load_dataset, load_dataset_config
-from socialens.errors import ConfigError, DataError
 from socialens.llm.prompts import default_instruction
 from socialens.tuning.instructions import chat_messages
 from socialens.tuning.lora import (

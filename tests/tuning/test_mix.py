@@ -14,9 +14,9 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from socialens.cli import app
+from socialens.core.errors import ConfigError
 from socialens.data.datasets import load_dataset
 from socialens.data.prepare import prepare
-from socialens.errors import ConfigError
 from socialens.tuning.mix import (
     SHUFFLES,
     build_mix,

@@ -1,59 +1,21 @@
-"""The Classifier protocol, the PredictionRecord every family emits, and the family registry."""
+"""The Classifier protocol every family implements, the model-directory format they share, and the
+family lookup (the registry itself is ``socialens.core.registry.FAMILIES``)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
-from socialens.data.schema import Example, LabelSchema
-from socialens.errors import ConfigError, SocialensError
-
-
-class Status(StrEnum):
-    OK = "ok"
-    REFUSED = "refused"
-    INVALID = "invalid"
-    ERROR = "error"
-
-
-@dataclass
-class PredictionRecord:
-    """One prediction for one input example: the source of truth for every metric and report.
-
-    ``predicted`` is None unless status is ok; a refused or unparseable answer is never replaced
-    by a guess."""
-
-    id: str
-    gold: str | None
-    predicted: str | None
-    status: Status = Status.OK
-    scores: dict[str, float] | None = None
-    raw_output: str | None = None
-    latency_s: float = 0.0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost: float = 0.0
-    error: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["status"] = self.status.value
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PredictionRecord:
-        known = {f for f in cls.__dataclass_fields__}
-        kwargs = {k: v for k, v in data.items() if k in known}
-        kwargs["status"] = Status(kwargs.get("status", "ok"))
-        return cls(**kwargs)
+from socialens.core.errors import ConfigError, SocialensError
+from socialens.core.progress import EstimateHook, ProgressHook
+from socialens.core.registry import FAMILIES, TASKS
+from socialens.core.types import Example, LabelSchema, PredictionRecord, Status
 
 
 def probability_records(
@@ -79,67 +41,72 @@ def probability_records(
     return records
 
 
-def write_records(path: str | Path, records: Iterable[PredictionRecord]) -> None:
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
-    tmp.replace(path)
-
-
-def read_records(path: str | Path) -> list[PredictionRecord]:
-    with Path(path).open(encoding="utf-8") as handle:
-        return [PredictionRecord.from_dict(json.loads(line)) for line in handle if line.strip()]
-
-
-class FamilyParams(BaseModel):
-    """Base of each family's hyper-parameter model; unknown fields are errors, not silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-
 @runtime_checkable
 class Classifier(Protocol):
-    family: ClassVar[str]
-    schema: LabelSchema | None
+    """What every family implements, with one signature, so the bench drives them all alike.
 
-    def fit(self, train: list[Example], dev: list[Example] | None = None) -> Classifier: ...
+    ``progress`` and ``estimate`` are hooks a family calls while it works (a family that fits in
+    seconds never calls them); ``stopped_`` says why the last ``predict`` stopped sending texts
+    (an LLM server that stopped answering), else None. ``task`` is the dataset's task description
+    (LLM prompts use it), ``task_type`` the kind of target (``socialens.core.registry.TASKS``);
+    a family raises a ConfigError for a task type it does not support (``task_types``)."""
+
+    family: ClassVar[str]
+    task_types: ClassVar[tuple[str, ...]]
+    Params: ClassVar[type[BaseModel]]
+    schema: LabelSchema | None
+    task_type: str
+    progress: ProgressHook | None
+    estimate: EstimateHook | None
+    stopped_: str | None
+
+    def __init__(
+        self,
+        params: BaseModel | None = None,
+        seed: int = 0,
+        *,
+        progress: ProgressHook | None = None,
+        estimate: EstimateHook | None = None,
+    ) -> None: ...
+
+    def fit(
+        self,
+        train: list[Example],
+        dev: list[Example] | None = None,
+        *,
+        schema: LabelSchema | None = None,
+        task: str = "",
+        task_type: str = "classification",
+    ) -> Classifier: ...
 
     def predict(self, examples: list[Example]) -> list[PredictionRecord]: ...
 
     def save(self, directory: str | Path) -> None: ...
 
     @classmethod
-    def load(cls, directory: str | Path, *, trust: Trust | None = None) -> Classifier: ...
+    def load(
+        cls, directory: str | Path, *, trust: Trust | None = None, progress: ProgressHook | None = None
+    ) -> Classifier: ...
 
 
-REGISTRY: dict[str, type] = {}
-
-
-def register(family: str):
-    """Class decorator adding a classifier family to the registry under ``family``."""
-
-    def decorate(cls):
-        cls.family = family
-        REGISTRY[family] = cls
-        return cls
-
-    return decorate
+# Every registered family, by name (a lazy registry: a family's module is imported on first use).
+REGISTRY = FAMILIES
 
 
 def get_family(family: str) -> type:
-    _import_builtin_families()
-    try:
-        return REGISTRY[family]
-    except KeyError:
-        known = ", ".join(sorted(REGISTRY))
-        raise ConfigError(f"unknown model family '{family}': expected one of {known}") from None
+    return FAMILIES.get(family)
 
 
-def _import_builtin_families() -> None:
-    # Importing the modules runs their @register decorators; heavy imports stay inside methods.
-    from socialens.classifiers import encoder, instruct, llm_head, prompted, tfidf  # noqa: F401
+def check_task_type(classifier: Classifier, task_type: str) -> str:
+    """``task_type`` if the classifier's family supports it, else a one-line ConfigError."""
+
+    TASKS.get(task_type)  # an unknown task type names the known ones
+    if task_type not in classifier.task_types:
+        raise ConfigError(
+            f"model family '{classifier.family}' does not handle the task type '{task_type}'; "
+            f"expected one of: {', '.join(classifier.task_types)}"
+        )
+    return task_type
 
 
 MODEL_INFO_FILE = "socialens_model.json"

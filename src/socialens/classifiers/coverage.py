@@ -21,7 +21,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from socialens.data.schema import Example
+from socialens.core.types import Example
 
 COVERAGE_FILE = "tokenizer_coverage.json"  # bench writes it in <run>/<dataset>/<model>/
 UNCOVERED_SHARE = 0.30  # more unknown / one-letter tokens than this: the language is not covered

@@ -20,24 +20,23 @@ from typing import Any, Literal
 import numpy as np
 
 from socialens.classifiers.base import (
-    FamilyParams,
-    PredictionRecord,
     Trust,
+    check_task_type,
     infer_schema,
     one_line,
     probability_records,
     read_model_info,
-    register,
     weights_are_safetensors,
     write_model_info,
 )
-from socialens.data.schema import Example, LabelSchema
-from socialens.errors import ConfigError
-from socialens.runtime import torch_threads
-from socialens.serving.onnx_session import INT8_ENGINE, ONNX_DIR
+from socialens.classifiers.onnx_session import INT8_ENGINE, ONNX_DIR
+from socialens.core.errors import ConfigError
+from socialens.core.params import FamilyParams
+from socialens.core.progress import EstimateHook, ProgressHook
+from socialens.core.runtime import torch_threads
+from socialens.core.types import Example, LabelSchema, PredictionRecord
 
 # progress(stage, done, total): stage is "train" (optimizer steps) or "predict" (examples)
-ProgressHook = Callable[[str, int, int], None]
 # "auto": the int8 ONNX model when the directory has one (socialens export onnx), else torch
 Engine = Literal["auto", "torch", "onnx"]
 
@@ -129,18 +128,28 @@ def _progress_callback(hook: ProgressHook):
     return _Progress()
 
 
-@register("encoder")
 class EncoderClassifier:
     """Fine-tunes ``params.model`` (builtin:minilm-l6 by default) with a classification head."""
+
+    family = "encoder"
+    task_types = ("classification",)
 
     Params = EncoderParams
 
     def __init__(
-        self, params: EncoderParams | None = None, seed: int = 0, progress: ProgressHook | None = None
+        self,
+        params: EncoderParams | None = None,
+        seed: int = 0,
+        *,
+        progress: ProgressHook | None = None,
+        estimate: EstimateHook | None = None,
     ):
         self.params = params or EncoderParams()
         self.seed = seed
         self.progress = progress
+        self.estimate = estimate
+        self.stopped_: str | None = None
+        self.task_type = "classification"
         self.schema: LabelSchema | None = None
         self.model_ = None
         self.tokenizer_ = None
@@ -163,7 +172,7 @@ class EncoderClassifier:
         its one inference thread's share of the cores)."""
         self.params.num_threads = threads
         if self.onnx_ is not None and self.onnx_.num_threads != threads:
-            from socialens.serving.onnx_session import OnnxEncoderSession
+            from socialens.classifiers.onnx_session import OnnxEncoderSession
 
             self.onnx_ = OnnxEncoderSession(self.onnx_.path, num_threads=threads)
 
@@ -191,8 +200,15 @@ class EncoderClassifier:
 
     # -- protocol -------------------------------------------------------------------------------
     def fit(
-        self, train: list[Example], dev: list[Example] | None = None, *, schema: LabelSchema | None = None
+        self,
+        train: list[Example],
+        dev: list[Example] | None = None,
+        *,
+        schema: LabelSchema | None = None,
+        task: str = "",
+        task_type: str = "classification",
     ) -> EncoderClassifier:
+        self.task_type = check_task_type(self, task_type)
         import torch
         from transformers import (
             AutoModelForSequenceClassification,
@@ -204,7 +220,7 @@ class EncoderClassifier:
             set_seed,
         )
 
-        from socialens.models import resolve_model
+        from socialens.core.models import resolve_model
 
         p = self.params
         self.schema = schema or infer_schema(train)
@@ -307,7 +323,7 @@ class EncoderClassifier:
         the dataset's language (socialens.classifiers.coverage)."""
         from transformers import AutoTokenizer
 
-        from socialens.models import resolve_model
+        from socialens.core.models import resolve_model
 
         with _quiet_transformers(params.verbose):
             return AutoTokenizer.from_pretrained(resolve_model(params.model), trust_remote_code=False)
@@ -376,10 +392,10 @@ class EncoderClassifier:
     def load(
         cls,
         directory: str | Path,
-        progress: ProgressHook | None = None,
-        engine: Engine = "auto",
         *,
         trust: Trust | None = None,
+        progress: ProgressHook | None = None,
+        engine: Engine = "auto",
     ) -> EncoderClassifier:
         """Load a saved encoder. With engine "auto" it predicts through onnxruntime when the
         directory holds ``onnx/model_int8.onnx`` and through torch otherwise. Weights load from
@@ -387,8 +403,8 @@ class EncoderClassifier:
         from the directory runs (``trust_remote_code=False``)."""
         from transformers import AutoTokenizer
 
-        from socialens.errors import ConfigError
-        from socialens.serving.onnx_session import OnnxEncoderSession, int8_model_path
+        from socialens.classifiers.onnx_session import OnnxEncoderSession, int8_model_path
+        from socialens.core.errors import ConfigError
 
         directory = Path(directory)
         info = read_model_info(directory)

@@ -30,19 +30,19 @@ from typing import Any, Literal
 from pydantic import Field
 
 from socialens.classifiers.base import (
-    FamilyParams,
-    PredictionRecord,
     Trust,
     check_referenced_weights,
+    check_task_type,
     infer_schema,
     read_model_info,
-    register,
     weights_are_safetensors,
     write_model_info,
 )
-from socialens.data.schema import Example, LabelSchema
-from socialens.errors import ConfigError
-from socialens.tuning.lora import LoraParams, ProgressHook
+from socialens.core.errors import ConfigError
+from socialens.core.params import FamilyParams
+from socialens.core.progress import EstimateHook, ProgressHook
+from socialens.core.types import Example, LabelSchema, PredictionRecord
+from socialens.tuning.lora import LoraParams
 
 ADAPTER_DIR = "adapter"
 
@@ -77,7 +77,7 @@ def load_instructions(value: str | list[str] | None) -> list[str] | None:
         raise ConfigError(f"{path}: instructions file not found (expected .txt, .json or .yaml)")
     text = path.read_text(encoding="utf-8")
     if path.suffix in (".json", ".yaml", ".yml"):
-        from socialens.config import read_yaml
+        from socialens.core.yaml_io import read_yaml
 
         data = json.loads(text) if path.suffix == ".json" else read_yaml(path)
         if isinstance(data, dict):
@@ -135,18 +135,26 @@ def chat_records(
     return records
 
 
-@register("instruct")
 class InstructClassifier:
+    family = "instruct"
+    task_types = ("classification",)
     Params = InstructParams
     runtime = "torch"  # the hf backend with the adapter on top
 
     def __init__(
-        self, params: InstructParams | None = None, seed: int = 0, progress: ProgressHook | None = None
+        self,
+        params: InstructParams | None = None,
+        seed: int = 0,
+        *,
+        progress: ProgressHook | None = None,
+        estimate: EstimateHook | None = None,
     ):
         self.params = params or InstructParams()
         self.seed = seed
         self.progress = progress
-        self.estimate = None  # handed to the prompted evaluator: estimate(RunEstimate)
+        self.estimate = estimate  # handed to the prompted evaluator: estimate(RunEstimate)
+        self.stopped_: str | None = None
+        self.task_type = "classification"
         self.schema: LabelSchema | None = None
         self.task = ""
         self.instructions: list[str] = []
@@ -163,7 +171,9 @@ class InstructClassifier:
         *,
         schema: LabelSchema | None = None,
         task: str = "",
+        task_type: str = "classification",
     ) -> InstructClassifier:
+        self.task_type = check_task_type(self, task_type)
         from socialens.llm.prompts import default_instruction
         from socialens.tuning.lora import train_lora
 
@@ -225,7 +235,9 @@ class InstructClassifier:
     def predict(self, examples: list[Example]) -> list[PredictionRecord]:
         evaluator = self.evaluator
         evaluator.progress, evaluator.estimate = self.progress, self.estimate
-        return evaluator.predict(examples)
+        records = evaluator.predict(examples)
+        self.stopped_ = evaluator.stopped_
+        return records
 
     def save(self, directory: str | Path) -> None:
         self._check_fitted()
@@ -251,7 +263,7 @@ class InstructClassifier:
 
     @classmethod
     def load(
-        cls, directory: str | Path, progress: ProgressHook | None = None, *, trust: Trust | None = None
+        cls, directory: str | Path, *, trust: Trust | None = None, progress: ProgressHook | None = None
     ) -> InstructClassifier:
         """Load a saved model; its adapter loads from safetensors only, unless ``trust.pickle``
         allows a pickled ``adapter_model.bin``."""

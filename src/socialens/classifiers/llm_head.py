@@ -18,28 +18,27 @@ from typing import Any, Literal
 from pydantic import Field
 
 from socialens.classifiers.base import (
-    FamilyParams,
-    PredictionRecord,
     Trust,
     check_referenced_weights,
+    check_task_type,
     infer_schema,
     probability_records,
     read_model_info,
-    register,
     weights_are_safetensors,
     write_model_info,
 )
 from socialens.classifiers.encoder import (
-    ProgressHook,
     _make_trainer_class,
     _progress_callback,
     _quiet_transformers,
     balanced_class_weights,
     length_sorted_scores,
 )
-from socialens.data.schema import Example, LabelSchema
-from socialens.errors import ConfigError
-from socialens.runtime import torch_threads
+from socialens.core.errors import ConfigError
+from socialens.core.params import FamilyParams
+from socialens.core.progress import EstimateHook, ProgressHook
+from socialens.core.runtime import torch_threads
+from socialens.core.types import Example, LabelSchema, PredictionRecord
 from socialens.tuning.lora import ATTENTION_MODULES, MLP_MODULES
 
 
@@ -85,17 +84,26 @@ def _base_model(reference: str, names: list[str]):
     return model, tokenizer
 
 
-@register("llm_head")
 class LLMHeadClassifier:
+    family = "llm_head"
+    task_types = ("classification",)
     Params = LLMHeadParams
     runtime = "torch"
 
     def __init__(
-        self, params: LLMHeadParams | None = None, seed: int = 0, progress: ProgressHook | None = None
+        self,
+        params: LLMHeadParams | None = None,
+        seed: int = 0,
+        *,
+        progress: ProgressHook | None = None,
+        estimate: EstimateHook | None = None,
     ):
         self.params = params or LLMHeadParams()
         self.seed = seed
         self.progress = progress
+        self.estimate = estimate
+        self.stopped_: str | None = None
+        self.task_type = "classification"
         self.schema: LabelSchema | None = None
         self.model_ = None
         self.tokenizer_ = None
@@ -106,8 +114,15 @@ class LLMHeadClassifier:
             raise RuntimeError("LLMHeadClassifier is not fitted: call fit() or load() first")
 
     def fit(
-        self, train: list[Example], dev: list[Example] | None = None, *, schema: LabelSchema | None = None
+        self,
+        train: list[Example],
+        dev: list[Example] | None = None,
+        *,
+        schema: LabelSchema | None = None,
+        task: str = "",
+        task_type: str = "classification",
     ) -> LLMHeadClassifier:
+        self.task_type = check_task_type(self, task_type)
         import torch
         from peft import LoraConfig, get_peft_model
         from transformers import DataCollatorWithPadding, PrinterCallback, TrainingArguments, set_seed
@@ -238,7 +253,7 @@ class LLMHeadClassifier:
 
     @classmethod
     def load(
-        cls, directory: str | Path, progress: ProgressHook | None = None, *, trust: Trust | None = None
+        cls, directory: str | Path, *, trust: Trust | None = None, progress: ProgressHook | None = None
     ) -> LLMHeadClassifier:
         """Load the adapter and head (safetensors only, unless ``trust.pickle`` allows a pickled
         ``adapter_model.bin``) on top of the base model the directory names."""

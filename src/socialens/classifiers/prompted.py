@@ -7,6 +7,7 @@ A refused or unparseable answer stays refused or invalid; it is never replaced b
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -18,22 +19,20 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from socialens.classifiers.base import (
     MODEL_INFO_FILE,
-    FamilyParams,
-    PredictionRecord,
-    Status,
     Trust,
     check_referenced_weights,
+    check_task_type,
     infer_schema,
     normalise_endpoint,
     read_model_info,
-    register,
     write_model_info,
 )
-from socialens.data.schema import Example, LabelSchema
-from socialens.errors import ConfigError
+from socialens.core.errors import ConfigError
+from socialens.core.params import FamilyParams
+from socialens.core.paths import confine
+from socialens.core.progress import EstimateHook, ProgressHook, RunEstimate
+from socialens.core.types import Example, LabelSchema, PredictionRecord, Status
 from socialens.llm.native_probe import ExtraBuffers
-from socialens.paths import confine
-from socialens.progress import RunEstimate
 
 BUILTIN_PROMPTS = ("serial", "json", "instruction")  # any other ``prompt`` is a template file
 SAVED_TEMPLATE = "prompt_template.jinja"  # a saved model's copy of its user template
@@ -200,8 +199,9 @@ def softmax(logprobs: list[float]) -> list[float]:
     return [w / total for w in weights]
 
 
-@register("prompted")
 class PromptedClassifier:
+    family = "prompted"
+    task_types = ("classification",)
     Params = PromptedParams
 
     @property
@@ -210,11 +210,20 @@ class PromptedClassifier:
         OpenAI-compatible server."""
         return BACKEND_RUNTIMES.get(self.params.backend, self.params.backend)
 
-    def __init__(self, params: PromptedParams | None = None, seed: int = 0, backend=None, progress=None):
+    def __init__(
+        self,
+        params: PromptedParams | None = None,
+        seed: int = 0,
+        *,
+        progress: ProgressHook | None = None,
+        estimate: EstimateHook | None = None,
+        backend=None,
+    ):
         self.params = params or PromptedParams()
         self.seed = seed
         self.progress = progress  # progress(stage, done, total), as the encoder family calls it
-        self.estimate = None  # estimate(RunEstimate), called once the first texts of a run are done
+        self.estimate = estimate  # estimate(RunEstimate), called once the first texts of a run are done
+        self.task_type = "classification"
         self.stopped_: str | None = None  # why the last predict() stopped sending texts, if it did
         self.schema: LabelSchema | None = None
         self.task: str = ""
@@ -231,7 +240,9 @@ class PromptedClassifier:
         *,
         schema: LabelSchema | None = None,
         task: str = "",
+        task_type: str = "classification",
     ) -> PromptedClassifier:
+        self.task_type = check_task_type(self, task_type)
         self.schema = schema or infer_schema(train)
         self.task = task
         self.pool_ = [ex for ex in train if ex.label is not None] if self.params.shots else []
@@ -290,7 +301,7 @@ class PromptedClassifier:
         limit = self.params.max_text_chars
         if limit is None or len(example.text) <= limit:
             return example
-        return Example(example.id, example.text[:limit], example.label, example.metadata)
+        return dataclasses.replace(example, text=example.text[:limit])
 
     def prompts(self, examples: list[Example]):
         selector = self.selector
@@ -361,7 +372,7 @@ class PromptedClassifier:
 
     def _predict_generated(self, chunk: list[Example]) -> list[PredictionRecord]:
         from socialens.llm.base import GenerationParams
-        from socialens.llm.parsing import failure_reason, parse_label
+        from socialens.tasks.label_parsing import failure_reason, parse_label
 
         builder = self.builder
         constrained = self.params.decoding == "constrained"
@@ -439,7 +450,9 @@ class PromptedClassifier:
                 handle.write(json.dumps(ex.to_dict(), ensure_ascii=False) + "\n")
 
     @classmethod
-    def load(cls, directory: str | Path, *, trust: Trust | None = None) -> PromptedClassifier:
+    def load(
+        cls, directory: str | Path, *, trust: Trust | None = None, progress: ProgressHook | None = None
+    ) -> PromptedClassifier:
         """Load a saved prompted model. One that sends texts to an endpoint (``base_url``, or the
         backend's default URL) or reads an API key (``api_key_env``) loads only when the user
         confirmed both in ``trust`` (``--allow-endpoint``, ``--allow-key-env``): a shared model

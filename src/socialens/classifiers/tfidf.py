@@ -18,18 +18,18 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from socialens.classifiers.base import (
-    FamilyParams,
-    PredictionRecord,
     Trust,
+    check_task_type,
     infer_schema,
     probability_records,
     read_model_info,
     refuse_pickle,
-    register,
     write_model_info,
 )
-from socialens.data.schema import Example, LabelSchema
-from socialens.errors import ConfigError
+from socialens.core.errors import ConfigError
+from socialens.core.params import FamilyParams
+from socialens.core.progress import EstimateHook, ProgressHook
+from socialens.core.types import Example, LabelSchema, PredictionRecord
 
 PIPELINE_FILE = "pipeline.joblib"  # the old, pickled format: loaded only with trust_pickle
 MODEL_FILE = "tfidf_model.json"
@@ -99,16 +99,28 @@ class TfidfParams(FamilyParams):
     max_iter: int = 2000
 
 
-@register("tfidf")
 class TfidfClassifier:
     """Scikit-learn pipeline: TfidfVectorizer (word and/or char n-grams) -> LogisticRegression."""
+
+    family = "tfidf"
+    task_types = ("classification",)
 
     Params = TfidfParams
     runtime = "sklearn"  # what runs the model, as GET /v1/model reports it
 
-    def __init__(self, params: TfidfParams | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        params: TfidfParams | None = None,
+        seed: int = 0,
+        *,
+        progress: ProgressHook | None = None,
+        estimate: EstimateHook | None = None,
+    ) -> None:
         self.params = params or TfidfParams()
         self.seed = seed
+        self.progress, self.estimate = progress, estimate  # fits in seconds: neither is called
+        self.stopped_: str | None = None
+        self.task_type = "classification"
         self.schema: LabelSchema | None = None
         self.pipeline_ = None
         self.training_: dict = {}
@@ -144,8 +156,15 @@ class TfidfClassifier:
 
     # -- protocol -------------------------------------------------------------------------------
     def fit(
-        self, train: list[Example], dev: list[Example] | None = None, *, schema: LabelSchema | None = None
+        self,
+        train: list[Example],
+        dev: list[Example] | None = None,
+        *,
+        schema: LabelSchema | None = None,
+        task: str = "",
+        task_type: str = "classification",
     ) -> TfidfClassifier:
+        self.task_type = check_task_type(self, task_type)
         self.schema = schema or infer_schema(train)
         labelled = [ex for ex in train if ex.label is not None]
         names = set(self.schema.names)
@@ -208,7 +227,9 @@ class TfidfClassifier:
         )
 
     @classmethod
-    def load(cls, directory: str | Path, *, trust: Trust | None = None) -> TfidfClassifier:
+    def load(
+        cls, directory: str | Path, *, trust: Trust | None = None, progress: ProgressHook | None = None
+    ) -> TfidfClassifier:
         """Load a saved model: from the JSON + safetensors files, or (only when ``trust.pickle``)
         from an old ``pipeline.joblib``."""
         directory = Path(directory)

@@ -13,7 +13,7 @@ import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from socialens.errors import DataError
+from socialens.core.errors import DataError
 
 ZIP, TAR = "zip archive", "tar archive"
 _COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}

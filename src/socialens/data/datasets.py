@@ -12,11 +12,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from socialens.config import not_a_string_hint, read_yaml
+from socialens.core.errors import ConfigError, DataError
+from socialens.core.paths import confine, safe_name
+from socialens.core.types import Example, Label, LabelSchema
+from socialens.core.yaml_io import not_a_string_hint, read_yaml
 from socialens.data.readers import DEFAULT_MAX_CHARS, TWEETEVAL_SPLITS, read_examples
-from socialens.data.schema import Example, Label, LabelSchema
-from socialens.errors import ConfigError, DataError
-from socialens.paths import confine, safe_name
 
 SPLITS = ("train", "dev", "test")
 BUILTIN_ROOT = Path(__file__).parent / "builtin"

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from socialens.core.errors import DataError
+from socialens.core.types import Example, LabelSchema, Split
 from socialens.data.datasets import RawDataset
-from socialens.data.schema import Example, LabelSchema, Split
-from socialens.errors import DataError
 
 _PUNCT_OR_SPACE = re.compile(r"[\W_]+", re.UNICODE)
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from socialens.core.errors import DataError
+from socialens.core.types import Example, Label, LabelSchema, is_blank_text, normalise_label_text
 from socialens.data.archives import archive_kind, archive_message, display_name, read_member
-from socialens.data.schema import Example, Label, LabelSchema, is_blank_text, normalise_label_text
-from socialens.errors import DataError
 
 DEFAULT_MAX_CHARS = 100_000
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "hf", "tweeteval")

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from socialens.core.errors import DataError
+from socialens.core.types import Example, LabelSchema
 from socialens.data.archives import archive_kind, archive_message
 from socialens.data.readers import (
     _QUOTING,
@@ -37,8 +39,6 @@ from socialens.data.readers import (
     missing_column_message,
     quoted_delimiter_hint,
 )
-from socialens.data.schema import Example, LabelSchema
-from socialens.errors import DataError
 
 STREAM_FORMATS = ("csv", "tsv", "jsonl", "parquet")
 

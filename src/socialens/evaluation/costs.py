@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from socialens.classifiers.base import PredictionRecord
+from socialens.core.types import PredictionRecord
 
 DEFAULT_HARDWARE_PRICE_PER_HOUR = 0.10  # USD per hour, a 2-vCPU cloud VM (see the module docstring)
 CURRENCY = "USD"

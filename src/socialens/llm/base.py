@@ -106,29 +106,10 @@ def render_plain(messages: Messages) -> str:
     return "\n\n".join(parts)
 
 
-BACKENDS: dict[str, type] = {}
-
-
-def register_backend(name: str):
-    def decorate(cls):
-        cls.name = name
-        BACKENDS[name] = cls
-        return cls
-
-    return decorate
-
-
 def get_backend(name: str) -> type:
-    """Backend modules import their heavy dependency lazily (in the constructor), so importing them
-    always works and a missing package is reported when the backend is used, naming the extra."""
-    import socialens.llm.hf  # noqa: F401
-    import socialens.llm.llamacpp  # noqa: F401
-    import socialens.llm.openai  # noqa: F401
-    from socialens.errors import ConfigError
+    """The backend class registered under ``name`` (``socialens.core.registry.BACKENDS``). Backend
+    modules import their heavy dependency lazily (in the constructor), so importing them always
+    works and a missing package is reported when the backend is used, naming the extra."""
+    from socialens.core.registry import BACKENDS
 
-    try:
-        return BACKENDS[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown LLM backend '{name}': expected one of {', '.join(sorted(BACKENDS))}"
-        ) from None
+    return BACKENDS.get(name)

@@ -15,8 +15,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from socialens.core.runtime import cache_dir
 from socialens.llm.base import Completion, GenerationParams, LLMBackend, Messages, Scores
-from socialens.runtime import cache_dir
 
 
 def default_cache_path() -> Path:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 
-from socialens.errors import ConfigError
+from socialens.core.errors import ConfigError
 
 
 class FailureAccount:

@@ -36,8 +36,8 @@ from typing import Literal
 
 import numpy as np
 
-from socialens.data.schema import Example
-from socialens.errors import ConfigError
+from socialens.core.errors import ConfigError
+from socialens.core.types import Example
 
 Strategy = Literal["random", "stratified", "similar", "fixed"]
 STRATEGIES = ("random", "stratified", "similar", "fixed")
@@ -83,7 +83,7 @@ class MiniLMEmbedder:
             return
         from transformers import AutoModel, AutoTokenizer
 
-        from socialens.models import resolve_model
+        from socialens.core.models import resolve_model
 
         path = resolve_model(self.model_ref)
         self._tokenizer = AutoTokenizer.from_pretrained(path)

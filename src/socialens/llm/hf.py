@@ -30,19 +30,18 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from socialens.classifiers.base import FamilyParams
-from socialens.errors import ConfigError
+from socialens.core.errors import ConfigError
+from socialens.core.models import BUILTIN_PREFIX, is_builtin, resolve_model
+from socialens.core.params import FamilyParams
+from socialens.core.runtime import cache_dir, torch_threads
 from socialens.llm.base import (
     ANSWER_PREFIX_PLAIN,
     Completion,
     GenerationParams,
     Messages,
     Scores,
-    register_backend,
     render_plain,
 )
-from socialens.models import BUILTIN_PREFIX, is_builtin, resolve_model
-from socialens.runtime import cache_dir, torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +114,9 @@ class _ChoiceTrie:
         return sorted(tokens)
 
 
-@register_backend("hf")
 class HFBackend:
+    name = "hf"
+
     class Options(FamilyParams):
         adapter: str | None = None  # a LoRA adapter folder (peft) applied on top
         batch_size: int = Field(8, ge=1)

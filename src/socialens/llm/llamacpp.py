@@ -31,19 +31,18 @@ from typing import Any
 
 import numpy as np
 
-from socialens.classifiers.base import FamilyParams
-from socialens.errors import ConfigError
+from socialens.core.errors import ConfigError
+from socialens.core.models import resolve_model
+from socialens.core.params import FamilyParams
 from socialens.llm.base import (
     ANSWER_PREFIX_PLAIN,
     Completion,
     GenerationParams,
     Messages,
     Scores,
-    register_backend,
     render_plain,
 )
 from socialens.llm.native_probe import ExtraBuffers, llama_model_params, resolve_extra_buffers
-from socialens.models import resolve_model
 
 INSTALL_HINT = "pip install 'socialens[llm]'"
 
@@ -88,9 +87,10 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-@register_backend("llamacpp")
 class LlamaCppBackend:
     """An ``LLMBackend`` over one llama-cpp-python ``Llama`` (loaded once, not thread-safe)."""
+
+    name = "llamacpp"
 
     class Options(FamilyParams):
         n_ctx: int = 2048

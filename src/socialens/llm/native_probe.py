@@ -31,8 +31,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator
 
-from socialens.errors import SocialensError
-from socialens.runtime import cache_dir
+from socialens.core.errors import SocialensError
+from socialens.core.runtime import cache_dir
 
 PROBE_FILE = "native-probes.json"
 PROBE_TIMEOUT_S = 300.0

@@ -44,15 +44,14 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from socialens.classifiers.base import FamilyParams
-from socialens.errors import ConfigError
+from socialens.core.errors import ConfigError
+from socialens.core.params import FamilyParams
 from socialens.llm.base import (
     ANSWER_PREFIX_PLAIN,
     Completion,
     GenerationParams,
     Messages,
     Scores,
-    register_backend,
     render_plain,
 )
 from socialens.llm.failures import FailureAccount
@@ -86,8 +85,8 @@ def render_messages_json(messages: Messages) -> str:
     )
 
 
-@register_backend("openai")
 class OpenAIBackend:
+    name = "openai"
     default_base_url = OPENAI_DEFAULT_BASE_URL  # where texts go when base_url is None
 
     class Options(FamilyParams):

@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from socialens.errors import ConfigError
+from socialens.core.errors import ConfigError
 from socialens.llm.base import Messages, render_plain
 from socialens.llm.llamacpp import choices_grammar
 

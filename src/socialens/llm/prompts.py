@@ -68,8 +68,8 @@ import jinja2
 from jinja2 import meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from socialens.data.schema import Example, LabelSchema
-from socialens.errors import ConfigError
+from socialens.core.errors import ConfigError
+from socialens.core.types import Example, LabelSchema
 from socialens.llm.base import Messages
 
 STYLES = ("serial", "json", "instruction")

@@ -20,15 +20,8 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException
 
-from socialens.classifiers.base import (
-    MODEL_INFO_FILE,
-    Classifier,
-    PredictionRecord,
-    Status,
-    load_classifier,
-    model_digest,
-)
-from socialens.data.schema import Example, is_blank_text
+from socialens.classifiers.base import MODEL_INFO_FILE, Classifier, load_classifier, model_digest
+from socialens.core.types import Example, PredictionRecord, Status, is_blank_text
 from socialens.serving.batcher import BatcherClosed, MicroBatcher, default_inference_threads
 from socialens.serving.docs import DOCS_PATHS, add_docs
 from socialens.serving.schemas import (

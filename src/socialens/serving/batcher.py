@@ -17,8 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from socialens.classifiers.base import PredictionRecord
-from socialens.data.schema import Example
+from socialens.core.types import Example, PredictionRecord
 
 Predict = Callable[[list[Example]], list[PredictionRecord]]
 
@@ -69,7 +68,7 @@ def default_inference_threads() -> int:
 
 
 def failed_records(examples: list[Example], message: str) -> list[PredictionRecord]:
-    from socialens.bench import error_records
+    from socialens.core.types import error_records
 
     return error_records(examples, message)
 

@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import FileResponse, HTMLResponse
 
-from socialens.errors import ConfigError
+from socialens.core.errors import ConfigError
 
 ASSETS_URL = "/docs/assets"
 # file name -> media type; each is one fixed route, so no client-chosen path ever reaches the disk

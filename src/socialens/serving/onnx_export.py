@@ -34,16 +34,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from socialens.classifiers.base import (
-    MODEL_INFO_FILE,
-    PredictionRecord,
-    Trust,
-    read_model_info,
-    update_model_info,
-)
-from socialens.data.schema import Example
-from socialens.errors import ConfigError
-from socialens.serving.onnx_session import FP32_FILE, INT8_FILE, ONNX_DIR, OnnxEncoderSession
+from socialens.classifiers.base import MODEL_INFO_FILE, Trust, read_model_info, update_model_info
+from socialens.classifiers.onnx_session import FP32_FILE, INT8_FILE, ONNX_DIR, OnnxEncoderSession
+from socialens.core.errors import ConfigError
+from socialens.core.types import Example, PredictionRecord
 
 OPSET = 17
 QUANTIZATIONS = ("auto", "dynamic", "blockwise")

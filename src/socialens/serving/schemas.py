@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from socialens.classifiers.base import PredictionRecord
+from socialens.core.types import PredictionRecord
 
 
 class ClassifyRequest(BaseModel):

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from socialens.errors import ConfigError
+from socialens.core.errors import ConfigError
 from socialens.serving.app import ACCESS_LOGGER, ServiceSettings, create_app, load_served_model
 
 GRACEFUL_SHUTDOWN_S = 30

@@ -26,9 +26,9 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from socialens.config import load_model_file
-from socialens.data.schema import Example
-from socialens.errors import ConfigError
+from socialens.core.errors import ConfigError
+from socialens.core.types import Example
+from socialens.core.yaml_io import load_model_file
 
 DEFAULT_SYSTEM = (
     "You are an expert annotator of news and social-media text. "

@@ -39,16 +39,17 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
 
-from socialens.classifiers.base import FamilyParams
-from socialens.errors import ConfigError, DataError
-from socialens.runtime import torch_threads
+from socialens.core.errors import ConfigError, DataError
+from socialens.core.params import FamilyParams
+from socialens.core.progress import ProgressHook
+from socialens.core.runtime import torch_threads
 from socialens.tuning.memory import (
     IGNORE_INDEX,
     AnswerLogitsCollator,
@@ -60,7 +61,6 @@ from socialens.tuning.memory import (
 log = logging.getLogger(__name__)
 
 # progress(stage, done, total): stage "train" counts optimizer steps
-ProgressHook = Callable[[str, int, int], None]
 
 ATTENTION_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 MLP_MODULES = ["gate_proj", "up_proj", "down_proj"]

@@ -26,9 +26,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from socialens.config import load_model_file, plain_strings_are_configs
-from socialens.errors import ConfigError
-from socialens.paths import confine, safe_name
+from socialens.core.errors import ConfigError
+from socialens.core.paths import confine, safe_name
+from socialens.core.yaml_io import load_model_file, plain_strings_are_configs
 from socialens.tuning.instructions import DEFAULT_SYSTEM, InstructionSet, build_records, load_instruction_set
 
 SHUFFLES = ("alphabetical", "within_language", "by_task", "random")

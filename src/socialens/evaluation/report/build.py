@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from socialens.classifiers.base import PredictionRecord
 from socialens.classifiers.coverage import COVERAGE_FILE
-from socialens.config import load_yaml_text
-from socialens.errors import DataError
+from socialens.core.errors import DataError
+from socialens.core.types import PredictionRecord
+from socialens.core.yaml_io import load_yaml_text
 from socialens.evaluation.costs import DEFAULT_HARDWARE_PRICE_PER_HOUR, aggregate_costs, cell_costs
 from socialens.evaluation.metrics import (
     NON_OK_COLUMNS,

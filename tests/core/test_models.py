@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from socialens.errors import ConfigError
-from socialens.models import BUILTIN_MODELS, builtin_names, resolve_model
+from socialens.core.errors import ConfigError
+from socialens.core.models import BUILTIN_MODELS, builtin_names, resolve_model
 
 
 def test_builtin_minilm_is_a_plain_hf_folder():

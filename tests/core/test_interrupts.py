@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 
 from socialens.classifiers.tfidf import TfidfClassifier
+from socialens.core.interrupts import INTERRUPTED_EXIT
+from socialens.core.types import LabelSchema
 from socialens.data.readers import read_examples
-from socialens.data.schema import LabelSchema
-from socialens.interrupts import INTERRUPTED_EXIT
 from socialens.predict import progress_path, run_record_path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "tests" / "fixtures" / "bench" / "tiny.csv"
 SCHEMA = LabelSchema.from_names(["belief", "debunk", "other"])
 STOP_WITHIN_S = 3.0

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from socialens.errors import ConfigError
+from socialens.core.errors import ConfigError
 
 BUILTIN_PREFIX = "builtin:"
 

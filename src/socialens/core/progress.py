@@ -42,6 +42,10 @@ def about_duration(seconds: float) -> str:
     return f"~{seconds / 3600:.1f} h"
 
 
+# What a family calls while it works: progress(stage, done, total), as the bench's bars show it.
+ProgressHook = Callable[[str, int, int], None]
+
+
 @dataclass(frozen=True)
 class RunEstimate:
     """What an LLM prediction run will cost, measured on its first texts."""
@@ -65,6 +69,10 @@ class RunEstimate:
             f"{tokens}, {about_duration(self.seconds_per_text)} a text, {about_duration(total)} for "
             f"{self.texts:,} texts (measured on the first {self.sampled})"
         )
+
+
+# What an LLM family calls once the first texts of a run are done: estimate(RunEstimate).
+EstimateHook = Callable[[RunEstimate], None]
 
 
 @dataclass

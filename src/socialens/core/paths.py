@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from socialens.errors import ConfigError
+from socialens.core.errors import ConfigError
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*")
 SAFE_NAME_RULE = "letters, digits, '.', '_' and '-', not starting with '.'"

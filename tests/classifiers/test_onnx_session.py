@@ -9,7 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pytest
 
-from socialens.serving.onnx_session import OnnxEncoderSession, int8_model_path, softmax
+from socialens.classifiers.onnx_session import OnnxEncoderSession, int8_model_path, softmax
 
 TEXTS = [
     "a much longer sentence than the others, with many more tokens in it than any other one",
@@ -34,8 +34,8 @@ def untrained_dir(tmp_path_factory):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from socialens.classifiers.encoder import EncoderClassifier, EncoderParams
-    from socialens.data.schema import LabelSchema
-    from socialens.models import resolve_model
+    from socialens.core.models import resolve_model
+    from socialens.core.types import LabelSchema
     from socialens.serving.onnx_export import export_onnx
 
     path = resolve_model("builtin:minilm-l6")

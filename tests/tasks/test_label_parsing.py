@@ -7,8 +7,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from socialens.data.schema import Label, LabelSchema
-from socialens.llm.parsing import LabelParser, ParseResult, failure_reason, is_refusal, parse_label
+from socialens.core.types import Label, LabelSchema
+from socialens.tasks.label_parsing import LabelParser, ParseResult, failure_reason, is_refusal, parse_label
 
 SCHEMAS = {
     "misinfo": LabelSchema(

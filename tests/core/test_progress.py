@@ -3,7 +3,13 @@ import io
 from rich.console import Console
 from rich.progress import Progress
 
-from socialens.progress import PlainProgress, RunEstimate, StageProgress, about_duration, progress_display
+from socialens.core.progress import (
+    PlainProgress,
+    RunEstimate,
+    StageProgress,
+    about_duration,
+    progress_display,
+)
 
 
 def plain_console() -> tuple[Console, io.StringIO]:

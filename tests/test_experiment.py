@@ -1,7 +1,7 @@
 import pytest
 
-from socialens.config import load_experiment
-from socialens.errors import ConfigError
+from socialens.core.errors import ConfigError
+from socialens.experiment import load_experiment
 
 
 def write(tmp_path, text):
@@ -83,7 +83,7 @@ def test_names_that_become_folders_must_be_safe_names(tmp_path, old, new, field)
 
 
 def test_yaml_1_1_boolean_words_stay_strings():
-    from socialens.config import load_yaml_text
+    from socialens.core.yaml_io import load_yaml_text
 
     words = "[OFF, off, On, yes, No, y, N, NOT]"
     assert load_yaml_text(f"labels: {words}") == {

@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
-from socialens.data.schema import LabelSchema
+from socialens.core.types import LabelSchema
 
 Status = Literal["ok", "refused", "invalid"]
 

@@ -1,11 +1,15 @@
-"""Core data types: label schemas, examples and splits."""
+"""Core data types: label schemas, examples, splits and the prediction record every family emits."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 
@@ -100,13 +104,22 @@ class LabelSchema:
 
 @dataclass
 class Example:
+    """One input text and its target. ``label`` is the target in the task's own form (see
+    ``socialens.tasks``): a label name (classification), a list of label names (multilabel), one
+    IOB2 tag per token (token classification; ``tokens`` then holds the tokens and ``text`` is them
+    joined by single spaces) or a reference summary (summarisation); None when unlabelled."""
+
     id: str
     text: str
-    label: str | None = None
+    label: Any = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    tokens: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "text": self.text, "label": self.label, "metadata": self.metadata}
+        data = {"id": self.id, "text": self.text, "label": self.label, "metadata": self.metadata}
+        if self.tokens is not None:
+            data["tokens"] = self.tokens
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Example:
@@ -115,6 +128,7 @@ class Example:
             text=data["text"],
             label=data.get("label"),
             metadata=data.get("metadata") or {},
+            tokens=data.get("tokens"),
         )
 
 
@@ -127,6 +141,81 @@ class Split:
     name: str = "dataset"
     stats: dict[str, Any] = field(default_factory=dict)
     task: str = ""  # the dataset's task description, used in LLM prompts
+    task_type: str = "classification"  # the kind of target: a name in socialens.core.registry.TASKS
 
     def parts(self) -> dict[str, list[Example]]:
         return {"train": self.train, "dev": self.dev, "test": self.test}
+
+
+class Status(StrEnum):
+    OK = "ok"
+    REFUSED = "refused"
+    INVALID = "invalid"
+    ERROR = "error"
+
+
+@dataclass
+class PredictionRecord:
+    """One prediction for one input example: the source of truth for every metric and report.
+
+    ``predicted`` is None unless status is ok; a refused or unparseable answer is never replaced
+    by a guess. ``gold`` and ``predicted`` take the task's form of a target (see ``Example``);
+    ``details`` holds what a task adds to a prediction (entities with character offsets, the
+    number of hallucinated entities), None for classification."""
+
+    id: str
+    gold: Any
+    predicted: Any
+    status: Status = Status.OK
+    scores: dict[str, float] | None = None
+    raw_output: str | None = None
+    latency_s: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    error: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status.value
+        if data["details"] is None:  # classification records keep the fields they always had
+            del data["details"]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PredictionRecord:
+        known = {f for f in cls.__dataclass_fields__}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["status"] = Status(kwargs.get("status", "ok"))
+        return cls(**kwargs)
+
+
+def write_records(path: str | Path, records: Iterable[PredictionRecord]) -> None:
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def read_records(path: str | Path) -> list[PredictionRecord]:
+    with Path(path).open(encoding="utf-8") as handle:
+        return [PredictionRecord.from_dict(json.loads(line)) for line in handle if line.strip()]
+
+
+def error_records(examples, message: str) -> list[PredictionRecord]:
+    """A model that failed still accounts for every example: one error record each."""
+    return [
+        PredictionRecord(
+            id=ex.id,
+            gold=ex.label,
+            predicted=None,
+            status=Status.ERROR,
+            error=message,
+            metadata=dict(ex.metadata),
+        )
+        for ex in examples
+    ]

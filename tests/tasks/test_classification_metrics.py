@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from socialens.classifiers.base import PredictionRecord, Status
-from socialens.errors import ConfigError
-from socialens.evaluation.metrics import (
+from socialens.core.errors import ConfigError
+from socialens.core.types import PredictionRecord, Status
+from socialens.tasks.classification_metrics import (
     _BOOTSTRAP_CHUNK_CELLS,
     aggregate_seeds,
     bootstrap_counts,
