@@ -31,6 +31,7 @@ from socialens.core.errors import ConfigError
 from socialens.core.params import FamilyParams
 from socialens.core.paths import confine
 from socialens.core.progress import EstimateHook, ProgressHook, RunEstimate
+from socialens.core.registry import TASKS
 from socialens.core.types import Example, LabelSchema, PredictionRecord, Status
 from socialens.llm.native_probe import ExtraBuffers
 
@@ -78,7 +79,14 @@ class PromptedParams(FamilyParams):
     shots: int = Field(default=0, ge=0)
     shot_selection: Literal["random", "stratified", "similar", "fixed"] = "random"
     decoding: Literal["generate", "constrained", "scored"] = "generate"
-    max_tokens: int = Field(default=20, gt=0)
+    max_tokens: int = Field(
+        default=20, gt=0, description="answer token budget (left out for a task that generates: the task's)"
+    )
+    stop_rule: Literal["eos", "first_sentence"] = Field(
+        default="eos",
+        description="summaries: keep the answer up to the end of the model's turn (eos) or only its "
+        "first sentence (as LlamaLens did)",
+    )
     max_text_chars: int | None = Field(
         default=2000, gt=0, description="longer input texts (and shots) are cut to this many characters"
     )
@@ -192,6 +200,28 @@ def check_endpoint(params: PromptedParams, trust: Trust | None, source: str) -> 
 ESTIMATE_TEXTS = 3  # texts timed (at least) before a whole run's time is estimated
 
 
+def check_task_params(params: PromptedParams, task, source: str) -> None:
+    """The prompt and decoding options that apply to a task whose answer is not one label: its
+    own prompt in the serial or json format, generated (constrained: to the task's JSON schema)."""
+    if task.label_prompts:
+        if params.stop_rule != "eos":
+            raise ConfigError(
+                f"{source}: field 'stop_rule' = {params.stop_rule!r} applies to generated texts "
+                f"(summaries), not to task type '{task.name}'; expected eos"
+            )
+        return
+    if params.prompt not in task.output_formats:
+        raise ConfigError(
+            f"{source}: field 'prompt' = {params.prompt!r}: task type '{task.name}' builds its own "
+            f"prompt; expected one of {', '.join(task.output_formats)}"
+        )
+    if params.decoding == "scored":
+        raise ConfigError(
+            f"{source}: field 'decoding' = 'scored' scores each label of the schema, but task type "
+            f"'{task.name}' generates its answer; expected generate or constrained"
+        )
+
+
 def softmax(logprobs: list[float]) -> list[float]:
     top = max(logprobs)
     weights = [math.exp(lp - top) for lp in logprobs]
@@ -201,7 +231,7 @@ def softmax(logprobs: list[float]) -> list[float]:
 
 class PromptedClassifier:
     family = "prompted"
-    task_types = ("classification",)
+    task_types = ("classification", "token_classification", "summarisation", "multilabel")
     Params = PromptedParams
 
     @property
@@ -231,6 +261,7 @@ class PromptedClassifier:
         self._backend = backend  # an already-built backend (tests, or sharing one loaded model)
         self._builder = None
         self._selector = None
+        self._task = None
 
     # -- fitting: no training; remember the schema and the few-shot pool ------------------------
     def fit(
@@ -243,12 +274,21 @@ class PromptedClassifier:
         task_type: str = "classification",
     ) -> PromptedClassifier:
         self.task_type = check_task_type(self, task_type)
+        self._task = None
+        check_task_params(self.params, self.task_object, "params")
         self.schema = schema or infer_schema(train)
         self.task = task
         self.pool_ = [ex for ex in train if ex.label is not None] if self.params.shots else []
         self._builder = None
         self._selector = None
         return self
+
+    @property
+    def task_object(self):
+        """The Task of ``task_type`` (``socialens.core.registry.TASKS``)."""
+        if self._task is None:
+            self._task = TASKS.get(self.task_type)()
+        return self._task
 
     def _check_fitted(self) -> None:
         if self.schema is None:
@@ -277,8 +317,13 @@ class PromptedClassifier:
         from socialens.llm.fewshot import ShotSelector
 
         if self._selector is None and self.params.shots:
+            task = self.task_object
             self._selector = ShotSelector(
-                self.pool_, strategy=self.params.shot_selection, k=self.params.shots, seed=self.seed
+                self.pool_,
+                strategy=self.params.shot_selection,
+                k=self.params.shots,
+                seed=self.seed,
+                class_of=None if task.label_prompts else task.stratify_key,
             )
         return self._selector
 
@@ -305,12 +350,24 @@ class PromptedClassifier:
 
     def prompts(self, examples: list[Example]):
         selector = self.selector
-        return [
-            self.builder.messages(
-                self._clip(ex), shots=[self._clip(s) for s in selector.select(ex)] if selector else []
-            )
-            for ex in examples
-        ]
+        task = self.task_object
+        prompts = []
+        for ex in examples:
+            shots = [self._clip(s) for s in selector.select(ex)] if selector else []
+            if task.label_prompts:
+                prompts.append(self.builder.messages(self._clip(ex), shots=shots))
+            else:
+                prompts.append(
+                    task.messages(
+                        self._clip(ex),
+                        shots,
+                        self.schema,
+                        output_format=self.params.style,
+                        description=self.task,
+                        system_prompt=self.params.system_prompt,
+                    )
+                )
+        return prompts
 
     def _sample_size(self) -> int:
         """How many texts the first chunk holds: enough to time, and to fill a backend that runs
@@ -339,7 +396,9 @@ class PromptedClassifier:
                 )
                 break
             chunk = examples[start : start + size]
-            if self.params.decoding == "scored":
+            if not self.task_object.label_prompts:
+                records.extend(self._predict_task(chunk))
+            elif self.params.decoding == "scored":
                 records.extend(self._predict_scored(chunk))
             else:
                 records.extend(self._predict_generated(chunk))
@@ -407,6 +466,53 @@ class PromptedClassifier:
             )
         return records
 
+    def _predict_task(self, chunk: list[Example]) -> list[PredictionRecord]:
+        """A task whose answer is not one label (entities, a summary, a label set): the task
+        builds the prompt, sets the generation and reads the answer."""
+        from socialens.llm.base import GenerationParams
+
+        task, style = self.task_object, self.params.style
+        wanted = task.generation(self.schema, style)
+        params = GenerationParams(
+            max_tokens=self.params.max_tokens
+            if "max_tokens" in self.params.model_fields_set
+            else wanted.max_tokens,
+            seed=self.seed,
+            stop=tuple(wanted.stop),
+            json_schema=wanted.json_schema if self.params.decoding == "constrained" else None,
+        )
+        completions = self.backend.generate(self.prompts(chunk), params)
+        records = []
+        for ex, completion in zip(chunk, completions, strict=True):
+            usage = dict(
+                raw_output=completion.text,
+                latency_s=completion.latency_s,
+                tokens_in=completion.tokens_in,
+                tokens_out=completion.tokens_out,
+            )
+            if completion.error is not None:
+                records.append(
+                    self._record(ex, predicted=None, status=Status.ERROR, error=completion.error, **usage)
+                )
+                continue
+            text = completion.text
+            if self.params.stop_rule == "first_sentence":
+                from socialens.tasks.summarisation import first_sentence
+
+                text = first_sentence(text)
+            parsed = task.parse(text, ex, self.schema, style)
+            records.append(
+                self._record(
+                    ex,
+                    predicted=parsed.predicted if parsed.status is Status.OK else None,
+                    status=parsed.status,
+                    error=parsed.error,
+                    details=parsed.details,
+                    **usage,
+                )
+            )
+        return records
+
     def _predict_scored(self, chunk: list[Example]) -> list[PredictionRecord]:
         names = self.schema.names
         continuations = [self.builder.answer(name) for name in names]
@@ -442,9 +548,10 @@ class PromptedClassifier:
         if params.prompt not in BUILTIN_PROMPTS:  # the directory carries its own copy of the template
             shutil.copyfile(Path(params.prompt).expanduser(), directory / SAVED_TEMPLATE)
             params = params.model_copy(update={"prompt": SAVED_TEMPLATE})
-        write_model_info(
-            directory, self.family, self.schema, params, extra={"seed": self.seed, "task": self.task}
-        )
+        extra = {"seed": self.seed, "task": self.task}
+        if self.task_type != "classification":
+            extra["task_type"] = self.task_type
+        write_model_info(directory, self.family, self.schema, params, extra=extra)
         with (directory / "fewshot_pool.jsonl").open("w", encoding="utf-8") as handle:
             for ex in self.pool_:
                 handle.write(json.dumps(ex.to_dict(), ensure_ascii=False) + "\n")
@@ -484,6 +591,7 @@ class PromptedClassifier:
         obj = cls(params, seed=info.get("seed", 0))
         obj.schema = LabelSchema.from_dict(info["schema"])
         obj.task = info.get("task", "")
+        obj.task_type = check_task_type(obj, info.get("task_type", "classification"))
         pool_path = directory / "fewshot_pool.jsonl"
         if pool_path.is_file():
             with pool_path.open(encoding="utf-8") as handle:

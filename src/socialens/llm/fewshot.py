@@ -156,7 +156,9 @@ class ShotSelector:
 
     ``k`` is the number of shots for ``random`` and ``similar`` and the number **per class** for
     ``stratified``. ``candidates`` bounds how many nearest neighbours MMR re-ranks (speed on big
-    pools)."""
+    pools). ``class_of`` is what ``stratified`` and ``fixed`` take classes in turn by: the label
+    by default; a task's ``stratify_key`` for targets that are not one label (entity types
+    present, a label set)."""
 
     def __init__(
         self,
@@ -168,6 +170,7 @@ class ShotSelector:
         *,
         mmr_lambda: float = DEFAULT_MMR_LAMBDA,
         candidates: int = 100,
+        class_of: Callable[[Example], str | None] | None = None,
     ):
         if strategy not in STRATEGIES:
             raise ConfigError(
@@ -183,7 +186,7 @@ class ShotSelector:
         self._norm = [normalise_text(ex.text) for ex in self.pool]
         self._by_class: dict[str, list[int]] = {}
         for i, ex in enumerate(self.pool):
-            self._by_class.setdefault(str(ex.label), []).append(i)
+            self._by_class.setdefault(str(ex.label) if class_of is None else str(class_of(ex)), []).append(i)
         self._fixed_order = self._round_robin_order() if strategy == "fixed" else []
         self.embedder = embedder
         self._vectors: np.ndarray | None = None

@@ -9,7 +9,7 @@ is repaired into ``B-X`` (what seqeval's default mode does when it reads one) an
 
 from __future__ import annotations
 
-import re
+import regex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -111,7 +111,10 @@ def entity_types(tags: Sequence[str]) -> list[str]:
     return sorted({tag[2:] for tag in tags if tag != OUTSIDE})
 
 
-_TOKEN = re.compile(r"(?:[^\W\d_]\.){2,}|\w+(?:[-'’]\w+)*|[^\w\s]", re.UNICODE)
+# Word characters include combining marks (\p{M}): Devanagari vowel signs and viramas, Arabic
+# harakat, which Python's ``re`` does not count as \w and would cut words at.
+_WORD = r"[\p{L}\p{M}\p{N}_]"
+_TOKEN = regex.compile(rf"(?:\p{{L}}\.){{2,}}|{_WORD}+(?:[-'’]{_WORD}+)*|[^\p{{L}}\p{{M}}\p{{N}}_\s]")
 
 
 def tokenize(text: str) -> list[tuple[str, int, int]]:
