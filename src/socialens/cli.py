@@ -529,16 +529,23 @@ def train(
         if unknown:
             raise SocialensError(f"--{sorted(unknown)[0]} does not apply to the '{family}' family")
         split = _load_training_data(data, text, label, labels, None, seed, cap, data_root)
-        present = sorted({ex.label for ex in split.train if ex.label is not None})
-        if len(present) < 2:
+        if split.task_type == "classification":
+            present = sorted({ex.label for ex in split.train if ex.label is not None})
+            if len(present) < 2:
+                raise SocialensError(
+                    f"{data}: the training split ({len(split.train)} examples) has {len(present)} distinct "
+                    "label(s); expected at least two to train a classifier"
+                )
+        elif not any(ex.label is not None for ex in split.train):
             raise SocialensError(
-                f"{data}: the training split ({len(split.train)} examples) has {len(present)} distinct "
-                "label(s); expected at least two to train a classifier"
+                f"{data}: no training example has a target; expected a labelled training split"
             )
         classifier = family_cls(params=family_cls.Params(**overrides), seed=seed)
         console.print(f"training {family} on {len(split.train)} examples (dev {len(split.dev)})")
         with stage_progress(console, classifier):
-            classifier.fit(split.train, split.dev, schema=split.schema)
+            classifier.fit(
+                split.train, split.dev, schema=split.schema, task=split.task, task_type=split.task_type
+            )
         classifier.save(out)
         _record_training_data(out, data, seed, cap, data_root, text, label, labels)
         _score_splits(classifier, split, out)
@@ -551,21 +558,34 @@ def _score_splits(classifier, split, out: Path) -> None:
     """Score the dev and test splits, one line each, and record the metrics in the model info,
     where GET /v1/model reports them (``evaluation``)."""
     from socialens.classifiers.base import update_model_info
+    from socialens.core.registry import TASKS
     from socialens.evaluation.metrics import compute_metrics
 
     evaluation = {}
+    task = TASKS.get(split.task_type)()
     for part, examples in (("dev", split.dev), ("test", split.test)):
         if not examples:
             continue
-        metrics = compute_metrics(classifier.predict(examples), split.schema.names, n_bootstrap=1000)
+        metrics = compute_metrics(
+            classifier.predict(examples), split.schema.names, n_bootstrap=1000, task_type=split.task_type
+        )
         if not metrics["n"]:
             continue
-        lo, hi = metrics["ci"]["macro_f1"]
-        console.print(
-            f"{part} macro-F1 {metrics['macro_f1']:.3f} [95% CI {lo:.3f}, {hi:.3f}], "
-            f"accuracy {metrics['accuracy']:.3f} on {metrics['n']} examples",
-            highlight=False,
-        )
+        if split.task_type == "classification":
+            lo, hi = metrics["ci"]["macro_f1"]
+            console.print(
+                f"{part} macro-F1 {metrics['macro_f1']:.3f} [95% CI {lo:.3f}, {hi:.3f}], "
+                f"accuracy {metrics['accuracy']:.3f} on {metrics['n']} examples",
+                highlight=False,
+            )
+        else:
+            headline = task.headline_metric
+            interval = metrics.get("ci", {}).get(headline)
+            shown = f" [95% CI {interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
+            console.print(
+                f"{part} {headline} {metrics[headline]:.3f}{shown} on {metrics['n']} examples",
+                highlight=False,
+            )
         evaluation[part] = {"source": "socialens train", **metrics}
     if evaluation:
         update_model_info(out, evaluation=evaluation)
@@ -606,6 +626,7 @@ def predict(
     An interrupted run restarted with the same arguments resumes where it stopped."""
     from socialens.classifiers.base import load_classifier
     from socialens.core.interrupts import INTERRUPTED_EXIT, stop_promptly_on_sigint
+    from socialens.core.registry import TASKS
     from socialens.data.stream import RowStream
     from socialens.evaluation.metrics import compute_metrics
     from socialens.predict import interrupted_message, predict_stream
@@ -661,8 +682,13 @@ def predict(
     if label is not None:
         records = [r for r in read_output_records(out) if r.gold is not None]
         if records:
-            metrics = compute_metrics(records, classifier.schema.names, n_bootstrap=1000)
-            console.print(f"macro-F1 {metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f}")
+            task_type = classifier.task_type
+            metrics = compute_metrics(records, classifier.schema.names, n_bootstrap=1000, task_type=task_type)
+            if task_type == "classification":
+                console.print(f"macro-F1 {metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f}")
+            else:
+                headline = TASKS.get(task_type).headline_metric
+                console.print(f"{headline} {metrics[headline]:.3f} on {metrics['n']:,} labelled rows")
 
 
 @app.command()
