@@ -82,5 +82,6 @@ TASKS = Registry(
     "task",
     {
         "classification": "socialens.tasks.classification:ClassificationTask",
+        "multilabel": "socialens.tasks.multilabel:MultilabelTask",
     },
 )

@@ -396,6 +396,44 @@ def _label_values(obj: Any, depth: int = 0) -> list[Any] | None:
     return None
 
 
+def json_objects(text: str) -> list[Any]:
+    """The outermost JSON objects in ``text``, read as the label parser reads them (fenced blocks
+    first, then the whole text; single quotes, trailing commas, bare keys, Python literals and a
+    missing closing brace are forgiven): those of the first source that holds any, in order; an
+    object inside another is part of it, not one more. For tasks whose answer is not one label."""
+    sources = [m.group(1) for m in _FENCE.finditer(text)] + [text]
+    seen = 0
+    for source in sources:
+        found: list[Any] = []
+        end = 0
+        for match in re.finditer(r"\{", source):
+            if match.start() < end:
+                continue
+            seen += 1
+            if seen > _MAX_JSON_CANDIDATES:
+                return found
+            candidate = _balanced(source, match.start())
+            obj = _loads(candidate)
+            if isinstance(obj, dict):
+                found.append(obj)
+                end = match.start() + len(candidate)
+        if found:
+            return found
+    return []
+
+
+def loads_lenient(candidate: str) -> Any:
+    """``candidate`` parsed as JSON, forgiving what LLMs get wrong (single quotes, trailing commas,
+    bare keys, Python literals); None when it still does not parse."""
+    return _loads(candidate)
+
+
+def clean_output(output: Any) -> str:
+    """A raw model output as every parser reads it: text (bytes decoded), at most ``MAX_CHARS``,
+    ``<think>...</think>`` reasoning removed, outer whitespace stripped."""
+    return _strip_think(_as_text(output)[:MAX_CHARS]).strip()
+
+
 def extract_json_values(text: str) -> list[Any] | None:
     """The label-like values of every JSON object in ``text`` (None when no object has one)."""
     sources = [m.group(1) for m in _FENCE.finditer(text)] + [text]
