@@ -83,5 +83,6 @@ TASKS = Registry(
     {
         "classification": "socialens.tasks.classification:ClassificationTask",
         "multilabel": "socialens.tasks.multilabel:MultilabelTask",
+        "token_classification": "socialens.tasks.token_classification:TokenClassificationTask",
     },
 )

@@ -9,9 +9,10 @@ is repaired into ``B-X`` (what seqeval's default mode does when it reads one) an
 
 from __future__ import annotations
 
-import regex
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import regex
 
 OUTSIDE = "O"
 SCHEMES = ("auto", "iob1", "iob2", "bioes")
