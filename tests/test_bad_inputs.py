@@ -571,6 +571,74 @@ def predict_zip_input(tmp_path):
     return predict_args(tfidf_model(tmp_path), _olid_zip(tmp_path)), 2
 
 
+def _ner_yaml(tmp_path, conll: str) -> list[str]:
+    """`data split` on a CoNLL dataset YAML (entity types PER, LOC) whose file holds ``conll``."""
+    (tmp_path / "ner.conll").write_text(conll, encoding="utf-8")
+    config = tmp_path / "ner.yaml"
+    config.write_text(
+        "name: ner\ntask_type: token_classification\nformat: conll\npath: .\npath_base: config\n"
+        "files: {train: ner.conll}\nschema: {labels: [PER, LOC]}\n",
+        encoding="utf-8",
+    )
+    return ["data", "split", str(config), "--out", str(tmp_path / "s")]
+
+
+def _sentences(n: int = 20) -> str:
+    return "".join(f"Ann{i} B-PER\nmet O\nRome{i} B-LOC\n\n" for i in range(n))
+
+
+def data_split_conll_bad_tag(tmp_path):
+    return _ner_yaml(tmp_path, "Ann B-PER\nmet X-O\n"), 2
+
+
+def data_split_conll_unknown_type(tmp_path):
+    return _ner_yaml(tmp_path, "Ann B-PER\nACME B-ORG\n"), 2
+
+
+def data_split_conll_missing_tag(tmp_path):
+    return _ner_yaml(tmp_path, "Ann B-PER\nmet\nRome B-LOC\n"), 2
+
+
+def data_split_conll_empty(tmp_path):
+    return _ner_yaml(tmp_path, "\n\n"), 2
+
+
+def data_split_conll_orphan_i_repaired(tmp_path):
+    return _ner_yaml(tmp_path, "Bob O\nLee I-PER\n\n" + _sentences()), 0
+
+
+def data_split_spans_off_tokens(tmp_path):
+    (tmp_path / "ner.jsonl").write_text(
+        json.dumps({"text": "Ann Lee lives here", "entities": [[0, 5, "PER"]]}) + "\n", encoding="utf-8"
+    )
+    config = tmp_path / "ner.yaml"
+    config.write_text(
+        "name: ner\ntask_type: token_classification\nformat: jsonl\npath: .\npath_base: config\n"
+        "file: ner.jsonl\ncolumns: {text: text, label: entities}\nschema: {labels: [PER, LOC]}\n",
+        encoding="utf-8",
+    )
+    return ["data", "split", str(config), "--out", str(tmp_path / "s")], 2
+
+
+def data_split_multilabel_unknown_label(tmp_path):
+    (tmp_path / "ml.csv").write_text(
+        'text,labels\na post,"hate,offensive"\nb post,"hate,spam"\n', encoding="utf-8"
+    )
+    config = tmp_path / "ml.yaml"
+    config.write_text(
+        "name: ml\ntask_type: multilabel\nformat: csv\npath: .\npath_base: config\nfile: ml.csv\n"
+        "columns: {label: labels}\nschema: {labels: [hate, offensive]}\n",
+        encoding="utf-8",
+    )
+    return ["data", "split", str(config), "--out", str(tmp_path / "s")], 2
+
+
+def data_split_unknown_task_type(tmp_path):
+    config = _dataset_yaml(tmp_path, "[pos, neg]")
+    config.write_text("task_type: regression\n" + config.read_text(encoding="utf-8"), encoding="utf-8")
+    return ["data", "split", str(config), "--out", str(tmp_path / "s")], 2
+
+
 CASES: dict[str, Callable[[Path], Case]] = {
     "train-one-class": train_one_class,
     "train-hub-id-offline": train_hub_id_offline,
@@ -631,6 +699,14 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "data-check-zip-member": data_check_zip_member,
     "data-check-zip-traversal": data_check_zip_traversal,
     "predict-zip-input": predict_zip_input,
+    "data-split-conll-bad-tag": data_split_conll_bad_tag,
+    "data-split-conll-unknown-type": data_split_conll_unknown_type,
+    "data-split-conll-missing-tag": data_split_conll_missing_tag,
+    "data-split-conll-empty": data_split_conll_empty,
+    "data-split-conll-orphan-i-repaired": data_split_conll_orphan_i_repaired,
+    "data-split-spans-off-tokens": data_split_spans_off_tokens,
+    "data-split-multilabel-unknown-label": data_split_multilabel_unknown_label,
+    "data-split-unknown-task-type": data_split_unknown_task_type,
 }
 
 DOC_CASES = doc_cases()

@@ -79,13 +79,15 @@ def load_split(entry, data_root: str | None) -> Split:
         split.stats["official_metric"] = official
     if entry.test_sample is not None and entry.test_sample < len(split.test):
         split.stats["test_before_sample"] = len(split.test)
-        before = class_counts(split.test)
-        _, split.test = stratified_split(split.test, entry.test_sample, seed=entry.split_seed)
+        before = class_counts(split.test, split.task_type)
+        _, split.test = stratified_split(
+            split.test, entry.test_sample, seed=entry.split_seed, task_type=split.task_type
+        )
         split.stats["test_sample"] = len(split.test)
         # class counts and rows of the test set evaluated, and of the one it was sampled from
         split.stats["class_counts"] = {
             **split.stats.get("class_counts", {}),
-            "test": class_counts(split.test),
+            "test": class_counts(split.test, split.task_type),
             "test_before_sample": before,
         }
         split.stats.setdefault("rows_after", {})["test"] = len(split.test)

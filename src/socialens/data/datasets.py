@@ -14,9 +14,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from socialens.core.errors import ConfigError, DataError
 from socialens.core.paths import confine, safe_name
+from socialens.core.registry import TASKS
 from socialens.core.types import Example, Label, LabelSchema
 from socialens.core.yaml_io import not_a_string_hint, read_yaml
+from socialens.data.conll import DOCUMENT_MARKER, parse_line_range
 from socialens.data.readers import DEFAULT_MAX_CHARS, TWEETEVAL_SPLITS, read_examples
+from socialens.data.targets import (
+    CLASSIFICATION,
+    SUMMARISATION,
+    TOKEN_CLASSIFICATION,
+    summary_schema_config,
+    target_reader,
+)
 
 SPLITS = ("train", "dev", "test")
 BUILTIN_ROOT = Path(__file__).parent / "builtin"
@@ -32,6 +41,10 @@ class ColumnsConfig(_Model):
     label: str | None = "label"
     id: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+    # token classification: the column of tokens (a CoNLL column among options.column_names, default
+    # the first; a JSONL list of strings, ``label`` then the list of tags). Without it a JSONL
+    # ``text`` is tokenized and ``label`` holds character spans.
+    tokens: str | None = None
 
     @field_validator("text")
     @classmethod
@@ -48,6 +61,7 @@ class ColumnsOverride(_Model):
     label: str | None = None
     id: str | None = None
     metadata: dict[str, str] | None = None
+    tokens: str | None = None
 
 
 class GluedRowsConfig(_Model):
@@ -66,6 +80,16 @@ class ReaderOptions(_Model):
     glued_rows: GluedRowsConfig | None = None
     max_chars: int = Field(DEFAULT_MAX_CHARS, gt=0)
     hf_name: str | None = None  # the Hugging Face dataset configuration (subset) name
+    # token classification (CoNLL and JSONL): the tag scheme, normalised to IOB2
+    tag_scheme: Literal["auto", "iob1", "iob2", "bioes"] = "auto"
+    # CoNLL: a line whose first field is this ends a sentence and is dropped (null: none)
+    document_marker: str | None = DOCUMENT_MARKER
+    # CoNLL: tokens that end a sentence (kept in it), for files without blank lines between sentences
+    sentence_end: list[str] = Field(default_factory=list)
+    # CoNLL: a sentence reaching this many tokens is cut there (counted as a repair)
+    max_sentence_tokens: int | None = Field(None, gt=0)
+    # multilabel: the separator of labels in one CSV/TSV cell ("hate,offensive")
+    label_delimiter: str = Field(",", min_length=1)
 
 
 class FileSpec(_Model):
@@ -76,6 +100,18 @@ class FileSpec(_Model):
     member: str | None = None
     columns: ColumnsOverride | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    # CoNLL: only these lines of the file, 1-based and inclusive ("1-125305", "125306-")
+    lines: str | None = None
+
+    @field_validator("lines")
+    @classmethod
+    def _line_range(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_line_range(value)
+        return value
+
+    def line_range(self) -> tuple[int, int | None] | None:
+        return None if self.lines is None else parse_line_range(self.lines)
 
 
 class SubsetConfig(_Model):
@@ -117,10 +153,12 @@ class SchemaConfig(_Model):
 class DatasetConfig(_Model):
     name: str
     task: str = ""
+    # the kind of target: a name in socialens.core.registry.TASKS
+    task_type: str = CLASSIFICATION
     language: str = "en"
     source: str = ""
     notes: str = ""
-    format: Literal["csv", "tsv", "jsonl", "parquet", "hf", "tweeteval"]
+    format: Literal["csv", "tsv", "jsonl", "parquet", "conll", "hf", "tweeteval"]
     path: str = "."
     # auto: the YAML's folder when it holds every file named, else the data root (base_candidates)
     path_base: Literal["auto", "config", "data_root"] = "auto"
@@ -142,6 +180,21 @@ class DatasetConfig(_Model):
     def _safe_name(cls, value: str) -> str:
         return safe_name(value)  # bench writes runs/<experiment>/<dataset name>/
 
+    @field_validator("task_type")
+    @classmethod
+    def _known_task(cls, value: str) -> str:
+        if value not in TASKS:
+            raise ValueError(f"unknown task type '{value}'; expected one of {', '.join(TASKS.names())}")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _summary_schema(cls, data: Any) -> Any:
+        """A summarisation dataset needs no ``schema:``: it gets the one-label schema "summary"."""
+        if isinstance(data, dict) and data.get("task_type") == SUMMARISATION and "schema" not in data:
+            data = {**data, "schema": summary_schema_config()}
+        return data
+
     @field_validator("files")
     @classmethod
     def _split_names(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -162,12 +215,25 @@ class DatasetConfig(_Model):
             )
         if self.format == "hf" and not self.hub_id:
             raise ValueError("format 'hf' needs 'hub_id' (and files: split -> Hugging Face split name)")
+        if self.format == "conll" and self.task_type != TOKEN_CLASSIFICATION:
+            raise ValueError(
+                f"format 'conll' holds token tags: expected task_type: {TOKEN_CLASSIFICATION} (got {self.task_type})"
+            )
+        if self.format == "tweeteval" and self.task_type != CLASSIFICATION:
+            raise ValueError(
+                f"format 'tweeteval' holds one label per text: expected task_type: {CLASSIFICATION}"
+            )
+        for split, spec in self.split_files().items():
+            if spec.lines is not None and self.format != "conll":
+                raise ValueError(
+                    f"files.{split}.lines: a line range is read from CoNLL files only (format: conll)"
+                )
         try:
             schema = self.label_schema.to_schema()
         except ValueError as exc:
             raise ValueError(f"schema: {exc}") from None
         if self.official_metric:
-            from socialens.evaluation.metrics import check_metric_name
+            from socialens.tasks.classification_metrics import check_metric_name
 
             try:
                 check_metric_name(self.official_metric, schema.names)
@@ -216,6 +282,8 @@ class RawDataset:
     splits: dict[str, list[Example]]
     dropped: dict[str, Counter] = field(default_factory=dict)  # split -> reason -> rows dropped
     config: DatasetConfig | None = None
+    task_type: str = CLASSIFICATION  # a name in socialens.core.registry.TASKS
+    repaired: dict[str, Counter] = field(default_factory=dict)  # split -> repair -> count
 
     @property
     def n_dropped(self) -> int:
@@ -384,6 +452,14 @@ def load_dataset_config(
     return config
 
 
+def _text_columns(fmt: str, columns: ColumnsConfig) -> str | list[str]:
+    """What ``read_examples`` reads as text: a CoNLL file's token column (``tokens``, else a
+    ``text`` naming one); none for a JSONL token list (the tokens make the text)."""
+    if fmt == "conll":
+        return columns.tokens or (columns.text if isinstance(columns.text, str) else "text")
+    return [] if columns.tokens else columns.text
+
+
 def load_dataset(
     config: str | Path | DatasetConfig,
     data_root: str | Path | None = None,
@@ -399,6 +475,7 @@ def load_dataset(
     constant = {"language": config.language, **config.metadata}
     splits: dict[str, list[Example]] = {}
     dropped: dict[str, Counter] = {}
+    repaired: dict[str, Counter] = {}
     for split, spec in config.split_files().items():
         for subset in subsets:
             columns = config.columns.model_copy()
@@ -416,9 +493,28 @@ def load_dataset(
             else:
                 location = base / subset.path / spec.file
             opts = config.options
+            target = None
+            if config.format != "conll":
+                target = target_reader(
+                    config.task_type,
+                    label=columns.label,
+                    schema=schema,
+                    tokens=columns.tokens,
+                    tag_scheme=opts.tag_scheme,
+                    label_delimiter=opts.label_delimiter,
+                )
+            conll_options = None
+            if config.format == "conll":
+                conll_options = {
+                    "tag_scheme": opts.tag_scheme,
+                    "document_marker": opts.document_marker,
+                    "sentence_end": opts.sentence_end,
+                    "max_sentence_tokens": opts.max_sentence_tokens,
+                    "lines": spec.line_range(),
+                }
             result = read_examples(
                 location,
-                text=columns.text,
+                text=_text_columns(config.format, columns),
                 label=columns.label,
                 id=columns.id,
                 metadata=columns.metadata,
@@ -437,10 +533,21 @@ def load_dataset(
                 constant_metadata={**constant, **subset.metadata, **spec.metadata},
                 hf_name=opts.hf_name,
                 member=member,
+                target=target,
+                conll_options=conll_options,
             )
             if config.subsets is not None and columns.id:
                 for example in result.examples:
                     example.id = f"{subset.name or subset.path}-{example.id}"
             splits.setdefault(split, []).extend(result.examples)
             dropped.setdefault(split, Counter()).update(result.dropped)
-    return RawDataset(name=config.name, schema=schema, splits=splits, dropped=dropped, config=config)
+            repaired.setdefault(split, Counter()).update(result.repaired)
+    return RawDataset(
+        name=config.name,
+        schema=schema,
+        splits=splits,
+        dropped=dropped,
+        config=config,
+        task_type=config.task_type,
+        repaired=repaired,
+    )

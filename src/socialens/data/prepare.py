@@ -1,5 +1,10 @@
 """Preparation as in the LlamaLens recipe: drop short texts and duplicates, remove test texts seen in
-train, create missing splits (stratified), cap train (stratified), all with fixed seeds."""
+train, create missing splits (stratified), cap train (stratified), all with fixed seeds.
+
+Every task type goes the same way: what a split keeps in proportion is the task's stratify key
+(``socialens.data.targets.stratify_key``: a label; the labels of a multi-label example joined; the
+entity types of a sentence; nothing for a summary, which makes the split plain random), and
+duplicates are found on the text (for tokens, the tokens joined by spaces)."""
 
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ import numpy as np
 from socialens.core.errors import DataError
 from socialens.core.types import Example, LabelSchema, Split
 from socialens.data.datasets import RawDataset
+from socialens.data.targets import CLASSIFICATION, REPAIRS, check_target, stratify_key
+from socialens.data.targets import class_counts as target_class_counts
 
 _PUNCT_OR_SPACE = re.compile(r"[\W_]+", re.UNICODE)
 
@@ -25,8 +32,10 @@ def normalise_text(text: str) -> str:
     return _PUNCT_OR_SPACE.sub(" ", text).strip()
 
 
-def _labels(examples: list[Example]) -> list[str]:
-    return ["" if ex.label is None else ex.label for ex in examples]
+def _labels(examples: list[Example], task_type: str | None = None) -> list[str]:
+    """The stratification key of each example (``""`` where it has none)."""
+    key = stratify_key(task_type)
+    return ["" if (value := key(ex)) is None else value for ex in examples]
 
 
 def _proportional_take(labels: list[str], n: int, rng: np.random.Generator) -> list[int]:
@@ -47,10 +56,12 @@ def _proportional_take(labels: list[str], n: int, rng: np.random.Generator) -> l
 
 
 def stratified_split(
-    examples: list[Example], held_out: float | int, seed: int
+    examples: list[Example], held_out: float | int, seed: int, *, task_type: str | None = None
 ) -> tuple[list[Example], list[Example]]:
     """Split into (kept, held_out) with class proportions preserved; ``held_out`` is a fraction or
-    a count. Classes with a single member stay on the kept side. Each side keeps the input order."""
+    a count. Classes with a single member stay on the kept side. Each side keeps the input order.
+    The classes are the stratify keys of ``task_type`` (without one, read from the targets' form:
+    see ``socialens.data.targets.stratify_key``); examples without a key form one class."""
     n = len(examples)
     k = round(held_out * n) if isinstance(held_out, float) else int(held_out)
     k = max(0, min(n, k))
@@ -60,7 +71,7 @@ def stratified_split(
         return [], list(examples)
     from sklearn.model_selection import train_test_split
 
-    labels = _labels(examples)
+    labels = _labels(examples, task_type)
     counts = Counter(labels)
     multi = [i for i, label in enumerate(labels) if counts[label] > 1]
     single = [i for i, label in enumerate(labels) if counts[label] == 1]
@@ -83,8 +94,10 @@ def stratified_split(
     return kept, out
 
 
-def class_counts(examples: list[Example]) -> dict[str, int]:
-    return dict(sorted(Counter(_labels(examples)).items()))
+def class_counts(examples: list[Example], task_type: str | None = None) -> dict[str, int]:
+    """Examples per label (classification, the default), entities per type (token
+    classification), examples per label (multilabel); {} for summaries."""
+    return target_class_counts(examples, task_type)
 
 
 def prepare(
@@ -115,6 +128,10 @@ def prepare(
         "short_dropped": {},
         "duplicates_dropped": {},
     }
+    task_type = raw.task_type
+    repaired = {name: dict(c) for name, c in raw.repaired.items() if c}
+    if repaired:
+        stats["reader_repaired"] = repaired
     # 1. short texts and duplicates, split by split (first occurrence wins)
     cleaned: dict[str, list[Example]] = {}
     for name, rows in raw.splits.items():
@@ -150,18 +167,18 @@ def prepare(
         train, dev, test = cleaned["train"], cleaned["dev"], cleaned["test"]
         created = "given"
     elif {"train", "test"} <= present:
-        train, dev = stratified_split(cleaned["train"], dev_fraction, seed)
+        train, dev = stratified_split(cleaned["train"], dev_fraction, seed, task_type=task_type)
         test = cleaned["test"]
         created = f"dev carved from train ({dev_fraction:.0%}, stratified)"
     elif "train" in present or "all" in present:
         pool = cleaned.get("all", []) + cleaned.get("train", [])
         if "dev" in present:  # train + dev: carve the test split from train
-            train, test = stratified_split(pool, test_r / (train_r + test_r), seed)
+            train, test = stratified_split(pool, test_r / (train_r + test_r), seed, task_type=task_type)
             dev = cleaned["dev"]
             created = "test carved from train (stratified)"
         else:
-            rest, test = stratified_split(pool, test_r, seed)
-            train, dev = stratified_split(rest, dev_r / (train_r + dev_r), seed)
+            rest, test = stratified_split(pool, test_r, seed, task_type=task_type)
+            train, dev = stratified_split(rest, dev_r / (train_r + dev_r), seed, task_type=task_type)
             created = f"stratified {train_r:.0%}/{dev_r:.0%}/{test_r:.0%} split"
     else:
         raise DataError(f"dataset '{raw.name}': no train split (found: {', '.join(sorted(present))})")
@@ -182,14 +199,23 @@ def prepare(
     # 4. cap train, stratified
     stats["capped"] = 0
     if cap is not None and len(train) > cap:
-        rest, train = stratified_split(train, int(cap), seed)
+        rest, train = stratified_split(train, int(cap), seed, task_type=task_type)
         stats["capped"] = len(rest)
 
     parts = {"train": train, "dev": dev, "test": test}
     stats["rows_after"] = {name: len(rows) for name, rows in parts.items()}
-    stats["class_counts"] = {name: class_counts(rows) for name, rows in parts.items()}
+    stats["class_counts"] = {name: class_counts(rows, task_type) for name, rows in parts.items()}
     task = raw.config.task if raw.config is not None and raw.config.task else ""
-    return Split(train=train, dev=dev, test=test, schema=raw.schema, name=raw.name, stats=stats, task=task)
+    return Split(
+        train=train,
+        dev=dev,
+        test=test,
+        schema=raw.schema,
+        name=raw.name,
+        stats=stats,
+        task=task,
+        task_type=task_type,
+    )
 
 
 def describe_stats(stats: dict[str, Any]) -> list[str]:
@@ -205,6 +231,9 @@ def describe_stats(stats: dict[str, Any]) -> list[str]:
     for split, reasons in stats.get("reader_dropped", {}).items():
         for reason, count in sorted(reasons.items()):
             lines.append(f"bad rows dropped from {split}: {count:,} ({reason})")
+    for split, kinds in stats.get("reader_repaired", {}).items():
+        for kind, count in sorted(kinds.items()):
+            lines.append(f"repaired in {split}: {count:,} ({REPAIRS.get(kind, kind)})")
     lines.append(
         f"short texts dropped (under {stats.get('min_chars', 3)} characters): "
         + per_split(stats.get("short_dropped", {}))
@@ -252,6 +281,8 @@ def write_split(split: Split, out_dir: str | Path) -> Path:
         json.dumps(split.schema.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8"
     )
     stats = {"name": split.name, "task": split.task, **split.stats}
+    if split.task_type != CLASSIFICATION:  # a classification split's stats.json stays as it was
+        stats = {"name": split.name, "task": split.task, "task_type": split.task_type, **split.stats}
     (out / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False), encoding="utf-8")
     return out
 
@@ -271,14 +302,17 @@ def read_split(directory: str | Path) -> Split:
         raise DataError(
             f"{schema_path}: not a label schema ({_short(exc)}); expected the schema.json `data split` writes"
         ) from None
-    parts = {
-        name: _read_examples_jsonl(directory / f"{name}.jsonl", schema) for name in ("train", "dev", "test")
-    }
     stats_path = directory / "stats.json"
     stats = _read_json_object(stats_path) if stats_path.is_file() else {}
+    task_type = str(stats.get("task_type", CLASSIFICATION))
+    parts = {
+        name: _read_examples_jsonl(directory / f"{name}.jsonl", schema, task_type)
+        for name in ("train", "dev", "test")
+    }
     name = stats.pop("name", directory.name)
     task = stats.pop("task", "")
-    return Split(**parts, schema=schema, name=name, stats=stats, task=task)
+    task_type = stats.pop("task_type", CLASSIFICATION)
+    return Split(**parts, schema=schema, name=name, stats=stats, task=task, task_type=task_type)
 
 
 def _short(exc: BaseException) -> str:
@@ -297,7 +331,7 @@ def _read_json_object(path: Path) -> dict[str, Any]:
     return data
 
 
-def _read_examples_jsonl(path: Path, schema: LabelSchema) -> list[Example]:
+def _read_examples_jsonl(path: Path, schema: LabelSchema, task_type: str = CLASSIFICATION) -> list[Example]:
     """One split part, checked line by line: a truncated or edited file names its line."""
     if not path.is_file():
         return []
@@ -317,7 +351,7 @@ def _read_examples_jsonl(path: Path, schema: LabelSchema) -> list[Example]:
             except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
                 reason = exc.msg if isinstance(exc, json.JSONDecodeError) else _short(exc)
                 raise DataError(f"{path}:{number}: malformed example ({reason}); {expected}") from None
-            if example.label is not None:
+            if example.label is not None and task_type == CLASSIFICATION:
                 label = schema.normalise(example.label)
                 if label is None:
                     raise DataError(
@@ -325,5 +359,10 @@ def _read_examples_jsonl(path: Path, schema: LabelSchema) -> list[Example]:
                         f"{', '.join(schema.names)}"
                     )
                 example.label = label
+            elif example.label is not None:
+                try:
+                    example.label = check_target(task_type, example, schema)
+                except ValueError as exc:
+                    raise DataError(f"{path}:{number}: malformed target ({exc}); {expected}") from None
             rows.append(example)
     return rows

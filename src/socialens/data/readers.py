@@ -1,10 +1,13 @@
-"""Readers: CSV, TSV, JSONL, Parquet, Hugging Face datasets and TweetEval folders -> Examples.
+"""Readers: CSV, TSV, JSONL, Parquet, CoNLL, Hugging Face datasets and TweetEval folders -> Examples.
 
 Every reader first turns its file into raw rows (a location such as ``data.csv:7`` plus a dict of
 column values, or a row-level error); one shared function then applies the column mapping, checks
 every row and normalises gold labels. A bad row raises :class:`DataError` with one line naming the
 file, the line (or data row) and what was expected; with ``drop_invalid=True`` it is dropped and
 counted per reason instead. Missing files and missing columns always raise.
+
+Targets other than one label (entity tags, several labels, a summary) are read by a
+``socialens.data.targets`` row reader passed as ``target``; CoNLL files by ``socialens.data.conll``.
 """
 
 from __future__ import annotations
@@ -16,16 +19,18 @@ import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from socialens.core.errors import DataError
 from socialens.core.types import Example, Label, LabelSchema, is_blank_text, normalise_label_text
 from socialens.data.archives import archive_kind, archive_message, display_name, read_member
+from socialens.data.targets import TargetReader
+from socialens.data.text_io import ReadResult, read_text
 
 DEFAULT_MAX_CHARS = 100_000
-FORMATS = ("csv", "tsv", "jsonl", "parquet", "hf", "tweeteval")
+FORMATS = ("csv", "tsv", "jsonl", "parquet", "conll", "hf", "tweeteval")
 _EXTENSIONS = {
     ".csv": "csv",
     ".tsv": "tsv",
@@ -34,9 +39,10 @@ _EXTENSIONS = {
     ".ndjson": "jsonl",
     ".parquet": "parquet",
     ".pq": "parquet",
+    ".conll": "conll",
 }
-_QUOTING = {"minimal": csv.QUOTE_MINIMAL, "all": csv.QUOTE_MINIMAL, "none": csv.QUOTE_NONE}
-_SURROGATE = re.compile("[\udc80-\udcff]")
+QUOTING = {"minimal": csv.QUOTE_MINIMAL, "all": csv.QUOTE_MINIMAL, "none": csv.QUOTE_NONE}
+SURROGATE = re.compile("[\udc80-\udcff]")
 TWEETEVAL_SPLITS = {"train": "train", "dev": "val", "test": "test"}
 
 # Row-level reasons (droppable with drop_invalid=True).
@@ -50,34 +56,18 @@ REASONS = (
     "text_too_long",
     "empty_text",
     "text_not_string",
+    # targets other than one label (socialens.data.targets, socialens.data.conll)
+    "malformed_tag",
+    "missing_tag",
+    "span_not_on_tokens",
+    "overlapping_spans",
 )
 
 
 @dataclass
-class ReadResult:
-    """Examples read from one file, the rows dropped per reason and the label schema used."""
+class Row:
+    """One raw row of a file: its location, its column values, or a row-level error."""
 
-    examples: list[Example]
-    dropped: Counter = field(default_factory=Counter)
-    file: str = ""
-    schema: LabelSchema | None = None
-    messages: dict[str, list[str]] = field(default_factory=dict)  # first few messages per reason
-
-    @property
-    def n_dropped(self) -> int:
-        return sum(self.dropped.values())
-
-    def report(self) -> str:
-        """Human-readable summary of what was read and dropped (for ``socialens data check``)."""
-        lines = [f"{self.file}: {len(self.examples)} examples read, {self.n_dropped} rows dropped"]
-        for reason, count in sorted(self.dropped.items()):
-            lines.append(f"  {reason}: {count}")
-            lines.extend(f"    e.g. {msg}" for msg in self.messages.get(reason, []))
-        return "\n".join(lines)
-
-
-@dataclass
-class _Row:
     loc: str  # "file:LINE" or "file, row N"
     values: dict[str, Any] | None = None
     error: tuple[str, str] | None = None  # (reason, message)
@@ -95,13 +85,13 @@ def missing_column_message(
     )
 
 
-def _non_utf8_row(loc: str, encoding: str) -> _Row:
-    return _Row(
+def non_utf8_row(loc: str, encoding: str) -> Row:
+    return Row(
         loc, error=("non_utf8", f"{loc}: bytes that are not valid {encoding}; expected {encoding} text")
     )
 
 
-def _is_missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
     if value is None:
         return True
     if isinstance(value, float) and math.isnan(value):
@@ -109,8 +99,8 @@ def _is_missing(value: Any) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
-def _as_text(value: Any) -> str:
-    return "" if _is_missing(value) else str(value).strip()
+def as_text(value: Any) -> str:
+    return "" if is_missing(value) else str(value).strip()
 
 
 def detect_format(path: str | Path, member: str | None = None) -> str:
@@ -132,34 +122,6 @@ def detect_format(path: str | Path, member: str | None = None) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # decoding
-
-
-def _read_text(path: Path, encoding: str, drop_invalid: bool, member: str | None = None) -> tuple[str, bool]:
-    """Read and decode a whole file (or one ``member`` of a zip or tar archive). Returns (text,
-    lossy): with drop_invalid, undecodable bytes become surrogate escapes and the rows holding them
-    are dropped later as non_utf8."""
-    name = display_name(path, member)
-    if member is not None:
-        data = read_member(path, member)
-    elif not path.is_file():
-        raise DataError(f"{path}: file not found" + (" (it is a folder)" if path.is_dir() else ""))
-    else:
-        data = path.read_bytes()
-    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
-    try:
-        return data.decode(codec), False
-    except UnicodeDecodeError as exc:
-        if not drop_invalid:
-            line = data[: exc.start].count(b"\n") + 1
-            raise DataError(
-                f"{name}:{line}: byte 0x{data[exc.start]:02x} is not valid {encoding}; "
-                f"expected {encoding} text (convert the file or set the encoding option)"
-            ) from None
-        return data.decode(codec, errors="surrogateescape"), True
-    except LookupError:
-        raise DataError(
-            f"{name}: unknown encoding '{encoding}'; expected a Python codec name such as utf-8"
-        ) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,18 +270,18 @@ def _delimited_source(
     glued_rows: Mapping[str, Any] | None,
     drop_invalid: bool,
     member: str | None = None,
-) -> tuple[list[str], list[_Row]]:
-    text, lossy = _read_text(path, encoding, drop_invalid, member)
+) -> tuple[list[str], list[Row]]:
+    text, lossy = read_text(path, encoding, drop_invalid, member)
     where = display_name(path, member)
-    if quoting not in _QUOTING:
+    if quoting not in QUOTING:
         raise DataError(f"{where}: unknown quoting '{quoting}'; expected one of minimal, none")
     csv.field_size_limit(2**31 - 1)  # long texts are checked against max_chars instead
     tap = LineTap(io.StringIO(text, newline=""))
-    reader = csv.reader(tap, delimiter=delimiter, quoting=_QUOTING[quoting])
+    reader = csv.reader(tap, delimiter=delimiter, quoting=QUOTING[quoting])
     sep = "tab" if delimiter == "\t" else repr(delimiter)
     names: list[str] | None = list(column_names) if column_names else None
     header_pending = header
-    rows: list[_Row] = []
+    rows: list[Row] = []
     check: QuotingCheck | None = None
     while True:
         start = reader.line_num + 1
@@ -332,7 +294,7 @@ def _delimited_source(
             message = f"{where}:{start}: malformed row ({exc}); expected {sep}-separated fields"
             if not drop_invalid:
                 raise DataError(message) from None
-            rows.append(_Row(f"{where}:{start}", error=("malformed_row", message)))
+            rows.append(Row(f"{where}:{start}", error=("malformed_row", message)))
             continue
         if not fields or (len(fields) == 1 and not fields[0].strip()):
             continue  # blank line
@@ -347,8 +309,8 @@ def _delimited_source(
         if check is not None:
             check.add(fields, tap.taken, start)
         loc = f"{where}:{start}"
-        if lossy and any(_SURROGATE.search(value) for value in fields):
-            rows.append(_non_utf8_row(loc, encoding))
+        if lossy and any(SURROGATE.search(value) for value in fields):
+            rows.append(non_utf8_row(loc, encoding))
             continue
         records = [fields]
         if len(fields) != len(names) and glued_rows:
@@ -360,9 +322,9 @@ def _delimited_source(
                     f"{loc}: malformed row: {len(record)} fields, expected {len(names)} "
                     f"({sep}-separated{quote_note})" + quoted_delimiter_hint(record, delimiter, quoting)
                 )
-                rows.append(_Row(loc, error=("malformed_row", message)))
+                rows.append(Row(loc, error=("malformed_row", message)))
             else:
-                rows.append(_Row(loc, dict(zip(names, record, strict=True))))
+                rows.append(Row(loc, dict(zip(names, record, strict=True))))
     problem = check.problem(where) if check is not None else None
     if problem is not None:  # rows were merged: a file-level error, whatever drop_invalid says
         raise DataError(problem)
@@ -371,23 +333,23 @@ def _delimited_source(
 
 def _jsonl_source(
     path: Path, encoding: str, drop_invalid: bool, member: str | None = None
-) -> tuple[list[str], list[_Row]]:
-    text, lossy = _read_text(path, encoding, drop_invalid, member)
+) -> tuple[list[str], list[Row]]:
+    text, lossy = read_text(path, encoding, drop_invalid, member)
     where = display_name(path, member)
     names: dict[str, None] = {}
-    rows: list[_Row] = []
+    rows: list[Row] = []
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         loc = f"{where}:{number}"
-        if lossy and _SURROGATE.search(line):
-            rows.append(_non_utf8_row(loc, encoding))
+        if lossy and SURROGATE.search(line):
+            rows.append(non_utf8_row(loc, encoding))
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             rows.append(
-                _Row(
+                Row(
                     loc,
                     error=(
                         "malformed_row",
@@ -398,7 +360,7 @@ def _jsonl_source(
             continue
         if not isinstance(record, dict):
             rows.append(
-                _Row(
+                Row(
                     loc,
                     error=(
                         "malformed_row",
@@ -408,11 +370,11 @@ def _jsonl_source(
             )
             continue
         names.update(dict.fromkeys(record))
-        rows.append(_Row(loc, record))
+        rows.append(Row(loc, record))
     return list(names), rows
 
 
-def _parquet_source(path: Path, member: str | None = None) -> tuple[list[str], list[_Row]]:
+def _parquet_source(path: Path, member: str | None = None) -> tuple[list[str], list[Row]]:
     import pandas as pd
 
     where = display_name(path, member)
@@ -429,13 +391,13 @@ def _parquet_source(path: Path, member: str | None = None) -> tuple[list[str], l
     names = [str(c) for c in frame.columns]
     records = frame.to_dict("records")
     return names, [
-        _Row(f"{where}, row {i}", {str(k): v for k, v in rec.items()}) for i, rec in enumerate(records, 1)
+        Row(f"{where}, row {i}", {str(k): v for k, v in rec.items()}) for i, rec in enumerate(records, 1)
     ]
 
 
 def _hf_source(
     hub_id: str, split: str, name: str | None, label_column: str | None
-) -> tuple[list[str], list[_Row]]:
+) -> tuple[list[str], list[Row]]:
     try:
         import datasets
     except ImportError:
@@ -456,7 +418,7 @@ def _hf_source(
     for i, record in enumerate(data, 1):
         if to_name is not None and isinstance(record.get(label_column), int) and record[label_column] >= 0:
             record = {**record, label_column: to_name(record[label_column])}
-        rows.append(_Row(f"{hub_id}[{split}], row {i}", record))
+        rows.append(Row(f"{hub_id}[{split}], row {i}", record))
     return names, rows
 
 
@@ -465,7 +427,7 @@ def read_tweeteval_mapping(folder: Path) -> dict[str, str]:
     for candidate in (folder / "mapping.txt", folder.parent / "mapping.txt"):
         if candidate.is_file():
             mapping = {}
-            text, _ = _read_text(candidate, "utf-8", False)
+            text, _ = read_text(candidate, "utf-8", False)
             for number, line in enumerate(text.split("\n"), 1):
                 if not line.strip():
                     continue
@@ -480,14 +442,14 @@ def read_tweeteval_mapping(folder: Path) -> dict[str, str]:
 
 
 def _lines(path: Path, drop_invalid: bool) -> tuple[list[str], bool]:
-    text, lossy = _read_text(path, "utf-8", drop_invalid)
+    text, lossy = read_text(path, "utf-8", drop_invalid)
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return [line.rstrip("\r") for line in lines], lossy
 
 
-def _tweeteval_source(folder: Path, prefix: str, drop_invalid: bool) -> tuple[list[str], list[_Row]]:
+def _tweeteval_source(folder: Path, prefix: str, drop_invalid: bool) -> tuple[list[str], list[Row]]:
     if not folder.is_dir():
         raise DataError(
             f"{folder}: folder not found; expected a TweetEval task folder with {prefix}_text.txt"
@@ -503,14 +465,14 @@ def _tweeteval_source(folder: Path, prefix: str, drop_invalid: bool) -> tuple[li
     rows = []
     for number, line in enumerate(texts, 1):
         loc = f"{text_file}:{number}"
-        if lossy and _SURROGATE.search(line):
-            rows.append(_non_utf8_row(loc, "utf-8"))
+        if lossy and SURROGATE.search(line):
+            rows.append(non_utf8_row(loc, "utf-8"))
             continue
         values: dict[str, Any] = {"text": line}
         if labels is not None:
             raw = labels[number - 1].strip()
             values["label"] = mapping.get(raw, raw)
-        rows.append(_Row(loc, values))
+        rows.append(Row(loc, values))
     return (["text", "label"] if labels is not None else ["text"]), rows
 
 
@@ -555,6 +517,8 @@ def read_examples(
     hf_name: str | None = None,
     member: str | None = None,
     require_text: bool = False,
+    target: TargetReader | None = None,
+    conll_options: Mapping[str, Any] | None = None,
 ) -> ReadResult:
     """Read one file (or TweetEval folder, or Hugging Face dataset split) into Examples.
 
@@ -569,6 +533,10 @@ def read_examples(
     extracted); an archive read without one is an error that lists its members.
     ``require_text`` makes an empty or whitespace-only text a bad row (reason ``empty_text``);
     otherwise it is kept, for preparation to drop and count as a short text.
+    ``target`` reads a target other than one label (``socialens.data.targets.target_reader``);
+    its repairs are counted in ``repaired``. A CoNLL file (format ``conll``) is read by
+    ``socialens.data.conll.read_conll``: ``text`` names its token column, ``label`` its tag
+    column, ``schema`` (required) its entity types, ``conll_options`` the rest.
     """
     fmt = (format or "auto").lower()
     if fmt != "hf" and member is None:
@@ -584,6 +552,28 @@ def read_examples(
     if isinstance(schema, Sequence) and not isinstance(schema, str):
         schema = LabelSchema.from_names([str(s).strip() for s in schema])
     source_name = display_name(path, member)
+    if fmt == "conll":
+        from socialens.data.conll import read_conll
+
+        if not isinstance(schema, LabelSchema):
+            raise DataError(
+                f"{source_name}: a CoNLL file needs its entity types; expected a schema (--labels PER,LOC,...)"
+            )
+        return read_conll(
+            path,
+            schema=schema,
+            token_column=text if isinstance(text, str) else text[0],
+            tag_column=label,
+            column_names=column_names,
+            delimiter=delimiter,
+            encoding=encoding,
+            drop_invalid=drop_invalid,
+            id_prefix=id_prefix or split or "sentence",
+            constant_metadata=dict(constant_metadata or {}),
+            member=member,
+            labelled=label is not None,
+            **dict(conll_options or {}),
+        )
     if fmt == "hf":
         columns, rows = _hf_source(str(path), split or "train", hf_name, label)
     else:
@@ -622,13 +612,14 @@ def read_examples(
         id_prefix=id_prefix or split or "row",
         constant_metadata=dict(constant_metadata or {}),
         require_text=require_text,
+        target=target,
     )
 
 
 def _to_examples(
     source: str,
     columns: list[str],
-    rows: list[_Row],
+    rows: list[Row],
     *,
     text_columns: list[str],
     label: str | None,
@@ -641,11 +632,14 @@ def _to_examples(
     id_prefix: str,
     constant_metadata: dict[str, Any],
     require_text: bool = False,
+    target: TargetReader | None = None,
 ) -> ReadResult:
     result = ReadResult(examples=[], file=source)
     if not columns and not rows:
         raise DataError(f"{source}: empty dataset (empty file); expected a header and at least one example")
     required = [*text_columns, *([id_column] if id_column else []), *metadata.values()]
+    if target is not None:
+        required.extend(target.required)
     if label and (require_labels or label in columns):
         required.append(label)
     for column in required:
@@ -678,6 +672,7 @@ def _to_examples(
             id_prefix=id_prefix,
             constant_metadata=constant_metadata,
             require_text=require_text,
+            target=target,
         )
         if isinstance(checked, tuple):
             reject(*checked)
@@ -692,11 +687,13 @@ def _to_examples(
             continue
         seen_ids[checked.id] = row.loc
         result.examples.append(checked)
-        if checked.label is not None:
+        if checked.label is not None and target is None:
             raw_labels.append(checked.label)
     if not result.examples:
         why = f"all {result.n_dropped} rows were invalid" if result.n_dropped else "no data rows"
         raise DataError(f"{source}: empty dataset ({why}); expected at least one example")
+    if target is not None:
+        result.repaired = Counter({kind: n for kind, n in target.repaired.items() if n})
     if schema is None and raw_labels:
         schema = infer_label_schema(raw_labels)
         for example in result.examples:
@@ -707,7 +704,7 @@ def _to_examples(
 
 
 def check_row(
-    row: _Row,
+    row: Row,
     number: int,
     *,
     text_columns: list[str],
@@ -720,26 +717,35 @@ def check_row(
     id_prefix: str,
     constant_metadata: Mapping[str, Any],
     require_text: bool = False,
+    target: TargetReader | None = None,
 ) -> Example | tuple[str, str]:
     """One raw row (the ``number``-th data row) -> an Example, or (reason, one-line message).
 
     Shared by the whole-file readers and the chunked ones (socialens.data.stream), so a row is
     judged the same way whether a file is read at once or streamed; duplicate ids are the caller's
-    concern because only it sees every row. Without a schema the gold label is kept as written."""
+    concern because only it sees every row. Without a schema the gold label is kept as written.
+    With ``target`` the text, tokens and target come from it (see ``socialens.data.targets``)."""
     if row.error is not None:
         return row.error
     values = row.values or {}
     loc = row.loc
     for column in text_columns:  # a number or a list printed as text would be classified as such
         value = values.get(column)
-        if not _is_missing(value) and not isinstance(value, str):
+        if not is_missing(value) and not isinstance(value, str):
             return (
                 "text_not_string",
                 f"{loc}: a value of type {type(value).__name__} in text column '{column}'; expected a string",
             )
-    parts = [_as_text(values.get(column)) for column in text_columns]
+    parts = [as_text(values.get(column)) for column in text_columns]
     text = "\n\n".join(part for part in parts if part)
     columns = "+".join(text_columns)
+    tokens = None
+    if target is not None:
+        read = target.read(values, loc, text, require_labels)
+        if isinstance(read, tuple):
+            return read
+        text, tokens = read.text, read.tokens
+        columns = columns or "+".join(target.required)
     if require_text and is_blank_text(text):
         return "empty_text", f"{loc}: empty text in column '{columns}'; expected non-empty text"
     if len(text) > max_chars:
@@ -748,11 +754,13 @@ def check_row(
             f"{loc}: text of {len(text):,} characters in column '{columns}'; "
             f"expected at most {max_chars:,} (raise the max_chars option)",
         )
-    gold: str | None = None
-    if label:
+    gold: Any = None
+    if target is not None:
+        gold = read.label
+    elif label:
         expected = ", ".join(schema.names) if schema else "a non-empty label"
         raw = values.get(label)
-        if _is_missing(raw):
+        if is_missing(raw):
             if require_labels:
                 return "empty_label", f"{loc}: empty label in column '{label}'; expected {expected}"
         elif schema is not None:
@@ -765,7 +773,7 @@ def check_row(
         else:
             gold = str(raw).strip()
     if id_column:
-        example_id = _as_text(values.get(id_column))
+        example_id = as_text(values.get(id_column))
         if not example_id:
             return "empty_id", f"{loc}: empty id in column '{id_column}'; expected a unique non-empty id"
     else:
@@ -773,5 +781,5 @@ def check_row(
     meta = dict(constant_metadata)
     for name, column in metadata.items():
         value = values.get(column)
-        meta[name] = None if _is_missing(value) else (value.strip() if isinstance(value, str) else value)
-    return Example(id=example_id, text=text, label=gold, metadata=meta)
+        meta[name] = None if is_missing(value) else (value.strip() if isinstance(value, str) else value)
+    return Example(id=example_id, text=text, label=gold, metadata=meta, tokens=tokens)

@@ -25,18 +25,18 @@ from socialens.core.errors import DataError
 from socialens.core.types import Example, LabelSchema
 from socialens.data.archives import archive_kind, archive_message
 from socialens.data.readers import (
-    _QUOTING,
-    _SURROGATE,
     DEFAULT_MAX_CHARS,
+    QUOTING,
+    SURROGATE,
     LineTap,
     QuotingCheck,
-    _as_text,
-    _is_missing,
-    _non_utf8_row,
-    _Row,
+    Row,
+    as_text,
     check_row,
     detect_format,
+    is_missing,
     missing_column_message,
+    non_utf8_row,
     quoted_delimiter_hint,
 )
 
@@ -121,7 +121,7 @@ class RowStream:
             raise DataError(
                 f"{self.path}: format '{self.format}' cannot be streamed; expected one of {', '.join(STREAM_FORMATS)}"
             )
-        if self.quoting not in _QUOTING:
+        if self.quoting not in QUOTING:
             raise DataError(f"{self.path}: unknown quoting '{self.quoting}'; expected one of minimal, none")
         self._codec = (
             "utf-8" if self.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else self.encoding
@@ -246,7 +246,7 @@ class RowStream:
     def _csv_reader(self, lines: Iterator[str]):
         csv.field_size_limit(2**31 - 1)  # long texts are checked against max_chars instead
         delimiter = self.delimiter or ("\t" if self.format == "tsv" else ",")
-        return csv.reader(lines, delimiter=delimiter, quoting=_QUOTING[self.quoting])
+        return csv.reader(lines, delimiter=delimiter, quoting=QUOTING[self.quoting])
 
     def _unterminated_quote(self, handle, offset: int) -> bool:
         """Whether the record starting at byte ``offset`` and running to the end of the file does
@@ -262,7 +262,7 @@ class RowStream:
             return "unexpected end of data" in str(exc)
         return False
 
-    def _csv_rows(self, start: Position) -> Iterator[tuple[_Row, Position]]:
+    def _csv_rows(self, start: Position) -> Iterator[tuple[Row, Position]]:
         rows = start.rows
         sep = "tab" if (self.delimiter or ("\t" if self.format == "tsv" else ",")) == "\t" else "','"
         size = self.path.stat().st_size
@@ -292,7 +292,7 @@ class RowStream:
                 rows += 1
                 message = f"{loc}: malformed row ({exc}); expected {sep}-separated fields"
                 yield (
-                    _Row(loc, error=("malformed_row", message)),
+                    Row(loc, error=("malformed_row", message)),
                     Position(rows, counter.offset, counter.line),
                 )
                 continue
@@ -317,7 +317,7 @@ class RowStream:
                         f"{loc}: unterminated quote: a quoted field opened on this line {why}; expected "
                         "a closing '\"' on this line (the lines after it are read as rows of their own)"
                     )
-                    yield _Row(loc, error=("malformed_row", message)), after
+                    yield Row(loc, error=("malformed_row", message)), after
                     return after
             if self.quoting != "none" and (merged := self._merged_rows(fields, tap.taken)):
                 raise DataError(merged)
@@ -325,18 +325,18 @@ class RowStream:
                 continue  # a blank line is not a row
             rows += 1
             end = Position(rows, counter.offset, counter.line)
-            if any(_SURROGATE.search(value) for value in fields):
-                yield _non_utf8_row(loc, self.encoding), end
+            if any(SURROGATE.search(value) for value in fields):
+                yield non_utf8_row(loc, self.encoding), end
             elif len(fields) != len(self.columns):
                 message = (
                     f"{loc}: malformed row: {len(fields)} fields, expected {len(self.columns)} "
                     f"({sep}-separated, as in the header)"
                 ) + quoted_delimiter_hint(fields, self._delimiter, self.quoting)
-                yield _Row(loc, error=("malformed_row", message)), end
+                yield Row(loc, error=("malformed_row", message)), end
             else:
-                yield _Row(loc, dict(zip(self.columns, fields, strict=True))), end
+                yield Row(loc, dict(zip(self.columns, fields, strict=True))), end
 
-    def _jsonl_rows(self, start: Position) -> Iterator[tuple[_Row, Position]]:
+    def _jsonl_rows(self, start: Position) -> Iterator[tuple[Row, Position]]:
         counter = _Counter(start)
         rows = start.rows
         with self.path.open("rb") as handle:
@@ -346,8 +346,8 @@ class RowStream:
                 rows += 1
                 end = Position(rows, counter.offset, counter.line)
                 loc = f"{self.path}:{counter.line - 1}"
-                if _SURROGATE.search(line):
-                    yield _non_utf8_row(loc, self.encoding), end
+                if SURROGATE.search(line):
+                    yield non_utf8_row(loc, self.encoding), end
                     continue
                 try:
                     record = json.loads(line)
@@ -355,15 +355,15 @@ class RowStream:
                     message = (
                         f"{loc}: malformed row: invalid JSON ({exc.msg}); expected one JSON object per line"
                     )
-                    yield _Row(loc, error=("malformed_row", message)), end
+                    yield Row(loc, error=("malformed_row", message)), end
                     continue
                 if not isinstance(record, dict):
                     message = f"{loc}: malformed row: a JSON {type(record).__name__}; expected one JSON object per line"
-                    yield _Row(loc, error=("malformed_row", message)), end
+                    yield Row(loc, error=("malformed_row", message)), end
                     continue
-                yield _Row(loc, record), end
+                yield Row(loc, record), end
 
-    def _parquet_rows(self, start: Position, batch_rows: int) -> Iterator[tuple[_Row, Position]]:
+    def _parquet_rows(self, start: Position, batch_rows: int) -> Iterator[tuple[Row, Position]]:
         parquet = self._parquet()
         first_group, skip = 0, start.rows
         while (
@@ -380,9 +380,9 @@ class RowStream:
                 rows += 1
                 if rows <= start.rows:
                     continue
-                yield _Row(f"{self.path}, row {rows}", values), Position(rows, 0, 1)
+                yield Row(f"{self.path}, row {rows}", values), Position(rows, 0, 1)
 
-    def rows(self, start: Position | None = None, batch_rows: int = 4096) -> Iterator[tuple[_Row, Position]]:
+    def rows(self, start: Position | None = None, batch_rows: int = 4096) -> Iterator[tuple[Row, Position]]:
         """Raw rows from ``start`` (default: the first data row), each with the position after it."""
         start = start or self.data_start
         if self.format == "parquet":
@@ -392,7 +392,7 @@ class RowStream:
         return self._csv_rows(start)
 
     # -- checked chunks -------------------------------------------------------------------------
-    def check(self, row: _Row, number: int) -> Example | Rejected:
+    def check(self, row: Row, number: int) -> Example | Rejected:
         checked = check_row(
             row,
             number,
@@ -410,12 +410,12 @@ class RowStream:
         if isinstance(checked, Example):
             return checked
         values = row.values or {}
-        row_id = (_as_text(values.get(self.id)) if self.id else "") or f"row-{number}"
+        row_id = (as_text(values.get(self.id)) if self.id else "") or f"row-{number}"
         metadata = {}
         for name, column in self.metadata_map.items():  # as check_row would have kept them
             value = values.get(column)
             metadata[name] = (
-                None if _is_missing(value) else (value.strip() if isinstance(value, str) else value)
+                None if is_missing(value) else (value.strip() if isinstance(value, str) else value)
             )
         return Rejected(row_id, checked[0], checked[1], metadata)
 
