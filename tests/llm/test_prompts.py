@@ -220,3 +220,47 @@ def test_sandboxed_templates_still_render_loops_filters_and_dicts(demo, tmp_path
     content = PromptBuilder(schema, path).messages(QUERY)[-1]["content"]
     assert content.startswith(f"1. BELIEF: {schema.description('belief')}\n")
     assert content.endswith("vaccines | My nephew got...")
+
+
+def test_the_chat_record_format_is_owned_here_and_read_back_here():
+    import ast
+    import inspect
+
+    import socialens.llm.prompts as prompts
+    import socialens.tuning.instructions as instructions
+    from socialens.llm.prompts import (
+        ANSWER_PREFIX,
+        DEFAULT_SYSTEM,
+        chat_messages,
+        join_record,
+        record_instruction,
+        split_record,
+        split_user_content,
+        text_start,
+    )
+
+    record = chat_messages("Say a or b.", "the text\n\nText: inside", "a")
+    assert record == [
+        {"role": "system", "content": DEFAULT_SYSTEM},
+        {"role": "user", "content": "Say a or b.\n\nText: the text\n\nText: inside"},
+        {"role": "assistant", "content": f"{ANSWER_PREFIX}a"},
+    ]
+    prompt, answer = split_record(record)
+    assert prompt == chat_messages("Say a or b.", "the text\n\nText: inside") and answer == "Label: a"
+    assert join_record(prompt, answer) == record
+    user = record[1]["content"]
+    assert split_user_content(user) == ("Say a or b.", "the text\n\nText: inside")  # the first marker
+    assert user[text_start(user) :] == "the text\n\nText: inside"
+    assert record_instruction(record) == "Say a or b."
+    assert split_user_content("Summarise it.\n\nArticle: x") == ("", "Summarise it.\n\nArticle: x")
+    assert text_start("no marker") == 0 and record_instruction([]) == ""
+    with pytest.raises(ValueError, match="assistant"):
+        split_record(prompt)
+    # tuning builds records with these very functions; llm never imports tuning (one layer)
+    assert instructions.chat_messages is chat_messages and instructions.DEFAULT_SYSTEM is DEFAULT_SYSTEM
+    imported = {
+        node.module
+        for node in ast.walk(ast.parse(inspect.getsource(prompts)))
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert not any(name.startswith("socialens.tuning") for name in imported)

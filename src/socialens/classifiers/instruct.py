@@ -1,7 +1,7 @@
 """Family ``instruct``: an instruct LLM tuned with LoRA on the experiment's dataset (the LlamaLens
 recipe), then evaluated through the prompted-LLM machinery.
 
-``fit`` turns each training example into a chat record (``tuning.instructions.chat_messages``)
+``fit`` turns each training example into a chat record (``llm.prompts.chat_messages``)
 with an instruction drawn at random from the dataset's set (``instructions``: a list, or a
 .txt/.json/.yaml file; by default one instruction built from the label schema, naming every
 label), trains a LoRA adapter (``tuning.lora.train_lora``), and hands prediction to a
@@ -14,12 +14,23 @@ without the adapter::
 
 so both read the same prompt and are decoded, parsed and refusal-counted the same way.
 
+A task whose answer is not one label (``task_type="summarisation"``: ``Task.label_prompts`` is
+False) is trained through the same LoRA path on records whose prompt is the task's own
+(``task.messages``, with no shots, the text cut to ``max_text_chars``, the system message
+``system_prompt`` or none) and whose answer is ``task.answer_text`` (the reference summary); the
+tuned model is then evaluated by the prompted family's task path with the same prompt, in the
+``serial`` format, decoded with the task's token budget (``max_tokens`` only when given) and
+``stop_rule`` (``eos`` | ``first_sentence``, as LlamaLens stopped summaries)::
+
+    - {id: smollm2-lora-xlsum, family: instruct, stop_rule: first_sentence, lora: {epochs: 2}}
+
 ``model`` is the base LLM, or a folder already trained (by ``socialens instruct train`` or saved
 by this family): then ``fit`` only records the schema and prediction uses that adapter.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import shutil
@@ -41,6 +52,7 @@ from socialens.classifiers.base import (
 from socialens.core.errors import ConfigError
 from socialens.core.params import FamilyParams
 from socialens.core.progress import EstimateHook, ProgressHook
+from socialens.core.registry import TASKS
 from socialens.core.types import Example, LabelSchema, PredictionRecord
 from socialens.tuning.lora import LoraParams
 
@@ -50,10 +62,15 @@ ADAPTER_DIR = "adapter"
 class InstructParams(FamilyParams):
     model: str = "builtin:smollm2-135m-instruct"
     instructions: str | list[str] | None = None
-    system_prompt: str | None = None  # None: the tuning default (tuning.instructions.DEFAULT_SYSTEM)
+    system_prompt: str | None = None  # None: the tuning default (llm.prompts.DEFAULT_SYSTEM)
     lora: LoraParams = Field(default_factory=LoraParams)
     decoding: Literal["generate", "constrained", "scored"] = "generate"
-    max_tokens: int = Field(20, gt=0)
+    max_tokens: int = Field(
+        20, gt=0, description="answer token budget (a task that generates: its own unless given)"
+    )
+    stop_rule: Literal["eos", "first_sentence"] = Field(
+        "eos", description="summaries: the whole answer (eos) or its first sentence (as LlamaLens)"
+    )
     max_text_chars: int | None = Field(1000, gt=0)
     parse_threshold: float = Field(0.8, ge=0, le=1)
     eval_batch_size: int = Field(8, ge=1)
@@ -113,7 +130,7 @@ def chat_records(
     examples: list[Example], instructions: list[str], seed: int, system: str | None, max_chars: int | None
 ) -> list[dict[str, Any]]:
     """One training record per labelled example, each with an instruction drawn at random."""
-    from socialens.tuning.instructions import DEFAULT_SYSTEM, chat_messages
+    from socialens.llm.prompts import DEFAULT_SYSTEM, chat_messages
 
     rng = random.Random(seed)
     records = []
@@ -135,9 +152,43 @@ def chat_records(
     return records
 
 
+def task_records(
+    examples: list[Example],
+    task_type: str,
+    schema: LabelSchema,
+    *,
+    description: str = "",
+    system: str | None = None,
+    max_chars: int | None = None,
+    output_format: str = "serial",
+) -> list[dict[str, Any]]:
+    """One training record per example with a target, for a task that builds its own prompt
+    (``Task.label_prompts`` False, e.g. summarisation): the prompt exactly as the prompted family
+    asks it (``task.messages``, no shots, the text cut to ``max_chars``), the answer
+    ``task.answer_text`` (for a summary: the reference)."""
+    from socialens.llm.prompts import join_record
+
+    task = TASKS.get(task_type)()
+    records = []
+    for ex in examples:
+        if ex.label is None:
+            continue
+        clipped = (
+            ex
+            if max_chars is None or len(ex.text) <= max_chars
+            else dataclasses.replace(ex, text=ex.text[:max_chars])
+        )
+        prompt = task.messages(
+            clipped, [], schema, output_format=output_format, description=description, system_prompt=system
+        )
+        answer = task.answer_text(ex, schema, output_format)
+        records.append({"id": ex.id, "label": ex.label, "messages": join_record(prompt, answer)})
+    return records
+
+
 class InstructClassifier:
     family = "instruct"
-    task_types = ("classification",)
+    task_types = ("classification", "summarisation")
     Params = InstructParams
     runtime = "torch"  # the hf backend with the adapter on top
 
@@ -177,22 +228,41 @@ class InstructClassifier:
         from socialens.llm.prompts import default_instruction
         from socialens.tuning.lora import train_lora
 
-        self.schema = schema or infer_schema(train)
+        label_prompts = TASKS.get(self.task_type).label_prompts
+        if label_prompts:
+            self.schema = schema or infer_schema(train)
+            self.instructions = load_instructions(self.params.instructions) or [
+                default_instruction(self.schema, task or None)
+            ]
+        else:  # the task's own prompt: no label schema to name, no instruction set
+            self.schema = schema or LabelSchema.from_names([self.task_type])
+            self.instructions = []
         self.task = task
-        self.instructions = load_instructions(self.params.instructions) or [
-            default_instruction(self.schema, task or None)
-        ]
         self._evaluator = None
         trained = trained_folder(self.params.model)
         if trained is not None:
             self.base, self.adapter_dir = _trained_base(trained), trained / ADAPTER_DIR
             return self
-        unknown = sorted({ex.label for ex in train if ex.label is not None} - set(self.schema.names))
-        if unknown:
-            raise ValueError(f"training labels {unknown} are not in the schema {self.schema.names}")
-        records = chat_records(
-            train, self.instructions, self.seed, self.params.system_prompt, self.params.max_text_chars
-        )
+        if label_prompts:
+            unknown = sorted({ex.label for ex in train if ex.label is not None} - set(self.schema.names))
+            if unknown:
+                raise ValueError(f"training labels {unknown} are not in the schema {self.schema.names}")
+            records = chat_records(
+                train, self.instructions, self.seed, self.params.system_prompt, self.params.max_text_chars
+            )
+        else:
+            records = task_records(
+                train,
+                self.task_type,
+                self.schema,
+                description=task,
+                system=self.params.system_prompt,
+                max_chars=self.params.max_text_chars,
+            )
+            if not records:
+                raise ValueError(
+                    f"cannot fit: no training example has a target for task type '{self.task_type}'"
+                )
         self._workdir = tempfile.TemporaryDirectory(prefix="socialens-instruct-")
         lora = self.params.lora.model_copy(update={"seed": self.seed})
         report = train_lora(records, self.params.model, self._workdir.name, lora, progress=self.progress)
@@ -213,14 +283,22 @@ class InstructClassifier:
         self._check_fitted()
         if self._evaluator is None:
             p = self.params
+            if TASKS.get(self.task_type).label_prompts:
+                prompt = {
+                    "prompt": "instruction",
+                    "instruction": self.instructions[0],
+                    "max_tokens": p.max_tokens,
+                }
+            else:  # the task's own prompt, its token budget unless one was given, and the stop rule
+                prompt = {"prompt": "serial", "stop_rule": p.stop_rule}
+                if "max_tokens" in p.model_fields_set:
+                    prompt["max_tokens"] = p.max_tokens
             params = PromptedParams(
                 backend="hf",
                 model=self.base,
-                prompt="instruction",
-                instruction=self.instructions[0],
+                **prompt,
                 system_prompt=p.system_prompt,
                 decoding=p.decoding,
-                max_tokens=p.max_tokens,
                 max_text_chars=p.max_text_chars,
                 parse_threshold=p.parse_threshold,
                 adapter=str(self.adapter_dir),
@@ -229,7 +307,7 @@ class InstructClassifier:
                 backend_options={"threads": p.threads} if p.threads else {},
             )
             self._evaluator = PromptedClassifier(params, seed=self.seed, progress=self.progress)
-            self._evaluator.fit([], schema=self.schema, task=self.task)
+            self._evaluator.fit([], schema=self.schema, task=self.task, task_type=self.task_type)
         return self._evaluator
 
     def predict(self, examples: list[Example]) -> list[PredictionRecord]:
@@ -247,19 +325,16 @@ class InstructClassifier:
         if target.resolve() != self.adapter_dir.resolve():
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(self.adapter_dir, target)
-        write_model_info(
-            directory,
-            self.family,
-            self.schema,
-            self.params,
-            extra={
-                "seed": self.seed,
-                "task": self.task,
-                "base": self.base,
-                "instructions": self.instructions,
-                "training": self.training_,
-            },
-        )
+        extra = {
+            "seed": self.seed,
+            "task": self.task,
+            "base": self.base,
+            "instructions": self.instructions,
+            "training": self.training_,
+        }
+        if self.task_type != "classification":
+            extra["task_type"] = self.task_type
+        write_model_info(directory, self.family, self.schema, self.params, extra=extra)
 
     @classmethod
     def load(
@@ -279,8 +354,9 @@ class InstructClassifier:
         obj = cls(params, seed=info.get("seed", 0), progress=progress)
         obj.schema = LabelSchema.from_dict(info["schema"])
         obj.task = info.get("task", "")
+        obj.task_type = check_task_type(obj, info.get("task_type", "classification"))
         obj.instructions = list(info.get("instructions") or [])
-        if not obj.instructions:
+        if not obj.instructions and TASKS.get(obj.task_type).label_prompts:
             raise ConfigError(f"{directory}: socialens_model.json has no instructions")
         obj.base = info.get("base") or params.model
         check_referenced_weights(obj.base, trust)
@@ -299,9 +375,10 @@ def write_trained_model_info(
     labels = sorted({r.get("label") for r in records if isinstance(r.get("label"), str)})
     if len(datasets) != 1 or not labels:
         return False
+    from socialens.llm.prompts import record_instruction
+
     first = next((r for r in records if r.get("instruction_index", 0) == 0), records[0])
-    user = next((m["content"] for m in first["messages"] if m.get("role") == "user"), "")
-    instruction = user.split("\n\nText: ", 1)[0]
+    instruction = record_instruction(first["messages"])
     system = next((m["content"] for m in first["messages"] if m.get("role") == "system"), "")
     out_dir = Path(out_dir)
     report_path = out_dir / "train_report.json"
@@ -327,5 +404,6 @@ __all__ = [
     "InstructParams",
     "chat_records",
     "load_instructions",
+    "task_records",
     "write_trained_model_info",
 ]

@@ -84,5 +84,6 @@ TASKS = Registry(
         "classification": "socialens.tasks.classification:ClassificationTask",
         "multilabel": "socialens.tasks.multilabel:MultilabelTask",
         "token_classification": "socialens.tasks.token_classification:TokenClassificationTask",
+        "summarisation": "socialens.tasks.summarisation:SummarisationTask",
     },
 )

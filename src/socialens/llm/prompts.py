@@ -18,9 +18,9 @@ whose topic has none. Any other value names a fixed entry of ``schema.wordings``
 example. Whatever the wording, the answer set is the canonical label names (the wording only
 describes them), so constrained decoding, scoring and ``parsing.parse_label`` are unchanged.
 
-Instruction style (``instruction``): the LlamaLens chat record of ``tuning/instructions.py``, the
-exact prompt an instruction-tuned model was trained on: ``chat_messages(instruction, text)`` with
-the answer ``"Label: <label>"``. ``instruction`` defaults to :func:`default_instruction` (built
+Instruction style (``instruction``): the LlamaLens chat record (below), the exact prompt an
+instruction-tuned model was trained on: ``chat_messages(instruction, text)`` with the answer
+``"Label: <label>"``. ``instruction`` defaults to :func:`default_instruction` (built
 from the label schema, naming every label); the system message defaults to the tuning one. The
 same prompt then serves an untuned model and a LoRA-tuned one, so they are compared on equal terms.
 
@@ -54,6 +54,13 @@ are available:
 
 A missing template file, a syntax error, an unknown or undefined variable or a sandbox violation
 raises a one-line :class:`socialens.errors.ConfigError` naming the template file and line.
+
+The chat-record format (LlamaLens) is owned here, and only here: instruction building and mixing
+(``tuning/instructions.py``, ``tuning/mix.py``), LoRA training (``tuning/lora.py``) and the
+``instruct`` family build records with :func:`chat_messages` and read them back with
+:func:`split_record` / :func:`split_user_content` / :func:`text_start`; nothing else spells the
+layout out. A record's messages are ``[system?, user, assistant?]``: the user message is
+``"<instruction>\n\nText: <example text>"``, the assistant message ``"Label: <label>"``.
 """
 
 from __future__ import annotations
@@ -166,6 +173,78 @@ def _template_line(exc: BaseException) -> int | None:
     return line
 
 
+# --------------------------------------------------------------------------- the chat record
+
+DEFAULT_SYSTEM = (
+    "You are an expert annotator of news and social-media text. "
+    "Follow the instruction and answer with the label only."
+)
+ANSWER_PREFIX = "Label: "
+TEXT_MARKER = "\n\nText: "  # between a record's instruction and its example text
+
+
+def record_user_content(instruction: str, text: str) -> str:
+    """The user message of a chat record: the instruction, a blank line, ``Text: <text>``."""
+    return f"{instruction.strip()}{TEXT_MARKER}{text}"
+
+
+def chat_messages(
+    instruction: str, text: str, label: str | None = None, system: str | None = DEFAULT_SYSTEM
+) -> Messages:
+    """The messages for one example; the assistant turn ("Label: <label>") only when ``label`` is given.
+
+    A JSONL training record is ``{"id", "dataset", "language", "task", "label",
+    "instruction_index", "messages": chat_messages(...)}``, which TRL's SFTTrainer and
+    LLaMA-Factory (sharegpt/openai format) read as they are."""
+    messages: Messages = []
+    if system:
+        messages.append({"role": "system", "content": system})
+    messages.append({"role": "user", "content": record_user_content(instruction, text)})
+    if label is not None:
+        messages.append({"role": "assistant", "content": f"{ANSWER_PREFIX}{label}"})
+    return messages
+
+
+def join_record(prompt: Messages, answer: str) -> Messages:
+    """A training conversation: the prompt messages followed by the assistant's ``answer``
+    (the inverse of :func:`split_record`)."""
+    return [*prompt, {"role": "assistant", "content": answer}]
+
+
+def split_record(messages: Messages) -> tuple[Messages, str]:
+    """A training conversation split into the prompt (every message before the last) and the
+    answer (the last message, which must be the assistant's): what a tuned model is asked and
+    what it learns to say. A ValueError when the last message is not an assistant turn."""
+    if not messages or messages[-1].get("role") != "assistant":
+        raise ValueError("a chat record's last message must be the assistant's answer")
+    return list(messages[:-1]), messages[-1]["content"]
+
+
+def text_start(content: str) -> int:
+    """Where the example text begins in a user message of a chat record (just after
+    ``"\n\nText: "``); 0 for a message in another layout, which is then all text."""
+    at = content.find(TEXT_MARKER)
+    return 0 if at < 0 else at + len(TEXT_MARKER)
+
+
+def split_user_content(content: str) -> tuple[str, str]:
+    """``(instruction, example text)`` of a chat record's user message; ``("", content)`` for a
+    message in another layout."""
+    at = content.find(TEXT_MARKER)
+    if at < 0:
+        return "", content
+    return content[:at], content[at + len(TEXT_MARKER) :]
+
+
+def record_instruction(messages: Messages) -> str:
+    """The instruction of a chat record (of its first user message; "" when none)."""
+    user = next((m["content"] for m in messages if m.get("role") == "user"), "")
+    return split_user_content(user)[0]
+
+
+# --------------------------------------------------------------------------- label prompts
+
+
 def default_instruction(schema: LabelSchema, task: str | None = None) -> str:
     """An instruction naming every label (with its description when it has one), for datasets
     that bring no instruction set of their own."""
@@ -235,8 +314,6 @@ class PromptBuilder:
         self.inline_shots = "examples" in self.user.variables
 
     def _init_instruction_style(self, system_prompt: str | Path | None, user_template) -> None:
-        from socialens.tuning.instructions import DEFAULT_SYSTEM
-
         if user_template is not None or isinstance(system_prompt, Path):
             raise ConfigError("prompt style 'instruction' takes an instruction, not template files")
         self.user = None
@@ -252,8 +329,6 @@ class PromptBuilder:
         if self.style == "json":
             return json.dumps({"label": label}, ensure_ascii=False)
         if self.style == "instruction":
-            from socialens.tuning.instructions import ANSWER_PREFIX
-
             return ANSWER_PREFIX + label
         return label
 
@@ -314,9 +389,7 @@ class PromptBuilder:
 
     def user_message(self, example: Example, shots: list[Example] = ()) -> str:
         if self.user is None:  # instruction style
-            from socialens.tuning.instructions import chat_messages
-
-            return chat_messages(self.instruction, example.text, system=None)[0]["content"]
+            return record_user_content(self.instruction, example.text)
         return self.user.render(self.variables(example, shots))
 
     def messages(self, example: Example, shots: list[Example] = ()) -> Messages:

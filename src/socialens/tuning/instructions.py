@@ -1,9 +1,10 @@
 """Instruction sets in the LlamaLens style: per dataset, N paraphrased instructions; one sampled
 per training example; chat-format records (system / user / assistant) in JSONL.
 
-The chat-record shape below is the contract between instruction building, LoRA training
-(``tuning/lora.py``) and evaluation of a tuned model: training and evaluation render the same
-messages, so a tuned model is asked exactly what it was taught.
+The chat-record shape (``socialens.llm.prompts.chat_messages``, which owns it) is the contract
+between instruction building, LoRA training (``tuning/lora.py``) and evaluation of a tuned model:
+training and evaluation render the same messages, so a tuned model is asked exactly what it was
+taught.
 
 An instruction set is a YAML file (``configs/instructions/<dataset>.yaml``): the dataset's metadata
 (name, language, a short task key, the task definition, the labels) and ``instructions: [...]``,
@@ -29,30 +30,24 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from socialens.core.errors import ConfigError
 from socialens.core.types import Example
 from socialens.core.yaml_io import load_model_file
+from socialens.llm.prompts import ANSWER_PREFIX, DEFAULT_SYSTEM, chat_messages
 
-DEFAULT_SYSTEM = (
-    "You are an expert annotator of news and social-media text. "
-    "Follow the instruction and answer with the label only."
-)
-ANSWER_PREFIX = "Label: "
-
-
-def chat_messages(
-    instruction: str, text: str, label: str | None = None, system: str | None = DEFAULT_SYSTEM
-) -> list[dict[str, str]]:
-    """The messages for one example; the assistant turn ("Label: <label>") only when ``label`` is given.
-
-    A JSONL training record is ``{"id", "dataset", "language", "task", "label",
-    "instruction_index", "messages": chat_messages(...)}``, which TRL's SFTTrainer and
-    LLaMA-Factory (sharegpt/openai format) read as they are."""
-    messages = []
-    if system:
-        messages.append({"role": "system", "content": system})
-    messages.append({"role": "user", "content": f"{instruction.strip()}\n\nText: {text}"})
-    if label is not None:
-        messages.append({"role": "assistant", "content": f"{ANSWER_PREFIX}{label}"})
-    return messages
-
+# The chat-record format is llm.prompts': re-exported here, where the records are built.
+__all__ = [
+    "ANSWER_PREFIX",
+    "DEFAULT_SYSTEM",
+    "GenerationReport",
+    "InstructionSet",
+    "build_records",
+    "chat_messages",
+    "clean_generated",
+    "generate_instruction_set",
+    "generation_prompt",
+    "load_instruction_set",
+    "missing_labels",
+    "sample_instruction_indices",
+    "write_instruction_set",
+]
 
 # ---------------------------------------------------------------------------- the label check
 

@@ -50,6 +50,7 @@ from socialens.core.errors import ConfigError, DataError
 from socialens.core.params import FamilyParams
 from socialens.core.progress import ProgressHook
 from socialens.core.runtime import torch_threads
+from socialens.llm.prompts import join_record, split_record, text_start
 from socialens.tuning.memory import (
     IGNORE_INDEX,
     AnswerLogitsCollator,
@@ -175,10 +176,10 @@ def encode_chat(
     (everything before it is -100); also whether the example text had to be shortened.
 
     A conversation longer than ``max_length`` tokens keeps its system message, instruction and
-    answer whole: only the example text of its longest user message (what follows "Text: " in the
-    ``chat_messages`` layout, else the whole message) is cut, token-wise, keeping its start and
-    ending in "…". Cutting the sequence's start instead would drop the instruction the model is
-    meant to learn to follow. A record that does not fit even with no example text left is a
+    answer whole: only the example text of its longest user message (``llm.prompts.text_start``:
+    what follows "Text: " in the chat-record layout, else the whole message) is cut, token-wise,
+    keeping its start and ending in "…". Cutting the sequence's start instead would drop the
+    instruction the model is meant to learn to follow. A record that does not fit even with no example text left is a
     ConfigError: max_length is then too small for the instruction set itself, and training on
     instruction-less fragments would quietly teach the wrong thing."""
     whole = _encode_conversation(tokenizer, messages)
@@ -209,13 +210,13 @@ def encode_chat(
     return no_text, True
 
 
-TEXT_MARKER = "\n\nText: "  # chat_messages writes "<instruction>\n\nText: <example text>"
 ELLIPSIS = "…"  # marks an example text cut to fit max_length
 
 
 def _encode_conversation(tokenizer, messages: list[dict[str, str]]) -> dict[str, list[int]]:
-    prompt_text = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
-    full_text = tokenizer.apply_chat_template(messages, tokenize=False)
+    prompt, answer = split_record(messages)
+    prompt_text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    full_text = tokenizer.apply_chat_template(join_record(prompt, answer), tokenize=False)
     if not full_text.startswith(prompt_text):
         raise ConfigError(
             "the chat template renders the prompt differently with and without the answer; "
@@ -234,11 +235,11 @@ def _longest_user_text(messages: list[dict[str, str]]) -> tuple[int, str, str]:
     """Which user message to shorten: its index, the part kept whole (the instruction, up to and
     with "Text: ") and the example text that may be cut."""
     parts = {}
-    for index, message in enumerate(messages[:-1]):
+    prompt, _ = split_record(messages)
+    for index, message in enumerate(prompt):
         if message.get("role") == "user":
             content = message["content"]
-            at = content.find(TEXT_MARKER)
-            split = 0 if at < 0 else at + len(TEXT_MARKER)
+            split = text_start(content)
             parts[index] = (content[:split], content[split:])
     if not parts:
         raise ConfigError("a record longer than max_length has no user message whose text could be cut")

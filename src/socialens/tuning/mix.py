@@ -29,7 +29,8 @@ from rich.text import Text
 from socialens.core.errors import ConfigError
 from socialens.core.paths import confine, safe_name
 from socialens.core.yaml_io import load_model_file, plain_strings_are_configs
-from socialens.tuning.instructions import DEFAULT_SYSTEM, InstructionSet, build_records, load_instruction_set
+from socialens.llm.prompts import DEFAULT_SYSTEM
+from socialens.tuning.instructions import InstructionSet, build_records, load_instruction_set
 
 SHUFFLES = ("alphabetical", "within_language", "by_task", "random")
 Shuffle = Literal["alphabetical", "within_language", "by_task", "random"]
