@@ -3,7 +3,9 @@
 The input is read in chunks (socialens.data.stream) and every input row yields exactly one output
 row: ok (or refused) with its label and probabilities, ``invalid`` when the row cannot be an
 example (empty text, malformed line, unknown gold label...), ``error`` when the model failed on
-that row. Memory stays flat whatever the file size.
+that row. Memory stays flat whatever the file size. A model whose task is not classification
+(its model info records ``task_type``) writes the task's response fields (entities with character
+offsets, labels, a summary) in place of the label and probability columns.
 
 After each chunk is written and fsynced, ``<out>.progress.json`` records the input position and
 the output mark. A run killed at any point and restarted with the same arguments truncates the
@@ -29,7 +31,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from socialens.classifiers.base import model_digest
+from socialens.classifiers.base import model_digest, read_model_info
 from socialens.core.errors import DataError, SocialensError
 from socialens.core.progress import PlainProgress, PlainTask, about_duration, progress_display
 from socialens.core.types import Example, PredictionRecord, Status
@@ -37,10 +39,13 @@ from socialens.data.stream import Position, Rejected, RowStream
 from socialens.predict_output import (
     check_output_path,
     has_raw_output,
+    json_columns,
     open_sink,
     output_columns,
     output_row,
+    output_task,
 )
+from socialens.tasks.responses import TaskResponse, model_task_type
 
 PROGRESS_SUFFIX = ".progress.json"
 RUN_RECORD_SUFFIX = ".run.json"
@@ -281,10 +286,11 @@ class DuplicateIds:
     ids of the ``ok`` rows are unique whatever the input holds. Ids seen are kept as a sorted
     array of 64-bit hashes (8 bytes per row, so memory stays small for files of any size)."""
 
-    def __init__(self, column: str) -> None:
+    def __init__(self, column: str, blank: dict[str, Any] | None = None) -> None:
         import numpy as np
 
         self.column = column
+        self.blank = blank  # a task's response fields for a row without a prediction (None: label layout)
         self.seen = np.empty(0, dtype=np.uint64)
 
     @staticmethod
@@ -316,7 +322,10 @@ class DuplicateIds:
         out = []
         for row, key, at in zip(rows, hashes, found.tolist(), strict=True):
             if key in earlier or (at < len(self.seen) and int(self.seen[at]) == key):
-                row = {k: (None if k == "label" or k.startswith("p_") else v) for k, v in row.items()}
+                if self.blank is None:
+                    row = {k: (None if k == "label" or k.startswith("p_") else v) for k, v in row.items()}
+                else:
+                    row = {**row, **self.blank}
                 row["status"] = Status.INVALID.value
                 row["error"] = (
                     f"duplicate id in column '{self.column}': an earlier row has the same id; expected "
@@ -337,8 +346,18 @@ def check_not_input(stream: RowStream, out: Path) -> None:
         )
 
 
+def model_output_task(model_dir: str | Path) -> TaskResponse | None:
+    """The task shaping a model's output rows: None for a classification model (the label layout)."""
+    return output_task(TaskResponse.of(model_task_type(read_model_info(model_dir))))
+
+
 def local_chunks(
-    classifier, stream: RowStream, chunk_rows: int, batch_size: int, with_gold: bool
+    classifier,
+    stream: RowStream,
+    chunk_rows: int,
+    batch_size: int,
+    with_gold: bool,
+    task: TaskResponse | None = None,
 ) -> ChunkSource:
     """Output rows chunk by chunk from any input position, predicted in this process."""
     labels = classifier.schema.names
@@ -347,7 +366,8 @@ def local_chunks(
     def chunks(position: Position) -> Iterator[tuple[list[dict[str, Any]], Position]]:
         for chunk in stream.chunks(chunk_rows, start=position):
             pairs = predict_items(classifier, chunk.items, batch_size)
-            yield [output_row(record, labels, with_gold, meta, raw) for record, meta in pairs], chunk.end
+            rows = [output_row(record, labels, with_gold, meta, raw, task) for record, meta in pairs]
+            yield rows, chunk.end
 
     return chunks
 
@@ -361,9 +381,11 @@ def write_resumable(
     *,
     force: bool = False,
     console: Console | None = None,
+    task: TaskResponse | None = None,
 ) -> PredictSummary:
     """Write the output rows ``chunks`` yields into ``out``, committing after each chunk, resuming
-    from ``out``'s progress sidecar when an earlier run with the same fingerprint was killed."""
+    from ``out``'s progress sidecar when an earlier run with the same fingerprint was killed.
+    ``task``: the rows carry that task's response fields (``model_output_task``)."""
     check_output_path(out)
     check_not_input(stream, out)
     sidecar = progress_path(out)
@@ -374,10 +396,11 @@ def write_resumable(
     summary = PredictSummary(rows=position.rows, resumed_from=position.rows)
     if checkpoint:
         summary.statuses = checkpoint["statuses"]
-    duplicates = DuplicateIds(stream.id) if stream.id else None  # row-number ids are unique
+    blank = task.blank() if task is not None else None
+    duplicates = DuplicateIds(stream.id, blank) if stream.id else None  # row-number ids are unique
     if duplicates is not None and checkpoint:
         duplicates.remember(stream, position)
-    sink = open_sink(out, columns, checkpoint["mark"] if checkpoint else None)
+    sink = open_sink(out, columns, checkpoint["mark"] if checkpoint else None, json_columns(task))
     if checkpoint is None:
         _write_json_atomically(
             sidecar, {"fingerprint": fingerprint, "position": position.to_dict(), "mark": 0, "statuses": {}}
@@ -441,7 +464,9 @@ def predict_stream(
     check_output_path(out)
     with_gold = stream.label is not None
     raw = has_raw_output(classifier)
-    columns = output_columns(classifier.schema.names, with_gold, list(stream.metadata_map), raw)
+    task = model_output_task(model_dir)
+    fields = task.fields if task is not None else None
+    columns = output_columns(classifier.schema.names, with_gold, list(stream.metadata_map), raw, fields)
     fingerprint = run_fingerprint(stream, Path(model_dir), output_options(chunk_rows, batch_size, out, raw))
-    chunks = local_chunks(classifier, stream, chunk_rows, batch_size, with_gold)
-    return write_resumable(stream, out, columns, chunks, fingerprint, force=force, console=console)
+    chunks = local_chunks(classifier, stream, chunk_rows, batch_size, with_gold, task)
+    return write_resumable(stream, out, columns, chunks, fingerprint, force=force, console=console, task=task)

@@ -6,6 +6,11 @@ for JSONL/CSV, part files written for Parquet) that the caller records in its pr
 without committing), so the finished file is byte-identical to one from an uninterrupted run.
 Parquet cannot be appended to, so each chunk is a part file and ``finish()`` joins the parts, one
 row group each, into the output file.
+
+A classification model's row is flat: ``label``, a ``p_<label>`` column per label. A model of
+another task (``socialens.tasks.responses``) has the task's response fields instead (entities
+with character offsets, labels, a summary): nested in JSONL, a JSON-encoded cell in CSV and
+Parquet where the value is a list or a dict (``json_columns``: those fields and ``gold``).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 
 from socialens.core.errors import DataError
 from socialens.core.types import PredictionRecord
+from socialens.tasks.responses import TaskResponse
 
 OUTPUT_FORMATS = (".jsonl", ".csv", ".parquet")
 # Families whose records carry the model's own answer text: an LLM's invalid or refused row is
@@ -32,12 +38,18 @@ def has_raw_output(classifier) -> bool:
 
 
 def output_columns(
-    labels: list[str], with_gold: bool, metadata: list[str], raw_output: bool = False
+    labels: list[str],
+    with_gold: bool,
+    metadata: list[str],
+    raw_output: bool = False,
+    task_fields: tuple[str, ...] | None = None,
 ) -> list[str]:
+    """The output columns; ``task_fields`` (a task's response fields) replace ``label`` and the
+    ``p_<label>`` columns for a model whose task is not classification."""
+    answer = ["label", *(f"p_{name}" for name in labels)] if task_fields is None else list(task_fields)
     return [
         "id",
-        "label",
-        *(f"p_{name}" for name in labels),
+        *answer,
         "status",
         "error",
         *(["raw_output"] if raw_output else []),
@@ -52,15 +64,21 @@ def output_row(
     with_gold: bool,
     metadata: dict[str, Any],
     raw_output: bool = False,
+    task: TaskResponse | None = None,
 ) -> dict[str, Any]:
     """The flat output row of one record; metadata values are the input's (None when empty).
     With ``raw_output``, a row that is not ok carries the model's answer (an ok row's label says
-    it already, and leaving it out keeps a large output small)."""
-    row: dict[str, Any] = {"id": record.id, "label": record.predicted}
-    scores = record.scores or {}
-    for name in labels:
-        value = scores.get(name)
-        row[f"p_{name}"] = None if value is None else float(value)
+    it already, and leaving it out keeps a large output small). With ``task`` (a model whose task
+    is not classification) the task's response fields take the place of the label and scores."""
+    row: dict[str, Any] = {"id": record.id}
+    if task is None:
+        row["label"] = record.predicted
+        scores = record.scores or {}
+        for name in labels:
+            value = scores.get(name)
+            row[f"p_{name}"] = None if value is None else float(value)
+    else:
+        row.update(task.values(record))
     row["status"] = record.status.value
     row["error"] = record.error
     if raw_output:
@@ -69,6 +87,22 @@ def output_row(
         row["gold"] = record.gold
     row.update(metadata)
     return row
+
+
+def output_task(task: TaskResponse) -> TaskResponse | None:
+    """The task ``output_row`` / ``output_columns`` shape rows by: None (the flat label layout)
+    for a classification model."""
+    return None if task.label_layout else task
+
+
+def json_columns(task: TaskResponse | None) -> tuple[str, ...]:
+    """The columns whose list or dict values are JSON text in CSV and Parquet."""
+    return () if task is None else (*task.fields, "gold")
+
+
+def cell_text(value: Any) -> Any:
+    """A list or dict as its JSON text (a CSV or Parquet cell); anything else as it is."""
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, list | dict) else value
 
 
 def check_output_path(out: Path) -> None:
@@ -89,8 +123,11 @@ def _fsync_dir(directory: Path) -> None:
 class _TextSink:
     """JSONL or CSV appended to the output file itself; the mark is its committed size in bytes."""
 
-    def __init__(self, out: Path, columns: list[str], resume_mark: int | None) -> None:
+    def __init__(
+        self, out: Path, columns: list[str], resume_mark: int | None, json_columns: tuple[str, ...] = ()
+    ) -> None:
         self.out, self.columns = out, columns
+        self.json_columns = frozenset(json_columns)
         if resume_mark is None:
             self.handle = out.open("wb")
             if out.suffix == ".csv":
@@ -109,7 +146,12 @@ class _TextSink:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         for row in rows:
-            writer.writerow(["" if row[c] is None else row[c] for c in self.columns])
+            writer.writerow(
+                [
+                    "" if row[c] is None else (cell_text(row[c]) if c in self.json_columns else row[c])
+                    for c in self.columns
+                ]
+            )
         return buffer.getvalue().encode("utf-8")
 
     def write(self, rows: list[dict[str, Any]]) -> None:
@@ -141,15 +183,18 @@ def parquet_schema(columns: list[str]):
     return pa.schema([(name, pa.float64() if name.startswith("p_") else pa.string()) for name in columns])
 
 
-def rows_to_table(rows: list[dict[str, Any]], columns: list[str]):
+def rows_to_table(rows: list[dict[str, Any]], columns: list[str], json_columns: tuple[str, ...] = ()):
     """A fixed-schema table: probabilities as float64, everything else (metadata too) as strings,
-    so chunks with different metadata types or all-empty columns still join into one file."""
+    so chunks with different metadata types or all-empty columns still join into one file; a list
+    or dict in ``json_columns`` is its JSON text."""
     import pyarrow as pa
 
     data = {}
     for name in columns:
         values = [row.get(name) for row in rows]
-        if not name.startswith("p_"):
+        if name in json_columns:
+            values = [None if v is None else str(cell_text(v)) for v in values]
+        elif not name.startswith("p_"):
             values = [None if v is None else str(v) for v in values]
         data[name] = values
     return pa.Table.from_pydict(data, schema=parquet_schema(columns))
@@ -158,8 +203,11 @@ def rows_to_table(rows: list[dict[str, Any]], columns: list[str]):
 class _ParquetSink:
     """Each chunk a part file in ``<out>.parts/``; the mark is the number of committed parts."""
 
-    def __init__(self, out: Path, columns: list[str], resume_mark: int | None) -> None:
+    def __init__(
+        self, out: Path, columns: list[str], resume_mark: int | None, json_columns: tuple[str, ...] = ()
+    ) -> None:
         self.out, self.columns = out, columns
+        self.json_columns = json_columns
         self.parts = out.with_name(out.name + ".parts")
         if resume_mark is None:
             shutil.rmtree(self.parts, ignore_errors=True)
@@ -181,7 +229,7 @@ class _ParquetSink:
 
         target = self._part(self.count)
         tmp = target.with_suffix(".tmp")
-        pq.write_table(rows_to_table(rows, self.columns), tmp)
+        pq.write_table(rows_to_table(rows, self.columns, self.json_columns), tmp)
         with tmp.open("rb") as handle:
             os.fsync(handle.fileno())
         tmp.replace(target)
@@ -214,13 +262,16 @@ class _ParquetSink:
         pass
 
 
-def open_sink(out: Path, columns: list[str], resume_mark: int | None = None):
-    """A sink for ``out`` (format from its extension); ``resume_mark`` continues a killed run."""
+def open_sink(
+    out: Path, columns: list[str], resume_mark: int | None = None, json_columns: tuple[str, ...] = ()
+):
+    """A sink for ``out`` (format from its extension); ``resume_mark`` continues a killed run;
+    ``json_columns`` hold lists or dicts written as JSON text in CSV and Parquet."""
     check_output_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".parquet":
-        return _ParquetSink(out, columns, resume_mark)
-    return _TextSink(out, columns, resume_mark)
+        return _ParquetSink(out, columns, resume_mark, json_columns)
+    return _TextSink(out, columns, resume_mark, json_columns)
 
 
 def read_output_records(out: Path) -> list[PredictionRecord]:

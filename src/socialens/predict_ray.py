@@ -7,11 +7,13 @@ run: one machine, or a shared filesystem on a cluster) and predicts it with exac
 local engine uses. Shards come back in input order and the driver writes them through the same
 resumable writer, so the output is the local engine's, byte for byte, and a killed Ray run
 resumes like a local one. ``ray.init()`` connects to ``RAY_ADDRESS`` when it is set, else starts
-a local Ray.
+a local Ray. A model of another task than classification writes its task's fields as the local
+engine does; they travel from the actors as JSON text and are decoded back on the driver.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -24,6 +26,7 @@ from socialens.core.errors import ConfigError
 from socialens.data.stream import Position, RowStream
 from socialens.predict import (
     PredictSummary,
+    model_output_task,
     output_options,
     predict_items,
     run_fingerprint,
@@ -32,6 +35,7 @@ from socialens.predict import (
 from socialens.predict_output import (
     check_output_path,
     has_raw_output,
+    json_columns,
     output_columns,
     output_row,
     rows_to_table,
@@ -88,7 +92,10 @@ class ShardPredictor:
         self.with_gold = self.stream.label is not None
         self.raw = has_raw_output(self.classifier)
         metadata = list(self.stream.metadata_map)
-        self.columns = output_columns(self.labels, self.with_gold, metadata, self.raw)
+        self.task = model_output_task(model_dir)
+        fields = self.task.fields if self.task is not None else None
+        self.columns = output_columns(self.labels, self.with_gold, metadata, self.raw, fields)
+        self.json_columns = json_columns(self.task)
 
     def __call__(self, batch: dict[str, Any]):
         import pyarrow as pa
@@ -103,8 +110,13 @@ class ShardPredictor:
                 items.extend(chunk.items)
             pairs = predict_items(self.classifier, items, self.batch_size)
             out_rows = [
-                output_row(record, self.labels, self.with_gold, meta, self.raw) for record, meta in pairs
+                output_row(record, self.labels, self.with_gold, meta, self.raw, self.task)
+                for record, meta in pairs
             ]
+            for row in out_rows:  # any JSON value, to the driver as text (decoded there)
+                for name in self.json_columns:
+                    if row.get(name) is not None:
+                        row[name] = json.dumps(row[name], ensure_ascii=False)
             table = rows_to_table(out_rows, self.columns)
             tables.append(
                 table.append_column(SHARD_COLUMN, pa.array([int(shard)] * len(out_rows), pa.int64()))
@@ -156,7 +168,10 @@ def predict_stream_ray(
         raise ConfigError(f"--ray-actors {actors}: expected at least 1 actor")
     init_ray(num_cpus=None)
     with_gold = stream.label is not None
-    columns = output_columns(labels, with_gold, list(stream.metadata_map), raw_output)
+    task = model_output_task(model_dir)
+    fields = task.fields if task is not None else None
+    columns = output_columns(labels, with_gold, list(stream.metadata_map), raw_output, fields)
+    decode = json_columns(task)
     fingerprint = run_fingerprint(
         stream, Path(model_dir), output_options(chunk_rows, batch_size, out, raw_output)
     )
@@ -188,10 +203,13 @@ def predict_stream_ray(
             for row in batch.to_pylist():
                 if shard is None or row.pop(SHARD_COLUMN) != shard["shard"]:
                     raise RuntimeError("Ray returned shard rows out of input order")
+                for name in decode:
+                    if row.get(name) is not None:
+                        row[name] = json.loads(row[name])
                 pending.append(row)
                 if len(pending) == shard["stop"] - shard["rows"]:
                     yield pending, end
                     pending = []
                     shard, end = next(expected, (None, None))
 
-    return write_resumable(stream, out, columns, chunks, fingerprint, force=force, console=console)
+    return write_resumable(stream, out, columns, chunks, fingerprint, force=force, console=console, task=task)

@@ -97,6 +97,15 @@ def test_batched_equals_unbatched(backend):
     assert [c.text for c in batched] == [c.text for c in one_by_one]
 
 
+def test_json_schema_is_free_generation_here(backend):
+    """hf does not enforce a JSON schema (see the module docstring): the answer is the free one."""
+    schema = '{"type": "array", "items": {"type": "string"}}'
+    free = backend.generate(QUESTIONS, GenerationParams(max_tokens=6))
+    asked = backend.generate(QUESTIONS, GenerationParams(max_tokens=6, json_schema=schema))
+    assert [c.text for c in asked] == [c.text for c in free]
+    assert all(c.error is None for c in asked)
+
+
 def test_constrained_output_is_always_a_choice(backend):
     # choices sharing prefixes, one a prefix of another
     choices = ("false", "false claim", "true", "neither", "neither true nor false")

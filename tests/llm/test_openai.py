@@ -688,3 +688,122 @@ def test_a_constraint_the_server_ignores_from_the_start_is_one_config_error(make
     ):
         backend.generate(prompts(40), GenerationParams(choices=("no", "yes")))
     assert len(server.requests) == 3
+
+
+# -- JSON-schema constrained answers ----------------------------------------------------------------
+
+ENTITY_SCHEMA = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {"text": {"type": "string"}, "type": {"type": "string", "enum": ["PER", "LOC"]}},
+        "required": ["text", "type"],
+        "additionalProperties": False,
+    },
+}
+# an object root: the fault server answers {"answer": <its first enum value>} to a JSON response format
+ANSWER_SCHEMA = json.dumps(
+    {
+        "type": "object",
+        "properties": {"answer": {"type": "string", "enum": ["x", "y"]}},
+        "required": ["answer"],
+        "additionalProperties": False,
+    }
+)
+
+
+def test_json_schema_form_is_found_by_a_probe_once(make, server):
+    """llama-cpp-python's server: json_schema refused with 500, json_object honoured."""
+    server.supports = set(FEATURES) - {"json_schema"}
+    server.rejects = {"json_schema": 500}
+    backend = make()
+    params = GenerationParams(json_schema=ANSWER_SCHEMA, max_tokens=16, stop=("\n",))
+    completions = backend.generate(prompts(2), params)
+    assert [json.loads(c.text) for c in completions] == [{"answer": "x"}] * 2
+    assert backend.json_schema_mode == "json_object" and backend.json_schema_fallback is None
+    assert backend.constrained_mode is None  # the choice form is still to be found, when needed
+    probes = [body for body in server.requests if body.get("messages") == PROBE_MESSAGES]
+    assert [body["response_format"]["type"] for body in probes] == ["json_schema", "json_object"]
+    sent = [body for body in server.requests if body.get("messages") != PROBE_MESSAGES]
+    assert all(
+        body["response_format"] == {"type": "json_object", "schema": json.loads(ANSWER_SCHEMA)}
+        for body in sent
+    )
+    assert all("stop" not in body for body in sent)  # a stop string could cut the JSON short
+    backend.generate(prompts(1), params)
+    assert len(server.requests) == 2 + 2 + 1  # no second probe
+
+
+def test_a_server_honouring_no_json_form_answers_freely_with_the_reason_recorded(make, server, caplog):
+    server.ignore_constraints = True
+    backend = make()
+    with caplog.at_level(logging.WARNING, logger="socialens.llm.openai_probe"):
+        completions = backend.generate(prompts(2), GenerationParams(json_schema=json.dumps(ENTITY_SCHEMA)))
+    assert [c.text for c in completions] == ["echo: q0", "echo: q1"]  # free text, for the parser
+    assert all(c.error is None for c in completions)
+    assert backend.json_schema_mode is None
+    reason = backend.json_schema_fallback
+    assert reason.startswith("openai backend: answers that must follow a JSON schema are generated freely")
+    assert "json_schema: ignored; json_object: ignored" in reason
+    assert [r.getMessage() for r in caplog.records] == [reason]  # logged once
+    backend.generate(prompts(1), GenerationParams(json_schema=json.dumps(ENTITY_SCHEMA)))
+    assert sum(body.get("messages") == PROBE_MESSAGES for body in server.requests) == 5
+
+
+def test_json_form_follows_a_set_constrained_form_without_a_probe(make, server):
+    server.ignore_constraints = True  # only the request bodies matter here
+    schema = json.dumps(ENTITY_SCHEMA)
+    make(constrained="guided_choice").generate(prompts(1), GenerationParams(json_schema=schema))
+    make(constrained="structured_outputs").generate(prompts(1), GenerationParams(json_schema=schema))
+    none = make(constrained="none")
+    none.generate(prompts(1), GenerationParams(json_schema=schema))
+    assert len(server.requests) == 3  # no probe
+    assert server.requests[0]["guided_json"] == ENTITY_SCHEMA
+    assert server.requests[1]["structured_outputs"] == {"json": ENTITY_SCHEMA}
+    assert "response_format" not in server.requests[2] and "guided_json" not in server.requests[2]
+    assert none.json_schema_fallback.endswith(": constrained: none")
+
+
+def test_openai_strict_json_schema_wraps_a_non_object_root_and_unwraps_the_answer():
+    from socialens.llm.openai_probe import json_answer, json_schema_args
+
+    schema = json.dumps(ENTITY_SCHEMA)
+    args = json_schema_args("json_schema", schema, 64)
+    spec = args["response_format"]["json_schema"]
+    assert args["response_format"]["type"] == "json_schema" and spec["strict"] is True
+    assert spec["schema"]["properties"]["answer"] == ENTITY_SCHEMA
+    assert spec["schema"]["required"] == ["answer"] and args["max_tokens"] > 64
+    reply = '{"answer": [{"text": "Zoë", "type": "PER"}]}'
+    assert json_answer("json_schema", reply, schema) == '[{"text": "Zoë", "type": "PER"}]'
+    assert json_answer("json_schema", "not json", schema) == "not json"
+    # an object root is sent as it is, and its answer is not unwrapped
+    assert json_schema_args("json_schema", ANSWER_SCHEMA, 64)["response_format"]["json_schema"]["schema"] == (
+        json.loads(ANSWER_SCHEMA)
+    )
+    assert json_answer("json_schema", '{"answer": "x"}', ANSWER_SCHEMA) == '{"answer": "x"}'
+
+
+@pytest.mark.slow
+def test_json_schema_answers_on_llama_cpp_server(llama_server):
+    import jsonschema
+
+    backend = OpenAIBackend("smollm2", base_url=llama_server, api_key_env=None, timeout_s=60, max_retries=0)
+    try:
+        messages = [
+            [
+                {
+                    "role": "user",
+                    "content": "List the named entities as a JSON array of {text, type} objects (type PER "
+                    f"or LOC).\n\nText: {text}",
+                }
+            ]
+            for text in ("Angela Merkel visited Paris on Monday.", "John lives in London.")
+        ]
+        params = GenerationParams(max_tokens=96, json_schema=json.dumps(ENTITY_SCHEMA))
+        completions = backend.generate(messages, params)
+    finally:
+        backend.close()
+    assert backend.json_schema_mode == "json_object"  # found by the probe; json_schema gets HTTP 500 there
+    for completion in completions:
+        assert completion.error is None
+        jsonschema.validate(json.loads(completion.text), ENTITY_SCHEMA)

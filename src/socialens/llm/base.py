@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from socialens.core.registry import BACKENDS  # noqa: F401  (the backend registry, re-exported here)
+
 Messages = list[dict[str, str]]
 
 
@@ -18,7 +20,13 @@ Messages = list[dict[str, str]]
 class GenerationParams:
     """Decoding parameters. ``choices`` set means constrained decoding: the output must be exactly
     one of these strings (a GBNF grammar in llama.cpp, guided choice / JSON schema on
-    OpenAI-compatible servers, a prefix-constrained logits processor in hf)."""
+    OpenAI-compatible servers, a prefix-constrained logits processor in hf).
+
+    ``json_schema`` (JSON text of a JSON Schema) asks for an answer that is a JSON document
+    following it: a grammar built from the schema in llama.cpp, a JSON-schema response format (or
+    the server's own form) on an OpenAI-compatible server that takes one, free generation where the
+    backend cannot constrain (hf; a server that takes no form), the parser then judging the text.
+    It cannot be combined with ``choices``."""
 
     max_tokens: int = 20
     temperature: float = 0.0
@@ -26,9 +34,17 @@ class GenerationParams:
     seed: int = 0
     stop: tuple[str, ...] = ()
     choices: tuple[str, ...] | None = None
+    json_schema: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.choices and self.json_schema is not None:
+            raise ValueError("GenerationParams: choices and json_schema cannot both be set")
 
     def cache_key(self) -> dict[str, Any]:
-        return asdict(self)
+        key = asdict(self)
+        if key["json_schema"] is None:  # the key every entry had before json_schema existed
+            del key["json_schema"]
+        return key
 
 
 @dataclass
@@ -110,6 +126,4 @@ def get_backend(name: str) -> type:
     """The backend class registered under ``name`` (``socialens.core.registry.BACKENDS``). Backend
     modules import their heavy dependency lazily (in the constructor), so importing them always
     works and a missing package is reported when the backend is used, naming the extra."""
-    from socialens.core.registry import BACKENDS
-
     return BACKENDS.get(name)

@@ -14,6 +14,12 @@ grammar, and not part of the answer). Scoring runs the prompt once and scores al
 continuations as one batch on a copy of its key/value cache; as in the llamacpp backend, a
 continuation follows the prompt directly after a chat template and after one space after a plain
 ``Answer:`` prompt, and when the boundary merges tokens the differing tail is scored.
+
+``params.json_schema`` is not enforced here: transformers has no JSON-schema constraint of its own,
+and a token-level JSON automaton over the tokenizer's vocabulary (what llama.cpp's grammar does) is
+not cheap to build per schema. The answer is generated freely (stop strings kept) and the task's
+parser reads it, so an answer that is not valid JSON for the schema is ``invalid``, as it would be
+from any unconstrained model. Use the llamacpp backend (the same GGUF) for constrained JSON.
 """
 
 from __future__ import annotations

@@ -6,7 +6,10 @@
   earlier assistant turns as ``Answer: ...``, and a final ``Answer:`` line. No fake chat markup.
 - ``generate`` decodes greedily by default. With ``params.choices`` it is constrained by a GBNF
   grammar whose root is an optional leading space followed by an alternation of the choice strings;
-  the output is checked to be exactly one of them.
+  the output is checked to be exactly one of them. With ``params.json_schema`` it is constrained
+  by the grammar llama-cpp-python builds from the JSON schema (``LlamaGrammar.from_json_schema``),
+  stop strings off (one could cut the JSON short); an answer cut short by ``max_tokens`` comes
+  back as it is, for the task's parser to call invalid.
 - ``score`` evaluates the prompt's tokens once, keeps their KV cache and, for each continuation,
   decodes only the continuation's tokens on top of it (rewinding the cache to the prompt after
   each). The cache is also reused across calls: a prompt sharing a prefix (system text, few-shot
@@ -143,6 +146,7 @@ class LlamaCppBackend:
         # A plain-text prompt ends with "Answer:"; the answer follows after a space.
         self.answer_prefix = "" if self._formatter else ANSWER_PREFIX_PLAIN
         self._grammars: dict[tuple[str, ...], Any] = {}
+        self._schema_grammars: dict[str, Any] = {}
         # (tokens in the KV cache, log-probabilities of the next token after them) or None
         self._next_logprobs: tuple[tuple[int, ...], np.ndarray] | None = None
 
@@ -176,6 +180,14 @@ class LlamaCppBackend:
             self._grammars[choices] = grammar
         return grammar
 
+    def _json_grammar(self, schema: str):
+        """The GBNF grammar of a JSON schema (JSON text), built once per schema."""
+        grammar = self._schema_grammars.get(schema)
+        if grammar is None:
+            grammar = self._llama_cpp.LlamaGrammar.from_json_schema(schema, verbose=False)
+            self._schema_grammars[schema] = grammar
+        return grammar
+
     def generate(self, prompts: list[Messages], params: GenerationParams) -> list[Completion]:
         return [self._generate_one(prompt, params) for prompt in prompts]
 
@@ -202,6 +214,9 @@ class LlamaCppBackend:
                 kwargs["grammar"] = self._grammar(tuple(params.choices))
                 kwargs["stop"] = None
                 kwargs["max_tokens"] = max(params.max_tokens, max(len(c) for c in params.choices) + 2)
+            elif params.json_schema is not None:
+                kwargs["grammar"] = self._json_grammar(params.json_schema)
+                kwargs["stop"] = None
             self._next_logprobs = None  # generate moves the KV cache
             result = self.llm.create_completion(prompt=tokens, **kwargs)
             choice = result["choices"][0]

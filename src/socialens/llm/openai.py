@@ -18,6 +18,10 @@ in one of the request forms of ``socialens.llm.openai_probe`` (``json_schema``, 
 before the first constrained request (a ConfigError when it honours none). As in the local
 backends a leading space is dropped, and an answer that is still not one of the choices keeps its
 text and gets ``error`` set. ``none`` sends no constraint and returns the free text for the parser.
+An answer that must follow a JSON schema (``GenerationParams.json_schema``) is asked for in the
+matching JSON form (``openai_probe``: found by a probe for a ``base_url`` when the choice form is
+not yet known); a server that takes none answers freely, the parser reads the text, and
+``json_schema_fallback`` says why (logged once).
 
 Scoring (``score``) needs prompt log-probabilities, which only a completions endpoint that echoes
 the prompt with ``logprobs`` gives (vLLM, llama-cpp-python's server), so it always goes to
@@ -62,6 +66,8 @@ from socialens.llm.openai_probe import (
     ServerCapabilities,
     constrained_answer,
     constraint_args,
+    json_answer,
+    json_schema_args,
 )
 
 log = logging.getLogger(__name__)
@@ -195,6 +201,10 @@ class OpenAIBackend:
             failure = self.capabilities.resolve_constrained_mode()
             if failure is not None:
                 return [Completion(text="", error=failure) for _ in prompts]
+        if params.json_schema is not None and prompts:
+            failure = self.capabilities.resolve_json_mode()
+            if failure is not None:
+                return [Completion(text="", error=failure) for _ in prompts]
         futures = [self._pool.submit(self._generate_one, prompt, params) for prompt in prompts]
         return [future.result() for future in futures]
 
@@ -242,6 +252,16 @@ class OpenAIBackend:
         """The constrained-decoding form in use; None while a probe has still to find it."""
         return self.capabilities.constrained_mode
 
+    @property
+    def json_schema_mode(self) -> str | None:
+        """The JSON-schema form in use (None: not yet decided, or answers generated freely)."""
+        return self.capabilities.json_mode
+
+    @property
+    def json_schema_fallback(self) -> str | None:
+        """Why JSON-schema answers are generated freely and parsed here, or None."""
+        return self.capabilities.json_verdict
+
     def _probe_send(self, chat: bool, args: dict[str, Any]) -> Any:
         """One probe request with the usual retries (``openai_probe.Send``)."""
         openai = self._openai
@@ -276,6 +296,9 @@ class OpenAIBackend:
             args["stop"] = list(params.stop)
         if params.choices:
             args.update(constraint_args(self.constrained_mode or "none", params.choices, params.max_tokens))
+        elif params.json_schema is not None and self.json_schema_mode is not None:
+            args.update(json_schema_args(self.json_schema_mode, params.json_schema, params.max_tokens))
+            args.pop("stop", None)  # a stop string could cut the JSON short
         return args
 
     def _generate_one(self, prompt: Messages, params: GenerationParams) -> Completion:
@@ -298,6 +321,8 @@ class OpenAIBackend:
         except _Failure as failure:
             return Completion(text="", latency_s=time.perf_counter() - start, error=str(failure))
         text = text or ""
+        if params.json_schema is not None:
+            text = json_answer(self.json_schema_mode, text, params.json_schema)
         error = None
         if params.choices and self.constrained_mode != "none":
             text = constrained_answer(self.constrained_mode, text, params.choices)

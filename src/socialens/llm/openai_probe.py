@@ -20,6 +20,24 @@ first form whose answer is one of them is the server's. A form the server refuse
 prompt with log-probabilities, which scored decoding needs. A probe request that fails for another
 reason (a timeout, a 502/503/504 or 429 after the retries, a refused connection, a wrong key)
 decides nothing: ``ProbeFailed`` is raised and the caller probes again next time.
+
+An answer that must be a JSON document following a JSON schema (``GenerationParams.json_schema``)
+is asked for in the JSON form of the same servers:
+
+| form                 | request                                                      |
+|----------------------|--------------------------------------------------------------|
+| `json_schema`        | `response_format: {type: json_schema, json_schema: {strict: true, schema}}` (a schema whose root is not an object is wrapped as `{"answer": ...}`, which OpenAI's strict mode needs, and unwrapped) |
+| `json_object`        | `response_format: {type: json_object, schema}`               |
+| `structured_outputs` | `structured_outputs: {json: schema}`                         |
+| `guided_json`        | `guided_json: schema`                                        |
+| `grammar`            | `grammar: <GBNF>` built from the schema by llama-cpp-python (when it is installed) |
+
+The form follows the constrained-choice form when that is already known (set, or found by the
+probe above); otherwise ``probe_json`` asks for ``{"answer": <one of PROBE_CHOICES>}`` in each JSON
+form in turn (``JSON_CHAT_PROBE_ORDER`` / ``JSON_TEXT_PROBE_ORDER``). Unlike a choice, an answer
+that cannot be constrained can still be parsed: when the server honours no JSON form (or
+``constrained: none``), answers are generated freely and the task's parser reads them; the reason
+is recorded (``ServerCapabilities.json_verdict``) and logged once.
 """
 
 from __future__ import annotations
@@ -129,6 +147,109 @@ def unwrap_json_answer(text: str) -> str:
     return text
 
 
+# -- JSON-schema constrained answers -----------------------------------------------------------------
+
+JSON_MODES = ("json_schema", "json_object", "structured_outputs", "guided_json", "grammar")
+# json_schema first: OpenAI's form (vLLM, Ollama and llama.cpp's own server take it too);
+# llama-cpp-python's server refuses it (HTTP 500, passed over) and takes json_object.
+JSON_CHAT_PROBE_ORDER = ("json_schema", "json_object", "structured_outputs", "guided_json", "grammar")
+JSON_TEXT_PROBE_ORDER = ("structured_outputs", "guided_json", "grammar")  # response formats are chat-only
+JSON_FORM_OF = {  # the JSON form of each constrained-choice form
+    "json_schema": "json_schema",
+    "json_object": "json_object",
+    "structured_outputs": "structured_outputs",
+    "guided_choice": "guided_json",
+    "grammar": "grammar",
+}
+
+
+def json_grammar(schema_text: str) -> str | None:
+    """The GBNF grammar llama-cpp-python builds from a JSON schema (the one the llamacpp backend
+    decodes with); None when llama-cpp-python is not installed."""
+    try:
+        from llama_cpp.llama_grammar import json_schema_to_gbnf
+    except ImportError:
+        return None
+    return json_schema_to_gbnf(schema_text)
+
+
+def wraps_root(schema: dict[str, Any]) -> bool:
+    """Whether the ``json_schema`` form wraps this schema as ``{"answer": schema}``: OpenAI's strict
+    structured outputs need an object at the root."""
+    return schema.get("type") != "object"
+
+
+def json_schema_args(mode: str, schema_text: str, max_tokens: int) -> dict[str, Any]:
+    """The request fields that ask for a JSON answer following ``schema_text`` in form ``mode``."""
+    schema = json.loads(schema_text)
+    if mode == "json_schema":
+        if wraps_root(schema):
+            schema = {
+                "type": "object",
+                "properties": {"answer": schema},
+                "required": ["answer"],
+                "additionalProperties": False,
+            }
+        spec = {"name": "answer", "strict": True, "schema": schema}
+        extra = JSON_SCHEMA_EXTRA_TOKENS if wraps_root(json.loads(schema_text)) else 0
+        return {
+            "max_tokens": max_tokens + extra,
+            "response_format": {"type": "json_schema", "json_schema": spec},
+        }
+    if mode == "json_object":
+        return {"response_format": {"type": "json_object", "schema": schema}}
+    if mode == "structured_outputs":
+        return {"extra_body": {"structured_outputs": {"json": schema}}}
+    if mode == "guided_json":
+        return {"extra_body": {"guided_json": schema}}
+    if mode == "grammar":
+        grammar = json_grammar(schema_text)
+        return {"extra_body": {"grammar": grammar}} if grammar is not None else {}
+    return {}
+
+
+def json_answer(mode: str | None, text: str, schema_text: str) -> str:
+    """The JSON answer in a reply: unwrapped from ``{"answer": ...}`` where the ``json_schema`` form
+    wrapped the schema; anything else as it came, for the task's parser to judge."""
+    if mode != "json_schema" or not wraps_root(json.loads(schema_text)):
+        return text
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(data, dict) and set(data) == {"answer"}:
+        return json.dumps(data["answer"], ensure_ascii=False)
+    return text
+
+
+def probe_json(send: Send, model: str, chat: bool) -> tuple[str | None, list[str]]:
+    """The first JSON-schema form the server honours (None: none of them), and what each form tried
+    did, as ``probe_constrained`` does for choices."""
+    tried = []
+    probe_schema = json.dumps(answer_schema(PROBE_CHOICES))
+    max_tokens = PROBE_MAX_TOKENS + JSON_SCHEMA_EXTRA_TOKENS
+    for mode in JSON_CHAT_PROBE_ORDER if chat else JSON_TEXT_PROBE_ORDER:
+        form = json_schema_args(mode, probe_schema, max_tokens)
+        if not form:
+            tried.append(f"{mode}: needs llama-cpp-python to build the grammar")
+            continue
+        # room for the {"answer": ...} wrapper around the word
+        args: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "temperature": 0.0}
+        if chat:
+            args["messages"] = PROBE_MESSAGES
+        else:
+            args["prompt"] = render_plain(PROBE_MESSAGES)
+        args.update(form)
+        response = send(chat, args)
+        if isinstance(response, RefusedResponse):
+            tried.append(f"{mode}: HTTP {response.status}")
+            continue
+        if unwrap_json_answer(reply_text(response, chat).strip()) in PROBE_CHOICES:
+            return mode, tried
+        tried.append(f"{mode}: ignored")
+    return None, tried
+
+
 def reply_text(response: Any, chat: bool) -> str:
     choices = getattr(response, "choices", None) or [None]
     if chat:
@@ -201,7 +322,45 @@ class ServerCapabilities:
         # the one-line errors of probes that found a feature missing
         self.constrained_verdict: str | None = None
         self.scoring_verdict: str | None = None
+        # the JSON-schema form (None: free generation, ``json_verdict`` says why); known once checked
+        self.json_mode: str | None = None
+        self.json_checked = False
+        self.json_verdict: str | None = None
         self.lock = threading.Lock()
+
+    def resolve_json_mode(self) -> str | None:
+        """Decide, once, how a JSON-schema answer is asked for (``json_mode``; None: generated freely,
+        with the reason in ``json_verdict``). Returns the error text of a probe that failed for a
+        passing reason (asked again next time), else None."""
+        with self.lock:
+            if self.json_checked:
+                return None
+            endpoint = "/chat/completions" if self.chat else "/completions"
+            if self.constrained_mode == "none":
+                mode, why = None, "constrained: none"
+            elif self.constrained_mode is not None:
+                mode = JSON_FORM_OF[self.constrained_mode]
+                why = (
+                    f"constrained: {self.constrained_mode}, whose JSON form needs llama-cpp-python installed"
+                )
+                if mode == "grammar" and json_grammar('{"type": "string"}') is None:
+                    mode = None
+            else:
+                try:
+                    mode, tried = probe_json(self.send, self.model, self.chat)
+                except ProbeFailed as failure:
+                    return str(failure)
+                why = f"it honours none of the JSON-schema forms on {endpoint} ({'; '.join(tried)})"
+            self.json_mode, self.json_checked = mode, True
+            if mode is None:
+                self.json_verdict = (
+                    f"openai backend: answers that must follow a JSON schema are generated freely and parsed "
+                    f"at {self.server}: {why}"
+                )
+                log.warning("%s", self.json_verdict)
+            else:
+                log.info("%s: JSON-schema answers as %s", self.server, mode)
+            return None
 
     def resolve_constrained_mode(self) -> str | None:
         """None once ``constrained_mode`` is known; the error text of a probe that failed for a

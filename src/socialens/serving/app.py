@@ -1,4 +1,18 @@
-"""The FastAPI application: classify, model info, health; auth, limits, JSON errors and access logs."""
+"""The FastAPI application: classify / predict / entities, model info, health; auth, limits, JSON
+errors and access logs.
+
+Which endpoint answers depends on the served model's task (``task_type`` in its model info):
+
+* a classification model: ``POST /v1/classify`` (``{label, probabilities}`` per text), as always;
+* a model of any other task: ``POST /v1/predict``, whose response model is that task's
+  (``socialens.tasks.responses``): each result has the id, the task's response fields (entities
+  with character offsets and tags, labels and scores, a summary), the status and the error;
+* a model whose answers hold entities (token classification): ``POST /v1/entities`` too, the same
+  answer as /v1/predict under the name clients look for.
+
+The OpenAPI spec documents only the endpoints the served model answers; the others answer 404 with
+a one-line error naming the endpoint to use (and are left out of the spec).
+"""
 
 from __future__ import annotations
 
@@ -34,7 +48,9 @@ from socialens.serving.schemas import (
     ModelRef,
     Prediction,
     ServingLimits,
+    predict_response_model,
 )
+from socialens.tasks.responses import TaskResponse, model_task_type
 
 ACCESS_LOGGER = "socialens.access"
 BLANK_TEXT = "empty text; expected non-empty text"  # as predict words it (status invalid)
@@ -72,6 +88,11 @@ class ServedModel:
     info: dict[str, Any]
     evaluation: dict[str, Any] | None = None
     runtime: str | None = None
+    task_type: str = "classification"
+
+    @property
+    def task(self) -> TaskResponse:
+        return TaskResponse.of(self.task_type)
 
 
 def load_served_model(model_dir: str | Path, **load_options: Any) -> ServedModel:
@@ -95,6 +116,7 @@ def load_served_model(model_dir: str | Path, **load_options: Any) -> ServedModel
         info=info,
         evaluation=served_evaluation(model_dir, info),
         runtime=getattr(classifier, "runtime", None),
+        task_type=model_task_type(info),
     )
 
 
@@ -349,10 +371,21 @@ def create_app(
 
     from socialens import __version__
 
+    task = served.task
+    labelled = task.label_layout  # a classification model: /v1/classify; any other: /v1/predict
+    with_entities = "entities" in task.fields
+    description = f"Serves the {served.ref.family} model '{served.ref.id}' (version {served.ref.version})."
+    if not labelled:
+        entities = " and POST /v1/entities (the same answer)" if with_entities else ""
+        description += (
+            f" Its task is {served.task_type}: POST /v1/predict{entities} answers with the task's fields. "
+            "/v1/classify answers classification models only: here it is a 404 with a one-line error"
+            f"{'' if with_entities else ', as is /v1/entities (token-classification models)'}."
+        )
     app = FastAPI(
         title="socialens classification service",
         version=__version__,
-        description=f"Serves the {served.ref.family} model '{served.ref.id}' (version {served.ref.version}).",
+        description=description,
         lifespan=lifespan,
         docs_url=None,  # FastAPI's pages load their scripts from a CDN: add_docs serves them locally
         redoc_url=None,
@@ -398,6 +431,7 @@ def create_app(
         info = served.info
         return ModelInfo(
             model=served.ref,
+            task_type=served.task_type,
             labels=[label["name"] for label in info["schema"]["labels"]],
             schema=info["schema"],
             params=info.get("params", {}),
@@ -421,23 +455,18 @@ def create_app(
             batching=BatchingStats(**batcher.stats.to_dict()),
         )
 
-    @app.post(
-        "/v1/classify",
-        response_model=ClassifyResponse,
-        dependencies=protected,
-        tags=["model"],
-        responses={
-            **auth_errors,
-            413: {
-                "model": ErrorResponse,
-                "description": "More texts than --max-texts, or a body over --max-body-bytes.",
-            },
-            422: {"model": ErrorResponse, "description": "Malformed JSON, wrong types, or a text too long."},
-            503: {"model": ErrorResponse, "description": "The service is shutting down."},
+    request_errors = {
+        **auth_errors,
+        413: {
+            "model": ErrorResponse,
+            "description": "More texts than --max-texts, or a body over --max-body-bytes.",
         },
-    )
-    async def classify(body: ClassifyRequest, request: Request) -> ClassifyResponse:
-        """Classify texts: one result per text (status ok, refused, invalid or error), in order."""
+        422: {"model": ErrorResponse, "description": "Malformed JSON, wrong types, or a text too long."},
+        503: {"model": ErrorResponse, "description": "The service is shutting down."},
+    }
+
+    async def predict_records(body: ClassifyRequest, request: Request) -> list[PredictionRecord]:
+        """One record per text of a checked request, in order; blank texts never reach the model."""
         texts = body.texts
         request.state.n_texts = len(texts)
         if len(texts) > settings.max_texts:
@@ -463,8 +492,67 @@ def create_app(
         ]
         examples = [Example(id=i, text=t) for i, t, r in zip(ids, texts, records, strict=True) if r is None]
         predicted = iter(await batcher.submit(examples) if examples else [])
-        results = [Prediction.from_record(r if r is not None else next(predicted)) for r in records]
-        return ClassifyResponse(model=served.ref, results=results)
+        return [r if r is not None else next(predicted) for r in records]
+
+    def not_here(path: str, serves: str) -> None:
+        """A 404 with one line for an endpoint that does not answer the served model's task."""
+        use = "/v1/classify" if labelled else "/v1/predict"
+        raise HTTPException(
+            404,
+            f"{path}: answers {serves} models; the served model's task is {served.task_type}: use {use}",
+        )
+
+    if labelled:
+
+        @app.post(
+            "/v1/classify",
+            response_model=ClassifyResponse,
+            dependencies=protected,
+            tags=["model"],
+            responses=request_errors,
+        )
+        async def classify(body: ClassifyRequest, request: Request) -> ClassifyResponse:
+            """Classify texts: one result per text (status ok, refused, invalid or error), in order."""
+            records = await predict_records(body, request)
+            return ClassifyResponse(model=served.ref, results=[Prediction.from_record(r) for r in records])
+
+        @app.post("/v1/predict", include_in_schema=False)
+        async def predict_elsewhere() -> None:
+            not_here("/v1/predict", "models of tasks other than classification")
+
+    else:
+        response_model = predict_response_model(task)
+
+        async def predict(body: ClassifyRequest, request: Request):
+            """The task-shaped answer for each text (status ok, refused, invalid or error), in order."""
+            records = await predict_records(body, request)
+            results = [
+                {"id": r.id, **task.values(r), "status": r.status.value, "error": r.error} for r in records
+            ]
+            return response_model(model=served.ref, task_type=served.task_type, results=results)
+
+        for path in ("/v1/predict", "/v1/entities") if with_entities else ("/v1/predict",):
+            app.add_api_route(
+                path,
+                predict,
+                methods=["POST"],
+                response_model=response_model,
+                dependencies=protected,
+                tags=["model"],
+                responses=request_errors,
+                summary="Find entities" if path == "/v1/entities" else "Predict",
+                operation_id=path.strip("/").replace("/", "_"),
+            )
+
+        @app.post("/v1/classify", include_in_schema=False)
+        async def classify_elsewhere() -> None:
+            not_here("/v1/classify", "classification")
+
+    if not with_entities:
+
+        @app.post("/v1/entities", include_in_schema=False)
+        async def entities_elsewhere() -> None:
+            not_here("/v1/entities", "token-classification (entity)")
 
     app.openapi = _openapi_with_limits(app, settings)
     return app

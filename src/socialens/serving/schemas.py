@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from socialens.core.types import PredictionRecord
+from socialens.tasks.responses import TaskResponse
 
 
 class ClassifyRequest(BaseModel):
@@ -85,6 +86,11 @@ class BatchingStats(BaseModel):
 
 class ModelInfo(BaseModel):
     model: ModelRef
+    task_type: str = Field(
+        default="classification",
+        description="The model's task (classification, token_classification, multilabel, summarisation, "
+        "...): it decides the answering endpoint, /v1/classify for classification, /v1/predict otherwise.",
+    )
     labels: list[str]
     schema_: dict[str, Any] = Field(alias="schema", description="The label schema the model was trained on.")
     params: dict[str, Any]
@@ -109,3 +115,51 @@ class ModelInfo(BaseModel):
 class ErrorResponse(BaseModel):
     error: str = Field(description="One line naming the field (and index) and what was expected.")
     detail: list[dict[str, Any]] | None = None
+
+
+class Entity(BaseModel):
+    """One entity found in a text, with its character offsets: ``text == input[start:end]``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    text: str | None = Field(
+        description="The entity's text (null when the model gave no tokens to place it)."
+    )
+    type: str
+    start: int | None = Field(description="Offset of the entity's first character in the input text.")
+    end: int | None = Field(description="Offset just past its last character.")
+
+
+# How the OpenAPI spec types a task's response fields, by field name (any JSON value for a field
+# not listed here). Every value is null unless the status is ok.
+RESPONSE_FIELD_TYPES: dict[str, tuple[Any, str]] = {
+    "label": (str | None, "The predicted label."),
+    "labels": (list[str] | None, "The predicted labels (none, one or several)."),
+    "scores": (dict[str, float] | None, "Per-label probabilities or scores, when the model family has them."),
+    "entities": (list[Entity] | None, "The entities found, with character offsets into the text."),
+    "tags": (list[str] | None, "One IOB2 tag per token of the text."),
+    "summary": (str | None, "The generated summary."),
+}
+
+
+def task_result_model(task: TaskResponse) -> type[BaseModel]:
+    """The response item of /v1/predict for a model of ``task``: id, the task's response fields,
+    status and error, in that order."""
+    fields: dict[str, Any] = {"id": (str, ...)}
+    for name in task.fields:
+        kind, description = RESPONSE_FIELD_TYPES.get(name, (Any, "Part of the task's answer."))
+        fields[name] = (kind, Field(default=None, description=f"{description} Null unless status is ok."))
+    fields["status"] = (Literal["ok", "refused", "invalid", "error"], ...)
+    fields["error"] = (str | None, None)
+    return create_model("PredictResult", __doc__=f"One answer of a {task.task_type} model.", **fields)
+
+
+def predict_response_model(task: TaskResponse) -> type[BaseModel]:
+    result = task_result_model(task)
+    return create_model(
+        "PredictResponse",
+        __doc__=f"The answers of a {task.task_type} model, one per input text.",
+        model=(ModelRef, ...),
+        task_type=(Literal[task.task_type], Field(description="The served model's task.")),  # type: ignore[valid-type]
+        results=(list[result], Field(description="One result per input text, in input order.")),  # type: ignore[valid-type]
+    )
