@@ -203,12 +203,13 @@ ESTIMATE_TEXTS = 3  # texts timed (at least) before a whole run's time is estima
 def check_task_params(params: PromptedParams, task, source: str) -> None:
     """The prompt and decoding options that apply to a task whose answer is not one label: its
     own prompt in the serial or json format, generated (constrained: to the task's JSON schema)."""
+    stop_rules = task.stop_rules
+    if params.stop_rule not in stop_rules:
+        raise ConfigError(
+            f"{source}: field 'stop_rule' = {params.stop_rule!r} applies to generated texts "
+            f"(summaries), not to task type '{task.name}'; expected {' or '.join(stop_rules)}"
+        )
     if task.label_prompts:
-        if params.stop_rule != "eos":
-            raise ConfigError(
-                f"{source}: field 'stop_rule' = {params.stop_rule!r} applies to generated texts "
-                f"(summaries), not to task type '{task.name}'; expected eos"
-            )
         return
     if params.prompt not in task.output_formats:
         raise ConfigError(
@@ -287,7 +288,10 @@ class PromptedClassifier:
     def task_object(self):
         """The Task of ``task_type`` (``socialens.core.registry.TASKS``)."""
         if self._task is None:
-            self._task = TASKS.get(self.task_type)()
+            task = TASKS.get(self.task_type)()
+            if self.params.stop_rule != "eos":  # check_task_params made sure the task has the rule
+                task.stop_rule = self.params.stop_rule
+            self._task = task
         return self._task
 
     def _check_fitted(self) -> None:
@@ -495,12 +499,7 @@ class PromptedClassifier:
                     self._record(ex, predicted=None, status=Status.ERROR, error=completion.error, **usage)
                 )
                 continue
-            text = completion.text
-            if self.params.stop_rule == "first_sentence":
-                from socialens.tasks.summarisation import first_sentence
-
-                text = first_sentence(text)
-            parsed = task.parse(text, ex, self.schema, style)
+            parsed = task.parse(completion.text, ex, self.schema, style)
             records.append(
                 self._record(
                     ex,

@@ -68,6 +68,10 @@ class Task(Protocol):
     # True: a prompted LLM answers with one of the schema's labels, so the label prompt builder,
     # constrained decoding and label scoring apply; False: ``messages`` / ``parse`` below
     label_prompts: ClassVar[bool]
+    # how a generated answer may be cut: "eos" (the model's whole turn) and, for a task that
+    # generates free text, "first_sentence" (LlamaLens' rule for summaries); set on the instance
+    # as ``stop_rule`` by the prompted family
+    stop_rules: ClassVar[tuple[str, ...]]
 
     def stratify_key(self, example: Example) -> str | None:
         """What a stratified split and a stratified sample keep in proportion (None: unlabelled)."""

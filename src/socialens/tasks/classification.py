@@ -20,8 +20,10 @@ class ClassificationTask:
     name = "classification"
     headline_metric = "macro_f1"
     scalar_metrics = tuple(SCALAR_METRICS)
+    table_metrics = ("macro_f1", "accuracy")  # what the bench summary and the report's table show
     output_formats = ("serial", "json")
     label_prompts = True
+    stop_rules = ("eos",)
 
     def stratify_key(self, example: Example) -> str | None:
         return example.label

@@ -247,6 +247,7 @@ class MultilabelTask:
     scalar_metrics = SCALAR_METRICS
     output_formats = ("serial", "json")
     label_prompts = False
+    stop_rules = ("eos",)
 
     def stratify_key(self, example: Example) -> str | None:
         return label_set_key(example.label)
