@@ -576,3 +576,156 @@ def test_a_setting_the_server_refuses_is_one_line_for_the_cell_not_one_per_text(
     )
     assert "all failed with HTTP 404 and none succeeded" in result.output
     assert "| tiny | api | 0 | failed |" in (tmp_path / "runs" / "t" / "summary.md").read_text()
+
+
+# --- every task in the summary (issue 12) -------------------------------------------------------
+
+ML_WORDS = {"fake": "hoax", "hate": "vermin", "offensive": "idiot"}
+
+
+def write_multilabel_dataset(tmp_path: Path) -> Path:
+    """Posts tagged with any of three labels, each label given away by its own word."""
+    import itertools
+
+    sets = [list(c) for n in range(4) for c in itertools.combinations(ML_WORDS, n)]  # 8 label sets
+    rows = ["id,text,labels"]
+    for i in range(48):
+        labels = sets[i % len(sets)]
+        words = " ".join(ML_WORDS[label] for label in labels)
+        rows.append(f'm{i:02d},{words} post {i} today,"{",".join(labels)}"')
+    (tmp_path / "ml.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    config = tmp_path / "ml.yaml"
+    config.write_text(
+        f"name: tiny-ml\ntask: hostile post types\ntask_type: multilabel\nformat: csv\npath: {tmp_path}\n"
+        "file: ml.csv\ncolumns: {text: text, label: labels, id: id}\n"
+        "schema: {labels: [fake, hate, offensive]}\n",
+        encoding="utf-8",
+    )
+    return config
+
+
+def test_a_multilabel_dataset_gets_its_own_summary_table_and_report(tmp_path):
+    from socialens.core.layout import RunLayout
+    from socialens.core.registry import TASKS
+    from socialens.evaluation.report import build_report
+
+    write_tiny_dataset(tmp_path)
+    multilabel = write_multilabel_dataset(tmp_path)
+    (tmp_path / "exp.yaml").write_text(
+        f"name: t\noutput_dir: {tmp_path / 'runs'}\ndatasets: [{tmp_path / 'tiny.yaml'}, {multilabel}]\n"
+        f"models:\n{TFIDF}seeds: [0]\nbootstrap: 50\nenergy: {{enabled: false}}\n"
+    )
+    result = run_bench(load_experiment(tmp_path / "exp.yaml"), console=Console(quiet=True))
+    assert [c.status for c in result.cells] == ["done", "done"]
+    run = RunLayout(tmp_path / "runs" / "t")
+    # the task type is in the run folder: split.json (only where it is not classification),
+    # metrics.json and the summary rows
+    assert "task_type" not in json.loads(run.split_file("tiny").read_text())
+    assert json.loads(run.split_file("tiny-ml").read_text())["task_type"] == "multilabel"
+    metrics = json.loads(run.cell("tiny-ml", "tf", 0).metrics.read_text())
+    assert metrics["task_type"] == "multilabel" and metrics["scalar_metrics"][0] == "micro_f1"
+    assert json.loads(run.cell("tiny", "tf", 0).metrics.read_text())["task_type"] == "classification"
+    rows = {row["dataset"]: row for row in json.loads(run.summary_json.read_text())["rows"]}
+    assert rows["tiny-ml"]["task_type"] == "multilabel" and rows["tiny"]["task_type"] == "classification"
+    assert rows["tiny-ml"]["aggregate"]["per_class_f1"].keys() == set(ML_WORDS)
+    assert rows["tiny-ml"]["ci"]["macro_f1"] is not None
+    # one table per task: classification's as it always was, then the label sets'
+    tables = run.summary_md.read_text().split("\n\n")
+    assert len(tables) == 2
+    assert tables[0].splitlines()[0] == (
+        "| dataset | model | seeds | macro-F1 | 95% CI | accuracy | F1 belief | F1 debunk | F1 other "
+        "| non-ok rate | train s | predict ex/s | flags |"
+    )
+    header = tables[1].splitlines()[0].strip("| ").split(" | ")
+    others = [m for m in TASKS.get("multilabel").scalar_metrics if m != "macro_f1"]
+    assert header[:5] == ["dataset", "model", "seeds", "macro-F1", "95% CI"]
+    assert len(header) == 5 + len(others) + 3 + 4 and "hamming loss" in header
+    assert header[-7:] == [
+        "F1 fake",
+        "F1 hate",
+        "F1 offensive",
+        "non-ok rate",
+        "train s",
+        "predict ex/s",
+        "flags",
+    ]
+    ml_line = tables[1].splitlines()[2].strip("| ").split(" | ")
+    assert ml_line[:3] == ["tiny-ml", "tf", "1"]
+    assert ml_line[3] == f"{rows['tiny-ml']['aggregate']['macro_f1']['mean']:.3f}"
+    # the report rebuilds from the run folder alone, each dataset by its task
+    report = build_report([run.root], tmp_path / "report")
+    assert report["datasets"]["tiny-ml"]["task_type"] == "multilabel"
+    assert report["datasets"]["tiny"]["task_type"] == "classification"
+    assert report["datasets"]["tiny-ml"]["table"]["labels"] == list(ML_WORDS)
+    cells = report["datasets"]["tiny-ml"]["table"]["rows"][0]["cells"]
+    assert cells["macro_f1"]["value"] == pytest.approx(rows["tiny-ml"]["aggregate"]["macro_f1"]["mean"])
+
+
+def test_summary_rows_of_named_entities(tmp_path):
+    from socialens.bench import summarise, summary_table, write_summary
+    from socialens.core.types import LabelSchema, PredictionRecord, Split, Status
+    from socialens.evaluation.metrics import compute_metrics
+    from socialens.experiment import ModelEntry
+
+    gold = [["B-PER", "O", "B-LOC"], ["B-PER", "I-PER", "O"], ["O", "B-LOC"]]
+    predicted = [["B-PER", "O", "B-LOC"], ["B-LOC", "I-LOC", "O"], None]
+    records = [
+        PredictionRecord(f"s{i}", g, p, Status.OK if p else Status.INVALID)
+        for i, (g, p) in enumerate(zip(gold, predicted, strict=True))
+    ]
+    split = Split(
+        [], [], [], LabelSchema.from_names(["PER", "LOC"]), name="ner", task_type="token_classification"
+    )
+    costs = {"train_time_s": 1.5, "predict_examples_per_s": 20.0}
+    per_seed = [
+        compute_metrics(records, ["PER", "LOC"], task_type="token_classification", n_bootstrap=20, seed=seed)
+        | {"costs": costs}
+        for seed in (0, 1)
+    ]
+    row = summarise(split, ModelEntry(id="llm", family="prompted"), per_seed, None)
+    failed = summarise(split, ModelEntry(id="dead", family="prompted"), [], None)
+    header, body = summary_table([row, failed])
+    assert header == [
+        "dataset",
+        "model",
+        "seeds",
+        "micro-F1",
+        "95% CI",
+        "micro precision",
+        "micro recall",
+        "macro-F1",
+        "hallucination rate",
+        "F1 PER",
+        "F1 LOC",
+        "non-ok rate",
+        "train s",
+        "predict ex/s",
+        "flags",
+    ]
+    # 4 gold entities, 3 predicted (one invalid sentence), 2 right: P 2/3, R 1/2, F1 4/7
+    ci = row["ci"]["micro_f1"]
+    assert body[0] == [
+        "ner",
+        "llm",
+        "2",
+        "0.571 ± 0.000",
+        f"[{ci[0]:.3f}, {ci[1]:.3f}]",
+        "0.667 ± 0.000",
+        "0.500 ± 0.000",
+        "0.583 ± 0.000",  # PER: 1 of 1 predicted right, of 2 -> 2/3; LOC: 1 of 2, of 2 -> 1/2
+        "0.000 ± 0.000",
+        "0.667 ± 0.000",
+        "0.500 ± 0.000",
+        "33.3%",
+        "1.5",
+        "20",
+        "",
+    ]
+    assert body[1] == ["ner", "dead", "0", "failed", *["-"] * 10, ""]
+    write_summary(tmp_path, [row, failed], [])
+    assert (
+        (tmp_path / "summary.md")
+        .read_text()
+        .splitlines()[0]
+        .startswith("| dataset | model | seeds | micro-F1 |")
+    )

@@ -17,6 +17,16 @@ from rich.text import Text
 
 from socialens.classifiers.base import get_family
 from socialens.core.errors import ConfigError, SocialensError
+from socialens.core.layout import (
+    COVERAGE_FILE,
+    DEFAULT_TASK_TYPE,
+    ERROR_FILE,
+    METRICS_FILE,
+    MODEL_DIR,
+    PREDICTIONS_FILE,
+    TASK_TYPE_KEY,
+    RunLayout,
+)
 from socialens.core.paths import confine, is_inside
 from socialens.core.progress import StageProgress, progress_display
 from socialens.core.runtime import cache_dir
@@ -24,7 +34,7 @@ from socialens.core.types import Split, Status, error_records, read_records, wri
 from socialens.evaluation.energy import EnergyMeter
 from socialens.evaluation.flags import row_flags
 from socialens.evaluation.metrics import aggregate_seeds, check_metric_name, compute_metrics, official_metric
-from socialens.evaluation.tables import mean_std_text, print_fitted
+from socialens.evaluation.tables import print_fitted, score_cells, score_columns, seed_cis, split_by_task
 from socialens.experiment import EnergySettings, Experiment, ModelEntry, validate_model_params
 
 
@@ -138,9 +148,9 @@ def run_cell(
         raise RuntimeError(f"{entry.id} returned {len(records)} records for {len(split.test)} test examples")
     stopped = classifier.stopped_  # an LLM server that stopped answering
     cell_dir.mkdir(parents=True, exist_ok=True)
-    write_records(cell_dir / "predictions.jsonl", records)
+    write_records(cell_dir / PREDICTIONS_FILE, records)
     if save_model:
-        classifier.save(cell_dir / "model")
+        classifier.save(cell_dir / MODEL_DIR)
     return {
         "train_time_s": train_time,
         "train_examples_per_s": len(split.train) / train_time if train_time > 0 else None,
@@ -174,18 +184,31 @@ def energy_fields(train_meter: EnergyMeter, predict_meter: EnergyMeter) -> dict:
 
 
 def score_cell(cell_dir: Path, split: Split, experiment: Experiment, seed: int) -> dict:
-    records = read_records(cell_dir / "predictions.jsonl")
+    """The metrics of one cell, from its prediction records, by the split's task; the task type is
+    kept in the dict (``metrics.json``) so a report rebuilds from the run folder alone."""
+    records = read_records(cell_dir / PREDICTIONS_FILE)
     metrics = compute_metrics(
         records,
         split.schema.names,
+        task_type=split.task_type,
         n_bootstrap=experiment.bootstrap,
         seed=seed,
         slice_keys=[key for key in experiment.slice_by if any(key in r.metadata for r in records)],
     )
+    metrics[TASK_TYPE_KEY] = split.task_type
     name = split.stats.get("official_metric")
     if name:
         metrics["official_metric"] = {"name": name, "value": official_metric(metrics, name)}
     return metrics
+
+
+def split_info(split: Split) -> dict[str, Any]:
+    """What ``<dataset>/split.json`` holds: the schema, the split statistics and, for a task other
+    than classification (the default when absent), its task type."""
+    info: dict[str, Any] = {"schema": split.schema.to_dict(), "stats": split.stats}
+    if split.task_type != DEFAULT_TASK_TYPE:
+        info[TASK_TYPE_KEY] = split.task_type
+    return info
 
 
 def check_places(experiment: Experiment, data_root: str | None, output_dir: str | None) -> None:
@@ -271,9 +294,10 @@ def run_bench(
     console = console or Console()
     check_places(experiment, data_root, output_dir)
     data_root = data_root or experiment.data_root
-    run_dir = Path(output_dir or experiment.output_dir) / experiment.name
+    layout = RunLayout.of(output_dir or experiment.output_dir, experiment.name)
+    run_dir = layout.root
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "experiment.yaml").write_text(
+    layout.experiment_file.write_text(
         yaml.safe_dump(experiment.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
     )
     params = {
@@ -308,18 +332,21 @@ def run_bench(
                         )
                         progress.advance(grid)
                 continue
-            dataset_dir = inside_run_dir(run_dir, run_dir / split.name)
+            dataset_dir = inside_run_dir(run_dir, layout.dataset_dir(split.name))
             dataset_dir.mkdir(parents=True, exist_ok=True)
-            (dataset_dir / "split.json").write_text(
-                json.dumps({"schema": split.schema.to_dict(), "stats": split.stats}, indent=2, default=str),
-                encoding="utf-8",
+            layout.split_file(split.name).write_text(
+                json.dumps(split_info(split), indent=2, default=str), encoding="utf-8"
             )
-            write_records(dataset_dir / "test.jsonl", split.test)  # texts for the report's error browser
+            write_records(layout.test_file(split.name), split.test)  # texts for the report's error browser
             split_key = split_fingerprint(split)
             for entry in experiment.models:
                 per_seed = []
                 coverage = check_language_coverage(  # before any training: one warning line
-                    split, entry, params[entry.id], inside_run_dir(run_dir, dataset_dir / entry.id), console
+                    split,
+                    entry,
+                    params[entry.id],
+                    inside_run_dir(run_dir, layout.model_dir(split.name, entry.id)),
+                    console,
                 )
                 for seed in experiment.seeds:
                     progress.update(grid, description=f"{split.name} / {entry.id} / seed {seed}")
@@ -331,7 +358,7 @@ def run_bench(
                         entry,
                         params[entry.id],
                         seed,
-                        inside_run_dir(run_dir, dataset_dir / entry.id / f"seed-{seed}"),
+                        inside_run_dir(run_dir, layout.cell(split.name, entry.id, seed).dir),
                         force,
                         save_models,
                         console,
@@ -344,7 +371,7 @@ def run_bench(
                 row = summarise(split, entry, per_seed, dataset_entry)
                 row["language_coverage"] = coverage
                 result.summary.append(row)
-    write_summary(run_dir, result.summary, result.cells)
+    write_summary(layout, result.summary, result.cells)
     return result
 
 
@@ -352,7 +379,7 @@ def check_language_coverage(split: Split, entry: ModelEntry, params, model_dir: 
     """Whether the model's tokenizer covers the language of the training texts (classifiers.coverage;
     None for a family without a tokenizer to ask): one warning line when it does not, and
     ``<dataset>/<model>/tokenizer_coverage.json`` for the report."""
-    from socialens.classifiers.coverage import COVERAGE_FILE, coverage_warning, language_coverage
+    from socialens.classifiers.coverage import coverage_warning, language_coverage
 
     coverage = language_coverage(get_family(entry.family), params, split.train)
     path = model_dir / COVERAGE_FILE
@@ -390,11 +417,11 @@ def _run_or_skip(
     cell_progress=None,
 ):
     key = fingerprint(dataset_entry.model_dump(), entry.model_dump(), seed, split_key)
-    metrics_path = cell_dir / "metrics.json"
+    metrics_path = cell_dir / METRICS_FILE
     if metrics_path.is_file() and not force:
         stored = json.loads(metrics_path.read_text(encoding="utf-8"))
         if stored.get("cell_fingerprint") == key:
-            errors = error_record_count(cell_dir / "predictions.jsonl")
+            errors = error_record_count(cell_dir / PREDICTIONS_FILE)
             if errors == 0:
                 console.print(f"skipped (finished): {split.name} / {entry.id} / seed {seed}", highlight=False)
                 return CellResult(split.name, entry.id, seed, "skipped", metrics=stored)
@@ -430,11 +457,11 @@ def _run_or_skip(
     except Exception as exc:
         message = f"{type(exc).__name__}: {exc}"
         cell_dir.mkdir(parents=True, exist_ok=True)
-        (cell_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+        (cell_dir / ERROR_FILE).write_text(traceback.format_exc(), encoding="utf-8")
         console.print(
             Text.assemble(
                 ("cell failed", "red"),
-                f" {split.name} / {entry.id} / seed {seed}: {message} (traceback in {cell_dir / 'error.txt'})",
+                f" {split.name} / {entry.id} / seed {seed}: {message} (traceback in {cell_dir / ERROR_FILE})",
             )
         )
         return CellResult(split.name, entry.id, seed, "failed", error=message)
@@ -449,7 +476,7 @@ def _run_or_skip(
         }
     )
     metrics_path.write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    (cell_dir / "error.txt").unlink(missing_ok=True)
+    (cell_dir / ERROR_FILE).unlink(missing_ok=True)
     return CellResult(split.name, entry.id, seed, "done", metrics=metrics)
 
 
@@ -459,11 +486,13 @@ def _mean(values: list[float | None]) -> float | None:
 
 
 def summarise(split: Split, entry: ModelEntry, per_seed: list[dict], dataset_entry) -> dict[str, Any]:
+    """One summary row (``evaluation.tables``: what a row holds) of a model on a dataset."""
     row: dict[str, Any] = {
         "dataset": split.name,
         "model": entry.id,
         "family": entry.family,
         "labels": split.schema.names,
+        TASK_TYPE_KEY: split.task_type,
         "n_seeds": len(per_seed),
     }
     if not per_seed:
@@ -471,8 +500,7 @@ def summarise(split: Split, entry: ModelEntry, per_seed: list[dict], dataset_ent
         return row
     row["status"] = "ok"
     row["aggregate"] = aggregate_seeds(per_seed)
-    cis = [m["ci"]["macro_f1"] for m in per_seed if m["ci"]["macro_f1"] is not None]  # none with bootstrap: 0
-    row["macro_f1_ci"] = [_mean([c[0] for c in cis]), _mean([c[1] for c in cis])] if cis else None
+    row["ci"] = seed_cis(per_seed)  # none with bootstrap: 0
     row["train_time_s"] = _mean([m["costs"]["train_time_s"] for m in per_seed])
     row["predict_examples_per_s"] = _mean([m["costs"]["predict_examples_per_s"] for m in per_seed])
     row["n_test"] = per_seed[0]["n"]
@@ -487,20 +515,15 @@ def _rate(per_second: float) -> str:
 
 
 def summary_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """Rows in the papers' style: one per model, macro-F1 mean ± std, per-class F1 columns."""
-    labels: list[str] = []
-    for row in rows:
-        for label in row["labels"]:
-            if label not in labels:
-                labels.append(label)
+    """Rows of one task in the papers' style: one per model, the task's headline metric mean ± std
+    and CI, its other table metrics, per-class F1 columns (``evaluation.tables.score_columns``),
+    then the non-ok rate, speed and flags."""
+    scores, per_class = score_columns(rows)
+    columns = [*scores, *per_class]
     header = [
         "dataset",
         "model",
-        "seeds",
-        "macro-F1",
-        "95% CI",
-        "accuracy",
-        *[f"F1 {label}" for label in labels],
+        *[column.title for column in columns],
         "non-ok rate",
         "train s",
         "predict ex/s",
@@ -513,21 +536,12 @@ def summary_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
             body.append([row["dataset"], row["model"], "0", "failed", *["-"] * (len(header) - 5), flags])
             continue
         agg = row["aggregate"]
-        per_class = agg.get("per_class_f1", {})
-        ci = row["macro_f1_ci"]
-
-        def spread(metric: dict, n=row["n_seeds"]) -> str:
-            return mean_std_text(metric["mean"], metric["std"], n)
-
+        cells = score_cells(row, columns, spread=True)
         body.append(
             [
                 row["dataset"],
                 row["model"],
-                str(row["n_seeds"]),
-                spread(agg["macro_f1"]),
-                f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-",
-                spread(agg["accuracy"]),
-                *[spread(per_class[label]) if label in per_class else "-" for label in labels],
+                *[cells[column.key]["text"] for column in columns],
                 f"{1 - agg['status_rates']['ok']['mean']:.1%}",
                 f"{row['train_time_s']:.1f}",
                 _rate(row["predict_examples_per_s"]) if row["predict_examples_per_s"] else "-",
@@ -537,17 +551,23 @@ def summary_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
     return header, body
 
 
-def write_summary(run_dir: Path, rows: list[dict[str, Any]], cells: list[CellResult]) -> None:
-    header, body = summary_table(rows)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cells_) + " |" for cells_ in body]
+def write_summary(layout: RunLayout | Path, rows: list[dict[str, Any]], cells: list[CellResult]) -> None:
+    """``summary.md`` (one table per task, the failed cells below) and ``summary.json``."""
+    layout = layout if isinstance(layout, RunLayout) else RunLayout(layout)
+    lines: list[str] = []
+    for task_rows in split_by_task(rows) or [[]]:
+        header, body = summary_table(task_rows)
+        if lines:
+            lines.append("")
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(cells_) + " |" for cells_ in body]
     failed = [c for c in cells if c.status == "failed"]
     if failed:
         lines += ["", "Failed cells:"] + [
             f"- {c.dataset} / {c.model} / seed {c.seed}: {c.error}" for c in failed
         ]
-    (run_dir / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (run_dir / "summary.json").write_text(
+    layout.summary_md.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    layout.summary_json.write_text(
         json.dumps(
             {"rows": rows, "cells": [c.__dict__ | {"metrics": None} for c in cells]}, indent=2, default=str
         ),

@@ -1,11 +1,27 @@
-"""The pieces bench's terminal summary and the report's leaderboard share."""
+"""The pieces bench's terminal summary and the report's leaderboard share: the score columns of
+any task, mean ± std, best marks, tables fitted to a terminal."""
 
 import io
 
 import pytest
 from rich.console import Console
 
-from socialens.evaluation.tables import best_marks, duration_text, mean_std_text, print_fitted
+from socialens.core.types import PredictionRecord, Status
+from socialens.evaluation.metrics import aggregate_seeds, compute_metrics, official_metric
+from socialens.evaluation.tables import (
+    best_marks,
+    duration_text,
+    mean_std_text,
+    metric_better,
+    metric_title,
+    print_fitted,
+    score_cells,
+    score_columns,
+    seed_cis,
+    split_by_task,
+    table_metrics,
+    task_of,
+)
 
 
 def test_mean_std_text_shows_a_spread_only_over_several_seeds():
@@ -79,3 +95,76 @@ def test_print_fitted_prints_wider_rather_than_cut_a_name():
     lines = _print(30, ["model", "macro-F1"], [[name, "0.500"]])
     assert any(name in line for line in lines) and not any("…" in line for line in lines)
     assert max(len(line) for line in lines) == len(name) + len("macro-F1") + 7
+
+
+# ---------------------------------------------------------------- the summary table of any task
+
+
+def _summary_row(task_type, per_seed, **extra):
+    return {
+        "task_type": task_type,
+        "labels": per_seed[0]["labels"],
+        "n_seeds": len(per_seed),
+        "aggregate": aggregate_seeds(per_seed),
+        "ci": seed_cis(per_seed),
+        **extra,
+    }
+
+
+def test_classification_columns_are_the_ones_it_always_had():
+    records = [PredictionRecord(str(i), g, p) for i, (g, p) in enumerate(zip("aabb", "abbb", strict=True))]
+    per_seed = [compute_metrics(records, ["a", "b"], n_bootstrap=20, seed=s) for s in (0, 1)]
+    assert "scalar_metrics" not in per_seed[0]  # classification dicts are as they were
+    row = _summary_row("classification", per_seed, official_metric={"name": "f1_a", "value": 2 / 3})
+    scores, per_class = score_columns([row], official=True)
+    assert [c.title for c in scores] == ["seeds", "macro-F1", "95% CI", "official: f1_a", "accuracy"]
+    assert [c.key for c in per_class] == ["f1:a", "f1:b"]
+    assert [c.key for c in score_columns([row])[0]] == ["seeds", "macro_f1", "macro_f1_ci", "accuracy"]
+    spread = score_cells(row, [*scores, *per_class], spread=True)
+    plain = score_cells(row, [*scores, *per_class], spread=False)
+    # a: P 1 R 1/2 -> 2/3; b: P 2/3 R 1 -> 4/5
+    assert spread["macro_f1"]["text"] == plain["macro_f1"]["text"] == f"{(2 / 3 + 0.8) / 2:.3f} ± 0.000"
+    assert (spread["accuracy"]["text"], plain["accuracy"]["text"]) == ("0.750 ± 0.000", "0.750")
+    assert (spread["f1:b"]["text"], plain["f1:b"]["text"]) == ("0.800 ± 0.000", "0.800")
+    assert plain["official"] == {"value": 2 / 3, "text": "0.667"}
+    ci = row["ci"]["macro_f1"]
+    assert plain["macro_f1_ci"] == {"value": ci, "text": f"[{ci[0]:.3f}, {ci[1]:.3f}]"}
+    assert row["ci"]["accuracy"] is not None and row["ci"]["micro_f1"] is None  # not bootstrapped
+
+
+def test_summaries_have_rouge_columns_and_no_classes():
+    records = [
+        PredictionRecord("a", "the cat sat", "the cat sat"),
+        PredictionRecord("b", "dogs bark loudly", None, Status.REFUSED),
+    ]
+    per_seed = [compute_metrics(records, ["summary"], task_type="summarisation", n_bootstrap=0)]
+    assert per_seed[0]["scalar_metrics"] == ["rouge1", "rouge2", "rougeL"]  # named for seed aggregation
+    row = _summary_row("summarisation", per_seed)
+    assert row["aggregate"]["rouge2"]["mean"] == pytest.approx(0.5) and row["aggregate"]["per_class_f1"] == {}
+    assert official_metric(row["aggregate"], "rouge2") == pytest.approx(0.5)
+    assert official_metric(per_seed[0], "rougeL") == pytest.approx(0.5)
+    scores, per_class = score_columns([row])
+    assert [c.title for c in scores] == ["seeds", "ROUGE-2", "95% CI", "ROUGE-1", "ROUGE-L"]
+    assert per_class == []
+    cells = score_cells(row, scores, spread=True)
+    assert cells["rouge2"]["text"] == "0.500" and cells["rouge2_ci"]["text"] == "-"  # bootstrap: 0
+
+
+def test_titles_order_and_direction():
+    task = task_of({"task_type": "token_classification"})
+    assert table_metrics(task)[0] == task.headline_metric == "micro_f1"
+    assert table_metrics(task_of(None)) == ["macro_f1", "accuracy"]  # no task type: classification
+    assert metric_title("rougeL") == "ROUGE-L" and metric_title("hallucination_rate") == "hallucination rate"
+    assert metric_title("some_new_score") == "some new score"
+    assert [metric_better(m) for m in ("micro_f1", "hallucination_rate", "hamming_loss")] == [
+        "max",
+        "min",
+        "min",
+    ]
+    rows = [{"task_type": "multilabel", "n": 1}, {"n": 2}, {"task_type": "multilabel", "n": 3}]
+    assert [[r["n"] for r in group] for group in split_by_task(rows)] == [[1, 3], [2]]
+
+
+def test_a_failed_row_keeps_its_label_columns():
+    failed = {"task_type": "classification", "labels": ["x", "y"], "n_seeds": 0, "status": "failed"}
+    assert [c.key for c in score_columns([failed])[1]] == ["f1:x", "f1:y"]

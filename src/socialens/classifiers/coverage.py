@@ -23,7 +23,6 @@ from typing import Any
 
 from socialens.core.types import Example
 
-COVERAGE_FILE = "tokenizer_coverage.json"  # bench writes it in <run>/<dataset>/<model>/
 UNCOVERED_SHARE = 0.30  # more unknown / one-letter tokens than this: the language is not covered
 SAMPLE_TEXTS = 200
 MAX_CHARS = 2000  # of each sampled text (a long article says no more than its first page)

@@ -37,5 +37,11 @@ def compute_metrics(
     task_type: str = "classification",
     **options: Any,
 ) -> dict[str, Any]:
-    """The metrics dict of one run (``socialens.tasks.base``: what every task's dict holds)."""
-    return TASKS.get(task_type)().metrics(list(records), labels, **options)
+    """The metrics dict of one run (``socialens.tasks.base``: what every task's dict holds). A task
+    whose scalar metrics are not the classification ones has them named in the dict
+    (``scalar_metrics``), so ``aggregate_seeds`` and ``official_metric`` read any task's dict."""
+    task = TASKS.get(task_type)()
+    metrics = task.metrics(list(records), labels, **options)
+    if list(task.scalar_metrics) != SCALAR_METRICS:
+        metrics.setdefault("scalar_metrics", list(task.scalar_metrics))
+    return metrics

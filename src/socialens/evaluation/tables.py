@@ -1,16 +1,177 @@
-"""What bench's terminal summary and the report's leaderboard share: how a mean over seeds is
-written, which cell of a column is the best, and how a wide table is printed to a terminal without
-cutting the column that names the rows."""
+"""What bench's terminal summary and the report's leaderboard share: the summary table's score
+columns and cells for any task (``score_columns`` / ``score_cells`` over summary rows), how a mean
+over seeds is written, which cell of a column is the best, and how a wide table is printed to a
+terminal without cutting the column that names the rows.
+
+A summary row (bench's ``summary.json`` rows and the report's rows alike) holds ``task_type``,
+``labels``, ``n_seeds``, ``aggregate`` (``aggregate_seeds`` of its seeds' metrics dicts), ``ci``
+(``seed_cis``: the mean over seeds of each scalar metric's interval) and optionally
+``official_metric`` and ``language_coverage``. The task (``TASKS.get(task_type)()``) decides the
+columns: its ``headline_metric`` with its 95% CI first, then its ``table_metrics`` (an optional
+attribute: the scalar metrics a table shows, in order; default: all its ``scalar_metrics``), then
+F1 per class where the task has classes. Titles come from a task's optional ``metric_titles``
+dict, else ``METRIC_TITLES``, else the metric name.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from socialens.core.layout import DEFAULT_TASK_TYPE, TASK_TYPE_KEY
+from socialens.core.registry import TASKS
+from socialens.tasks.classification_metrics import scalar_metric_names
+
+METRIC_TITLES = {
+    "accuracy": "accuracy",
+    "macro_f1": "macro-F1",
+    "micro_f1": "micro-F1",
+    "weighted_f1": "weighted-F1",
+    "samples_f1": "samples-F1",
+    "macro_precision": "macro precision",
+    "macro_recall": "macro recall",
+    "micro_precision": "micro precision",
+    "micro_recall": "micro recall",
+    "rouge1": "ROUGE-1",
+    "rouge2": "ROUGE-2",
+    "rougeL": "ROUGE-L",
+    "rougeLsum": "ROUGE-Lsum",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a summary table: the key of its cells, its header and which way is better
+    (``"max"``, ``"min"`` or None: nothing to mark)."""
+
+    key: str
+    title: str
+    better: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "title": self.title, "better": self.better}
+
+
+def task_of(row_or_type: dict[str, Any] | str | None):
+    """The task object of a summary row (or of a task type name); a row without one is
+    classification, as every run before tasks was."""
+    name = row_or_type.get(TASK_TYPE_KEY) if isinstance(row_or_type, dict) else row_or_type
+    return TASKS.get(name or DEFAULT_TASK_TYPE)()
+
+
+def metric_title(name: str, task: Any = None) -> str:
+    titles = getattr(task, "metric_titles", None) or {}
+    return titles.get(name) or METRIC_TITLES.get(name) or name.replace("_", " ")
+
+
+def metric_better(name: str) -> str:
+    """Rates and losses (``*_rate``, ``*_loss``: hallucinated entities, Hamming loss) are better
+    low; every score high."""
+    return "min" if name.endswith(("_rate", "_loss")) else "max"
+
+
+def table_metrics(task: Any) -> list[str]:
+    """The scalar metrics a table shows for ``task``: its headline first, then its
+    ``table_metrics`` (default: its ``scalar_metrics``), each once."""
+    shown = getattr(task, "table_metrics", None) or task.scalar_metrics
+    return list(dict.fromkeys([task.headline_metric, *shown]))
+
+
+def seed_cis(per_seed: Sequence[dict[str, Any]]) -> dict[str, list[float] | None]:
+    """Per scalar metric of the seeds' metrics dicts, the mean over seeds of its interval's low and
+    high ends (seeds without one, e.g. ``bootstrap: 0``, left out; None when no seed has one)."""
+    out: dict[str, list[float] | None] = {}
+    for name in scalar_metric_names(per_seed[0]) if per_seed else []:
+        cis = [m.get("ci", {}).get(name) for m in per_seed]
+        cis = [c for c in cis if isinstance(c, list | tuple) and len(c) == 2 and None not in c]
+        out[name] = [_mean([c[0] for c in cis]), _mean([c[1] for c in cis])] if cis else None
+    return out
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def split_by_task(rows: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Rows grouped by task type, in order of first appearance (one table per task)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row.get(TASK_TYPE_KEY) or DEFAULT_TASK_TYPE, []).append(row)
+    return list(groups.values())
+
+
+def row_classes(row: dict[str, Any]) -> list[str]:
+    """The classes a row has per-class F1 for: its aggregate's, or (a failed row) its labels."""
+    aggregate = row.get("aggregate")
+    return list(aggregate.get("per_class_f1", {})) if aggregate else list(row.get("labels", []))
+
+
+def score_columns(
+    rows: Sequence[dict[str, Any]], *, official: bool = False
+) -> tuple[list[Column], list[Column]]:
+    """``(scores, per_class)`` columns of a table of rows of one task: seeds, the headline metric,
+    its 95% CI, the official metric (``official``: where a row has one), the task's other table
+    metrics; then ``F1 <class>`` for every class of any row, in order of first appearance."""
+    task = task_of(rows[0] if rows else None)
+    names = table_metrics(task)
+    headline = names[0]
+    scores = [
+        Column("seeds", "seeds"),
+        Column(headline, metric_title(headline, task), metric_better(headline)),
+        Column(f"{headline}_ci", "95% CI"),
+    ]
+    if official:
+        scores += [
+            Column("official", f"official: {name}", "max")
+            for name in dict.fromkeys(r["official_metric"]["name"] for r in rows if r.get("official_metric"))
+        ][:1]
+    scores += [Column(name, metric_title(name, task), metric_better(name)) for name in names[1:]]
+    classes: list[str] = []
+    for row in rows:
+        classes += [label for label in row_classes(row) if label not in classes]
+    per_class = [Column(f"f1:{label}", f"F1 {label}", "max") for label in classes]
+    return scores, per_class
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def score_cells(row: dict[str, Any], columns: Sequence[Column], *, spread: bool) -> dict[str, dict[str, Any]]:
+    """``{key: {"value", "text"}}`` of one ok row for ``columns`` (from ``score_columns``). The
+    headline shows its mean ± std over seeds; the other metrics and per-class F1 too with
+    ``spread`` (bench's summary), else their mean only (the report's leaderboard)."""
+    aggregate, n_seeds = row["aggregate"], row["n_seeds"]
+    headline = task_of(row).headline_metric
+    per_class = aggregate.get("per_class_f1", {})
+    cells: dict[str, dict[str, Any]] = {}
+    for column in columns:
+        key = column.key
+        if key == "seeds":
+            value, text = n_seeds, str(n_seeds)
+        elif key == f"{headline}_ci":
+            value = (row.get("ci") or {}).get(headline)
+            text = f"[{value[0]:.3f}, {value[1]:.3f}]" if value else "-"
+        elif key == "official":
+            value = (row.get("official_metric") or {}).get("value")
+            text = fmt(value)
+        else:
+            metric = per_class.get(key[3:]) if key.startswith("f1:") else aggregate.get(key)
+            metric = metric or {"mean": None, "std": None}
+            value = metric["mean"]
+            if spread or key == headline:
+                text = mean_std_text(metric["mean"], metric["std"], n_seeds)
+            else:
+                text = fmt(value)
+        cells[key] = {"value": value, "text": text}
+    return cells
 
 
 def mean_std_text(mean: float | None, std: float | None, n_seeds: int, digits: int = 3) -> str:

@@ -83,7 +83,7 @@ def compute_metrics(
         for key in slice_keys:
             groups: dict[str, list[PredictionRecord]] = {}
             for record in scored:
-                groups.setdefault(_slice_value(record.metadata.get(key)), []).append(record)
+                groups.setdefault(slice_value(record.metadata.get(key)), []).append(record)
             slices[key] = {
                 value: _metrics_block(
                     groups[value], labels, n_bootstrap=n_slice_boot, seed=seed, ci=ci, confusion=False
@@ -109,7 +109,8 @@ def prediction_collapse(records: Sequence[PredictionRecord]) -> dict[str, Any]:
     return {"label": label, "share": share, "gold_share": gold_share, "collapsed": share > COLLAPSE_SHARE}
 
 
-def _slice_value(value: Any) -> str:
+def slice_value(value: Any) -> str:
+    """The slice a metadata value falls in: its text, or MISSING_SLICE_VALUE for None / NaN."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return MISSING_SLICE_VALUE
     return str(value)
@@ -284,15 +285,24 @@ def bootstrap_ci(
     return info
 
 
+def scalar_metric_names(metrics: dict[str, Any]) -> list[str]:
+    """The scalar metrics of a metrics dict (or of a seed aggregate): its own ``scalar_metrics``
+    list where its task adds one, else the classification list."""
+    return list(metrics.get("scalar_metrics") or SCALAR_METRICS)
+
+
 def aggregate_seeds(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Mean and standard deviation (ddof=1 with several seeds, else 0) over the metric dicts of
-    several seeds: scalar metrics, per-class F1 and status rates."""
+    several seeds of any task: its scalar metrics (``scalar_metric_names``), per-class F1 where the
+    task has classes, status rates and the prediction collapse. A dict that names its own
+    ``scalar_metrics`` passes that list on, so ``official_metric`` reads the aggregate alike."""
     if not runs:
         raise ValueError("aggregate_seeds needs at least one metrics dict")
     labels = list(runs[0]["labels"])
     for run in runs[1:]:
         if list(run["labels"]) != labels:
             raise ValueError(f"cannot aggregate runs with different labels: {labels} vs {run['labels']}")
+    names = scalar_metric_names(runs[0])
 
     def summary(values: list[float | None]) -> dict[str, Any]:
         present = [v for v in values if v is not None]
@@ -302,10 +312,14 @@ def aggregate_seeds(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return {"mean": float(np.mean(present)), "std": std, "values": values}
 
     result: dict[str, Any] = {"labels": labels, "n_seeds": len(runs), "n": [run["n"] for run in runs]}
-    for name in SCALAR_METRICS:
+    if "scalar_metrics" in runs[0]:
+        result["scalar_metrics"] = names
+    for name in names:
         result[name] = summary([run.get(name) for run in runs])
+    classes = list(dict.fromkeys(c for run in runs for c in run.get("per_class") or {}))
     result["per_class_f1"] = {
-        label: summary([run["per_class"][label]["f1"] for run in runs]) for label in labels
+        label: summary([(run.get("per_class") or {}).get(label, {}).get("f1") for run in runs])
+        for label in classes
     }
     result["status_rates"] = {
         name: summary([run["status"]["rates"][name] for run in runs]) for name in STATUS_NAMES
@@ -323,9 +337,11 @@ def official_metric(metrics: dict[str, Any], name: str) -> float | None:
     """The value of a named metric from a ``compute_metrics`` dict, or the mean over seeds from an
     ``aggregate_seeds`` dict. Names: accuracy, macro_f1, micro_f1, weighted_f1, macro_precision,
     macro_recall, ``f1_<label>``, ``precision_<label>``, ``recall_<label>`` and
-    ``mean_f1_<a>_<b>[_<c>...]`` (mean F1 of several classes; labels may contain underscores)."""
+    ``mean_f1_<a>_<b>[_<c>...]`` (mean F1 of several classes; labels may contain underscores); for
+    another task its own scalar metrics (``scalar_metric_names``) and its classes' F1 alike."""
     labels = list(metrics["labels"])
     aggregated = "n_seeds" in metrics
+    scalars = scalar_metric_names(metrics)
 
     def class_metric(kind: str, label: str) -> float | None:
         if aggregated:
@@ -334,7 +350,7 @@ def official_metric(metrics: dict[str, Any], name: str) -> float | None:
             return metrics["per_class_f1"][label]["mean"]
         return metrics["per_class"][label][kind]
 
-    if name in SCALAR_METRICS:
+    if name in scalars:
         value = metrics[name]
         return value["mean"] if aggregated else value
     if name.startswith("mean_f1_"):
@@ -347,17 +363,19 @@ def official_metric(metrics: dict[str, Any], name: str) -> float | None:
         if name.startswith(prefix) and name[len(prefix) :] in labels:
             return class_metric(kind, name[len(prefix) :])
     raise ConfigError(
-        f"unknown metric '{name}': expected one of {', '.join(SCALAR_METRICS)}, f1_<label>, "
+        f"unknown metric '{name}': expected one of {', '.join(scalars)}, f1_<label>, "
         f"precision_<label>, recall_<label> or mean_f1_<label>_<label>... with labels {labels}"
     )
 
 
-def check_metric_name(name: str, labels: Sequence[str]) -> None:
-    """Raise ConfigError unless ``official_metric`` can compute ``name`` for these labels."""
+def check_metric_name(name: str, labels: Sequence[str], scalar_metrics: Sequence[str] | None = None) -> None:
+    """Raise ConfigError unless ``official_metric`` can compute ``name`` for these labels (and a
+    task's own ``scalar_metrics``; default: the classification ones)."""
     zeros = {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    scalars = list(scalar_metrics or SCALAR_METRICS)
     official_metric(
-        {"labels": list(labels), "per_class": {label: zeros for label in labels}}
-        | dict.fromkeys(SCALAR_METRICS, 0.0),
+        {"labels": list(labels), "per_class": {label: zeros for label in labels}, "scalar_metrics": scalars}
+        | dict.fromkeys(scalars, 0.0),
         name,
     )
 

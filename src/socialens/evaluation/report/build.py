@@ -1,11 +1,18 @@
 """Build report.html / report.md / report.json from the files ``bench`` wrote, and nothing else.
 
-Inputs per run dir: ``experiment.yaml``, ``<dataset>/split.json``, ``<dataset>/test.jsonl`` (texts
-for the error browser; optional) and ``<dataset>/<model>/seed-<k>/{predictions.jsonl,metrics.json}``
-(``metrics.json`` only for its ``costs`` block and family). Metrics are always recomputed from
-``predictions.jsonl`` with ``compute_metrics``, so a report can be rebuilt, re-sliced or re-scored
-without re-running any model. Several run dirs are merged into one leaderboard per dataset (rows
-keyed ``run/dataset/model``).
+Inputs per run dir (``core.layout.RunLayout`` names them): ``experiment.yaml``,
+``<dataset>/split.json`` (schema, stats, task type), ``<dataset>/test.jsonl`` (texts for the error
+browser; optional) and ``<dataset>/<model>/seed-<k>/{predictions.jsonl,metrics.json}``
+(``metrics.json`` for its ``costs`` block, family and task type). Metrics are always recomputed
+from ``predictions.jsonl`` by the dataset's task (``compute_metrics(task_type=...)``), so a report
+can be rebuilt, re-sliced or re-scored without re-running any model. Several run dirs are merged
+into one leaderboard per dataset (rows keyed ``run/dataset/model``).
+
+Every task gets the leaderboard (``evaluation.tables``: its headline metric with CI, its table
+metrics, F1 per class where it has classes, status rates, costs), slices by metadata, the figures
+(headline bars, the per-class heat map where it has classes, cost against the headline) and the
+tables its ``report_tables`` adds; a single-label task (its metrics have a confusion matrix) also
+gets the confusion grid and the worst-confused examples.
 """
 
 from __future__ import annotations
@@ -22,32 +29,28 @@ from typing import Any
 
 import numpy as np
 
-from socialens.classifiers.coverage import COVERAGE_FILE
 from socialens.core.errors import DataError
+from socialens.core.layout import DEFAULT_TASK_TYPE, TASK_TYPE_KEY, RunLayout
 from socialens.core.types import PredictionRecord
 from socialens.core.yaml_io import load_yaml_text
 from socialens.evaluation.costs import DEFAULT_HARDWARE_PRICE_PER_HOUR, aggregate_costs, cell_costs
-from socialens.evaluation.metrics import (
-    NON_OK_COLUMNS,
-    _slice_value,
-    aggregate_seeds,
-    compute_metrics,
-    encode,
-    f1_from_counts,
-    official_metric,
-)
+from socialens.evaluation.metrics import NON_OK_COLUMNS, aggregate_seeds, compute_metrics, official_metric
 from socialens.evaluation.report import plots
+from socialens.evaluation.report.render import render_html, render_markdown
 from socialens.evaluation.report.tables import (
     error_browser,
-    fmt,
     leaderboard,
     mark_pareto,
     slice_tables,
+    task_table,
 )
+from socialens.evaluation.tables import metric_title, seed_cis, table_metrics, task_of
+from socialens.tasks.classification_metrics import encode, f1_from_counts, slice_value
 
 PACKAGES = ["socialens", "torch", "transformers", "scikit-learn", "llama-cpp-python", "numpy", "matplotlib"]
 DEFAULT_SLICE_KEYS = ["topic", "language"]
-TEMPLATE_DIR = Path(__file__).parent / "templates"
+
+__all__ = ["build_report", "energy_note", "environment", "git_commit", "render_html", "render_markdown"]
 
 
 def build_report(
@@ -84,9 +87,20 @@ def build_report(
     for name in dict.fromkeys(row["dataset"] for row in rows):
         ds_rows = [row for row in rows if row["dataset"] == name]
         mark_pareto(ds_rows)
+        task = task_of(ds_rows[0])
+        table = leaderboard(ds_rows)
+        multi_run = len({row["run"] for row in ds_rows}) > 1
         datasets[name] = {
-            "table": leaderboard(ds_rows),
+            TASK_TYPE_KEY: task.name,
+            "headline": {"metric": task.headline_metric, "title": metric_title(task.headline_metric, task)},
+            "table": table,
+            "slice_columns": [{"key": m, "title": metric_title(m, task)} for m in table_metrics(task)],
             "slices": slice_tables(ds_rows),
+            "task_tables": [
+                task_table(f"{row['run']} / {row['model']}" if multi_run else row["model"], item)
+                for row in ds_rows
+                for item in row["_task_tables"]
+            ],
             "error_browser": [b for b in browsers if b["dataset"] == name],
         }
     report = {
@@ -99,11 +113,7 @@ def build_report(
         "rows": [{k: v for k, v in row.items() if not k.startswith("_")} for row in rows],
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = {
-        "json": out_dir / "report.json",
-        "md": out_dir / "report.md",
-        "html": out_dir / "report.html",
-    }
+    files = RunLayout.report_files(out_dir)
     files["json"].write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
     files["md"].write_text(render_markdown(report), encoding="utf-8")
     files["html"].write_text(render_html(report, _figures(datasets, rows)), encoding="utf-8")
@@ -164,11 +174,8 @@ def _read_cell_records(path: Path) -> list[PredictionRecord]:
     return records
 
 
-def _seed_of(cell_dir: Path) -> int:
-    try:
-        return int(cell_dir.name.split("-", 1)[1])
-    except (IndexError, ValueError):
-        return 0
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def _load_run(
@@ -177,7 +184,8 @@ def _load_run(
     if not run_dir.is_dir():
         what = "is not a folder" if run_dir.exists() else "does not exist"
         raise FileNotFoundError(f"run dir {run_dir} {what}; expected a run folder written by bench")
-    config_path = run_dir / "experiment.yaml"
+    layout = RunLayout(run_dir)
+    config_path = layout.experiment_file
     config_text = config_path.read_text(encoding="utf-8") if config_path.is_file() else ""
     experiment = load_yaml_text(config_text) or {} if config_text else {}
     run_name = experiment.get("name") or run_dir.name
@@ -192,63 +200,61 @@ def _load_run(
         "datasets": {},
     }
     model_order = [m.get("id") for m in experiment.get("models", []) if isinstance(m, dict)]
+    rank = {name: i for i, name in enumerate(model_order)}
     rows, browsers = [], []
-    for dataset_dir in sorted(p for p in run_dir.iterdir() if p.is_dir()):
-        split_path = dataset_dir / "split.json"
-        split = json.loads(split_path.read_text(encoding="utf-8")) if split_path.is_file() else {}
-        texts = _read_texts(dataset_dir / "test.jsonl")
-        model_dirs = [
-            p for p in dataset_dir.iterdir() if p.is_dir() and any(p.glob("seed-*/predictions.jsonl"))
-        ]
-        if not model_dirs:
+    for dataset in layout.datasets():
+        models = sorted(layout.models(dataset), key=lambda name: (rank.get(name, len(rank)), name))
+        if not models:
             continue
-        rank = {name: i for i, name in enumerate(model_order)}
-        model_dirs.sort(key=lambda p: (rank.get(p.name, len(rank)), p.name))
+        split = _read_json(layout.split_file(dataset))
+        texts = _read_texts(layout.test_file(dataset))
         labels = [label["name"] for label in split.get("schema", {}).get("labels", [])]
-        cells_by_model = {}
-        for model_dir in model_dirs:
-            cells = []
-            for cell_dir in sorted(model_dir.glob("seed-*"), key=_seed_of):
-                if not (cell_dir / "predictions.jsonl").is_file():
-                    continue
-                stored_path = cell_dir / "metrics.json"
-                stored = json.loads(stored_path.read_text(encoding="utf-8")) if stored_path.is_file() else {}
-                cells.append((_seed_of(cell_dir), _read_cell_records(cell_dir / "predictions.jsonl"), stored))
-            cells_by_model[model_dir.name] = cells
-            if not labels:
-                labels = next((c[2]["labels"] for c in cells if "labels" in c[2]), [])
+        cells_by_model = {
+            model: [
+                (cell.seed, _read_cell_records(cell.predictions), _read_json(cell.metrics))
+                for cell in layout.cells(dataset, model)
+            ]
+            for model in models
+        }
+        stored = [c[2] for cells in cells_by_model.values() for c in cells]
+        task_type = (
+            split.get(TASK_TYPE_KEY)
+            or next((m[TASK_TYPE_KEY] for m in stored if m.get(TASK_TYPE_KEY)), None)
+            or DEFAULT_TASK_TYPE
+        )
+        task = task_of(task_type)
         if not labels:
+            labels = next((m["labels"] for m in stored if "labels" in m), [])
+        if not labels and task.label_prompts:  # one label per text: the gold labels seen
             labels = sorted(
                 {r.gold for cells in cells_by_model.values() for c in cells for r in c[1] if r.gold}
             )
-        run["datasets"][dataset_dir.name] = {
+        run["datasets"][dataset] = {
+            TASK_TYPE_KEY: task_type,
             "labels": labels,
             "stats": split.get("stats", {}),
-            "split_json_sha256": _sha256(split_path),
-            "test_jsonl_sha256": _sha256(dataset_dir / "test.jsonl"),
+            "split_json_sha256": _sha256(layout.split_file(dataset)),
+            "test_jsonl_sha256": _sha256(layout.test_file(dataset)),
         }
-        for model, cells in cells_by_model.items():
-            coverage_path = dataset_dir / model / COVERAGE_FILE  # bench's tokenizer check, if any
-            coverage = (
-                json.loads(coverage_path.read_text(encoding="utf-8")) if coverage_path.is_file() else None
+        ds_rows = [
+            _model_row(
+                run_name,
+                dataset,
+                model,
+                labels,
+                cells,
+                bootstrap,
+                wanted_slices,
+                price,
+                task_type=task_type,
+                official=split.get("stats", {}).get("official_metric"),
             )
-            rows.append(
-                _model_row(
-                    run_name,
-                    dataset_dir.name,
-                    model,
-                    labels,
-                    cells,
-                    bootstrap,
-                    wanted_slices,
-                    price,
-                    official=split.get("stats", {}).get("official_metric"),
-                )
-                | {"language_coverage": coverage}
-            )
-        browsers.append(
-            error_browser(run_name, dataset_dir.name, labels, cells_by_model, texts, max_examples)
-        )
+            | {"language_coverage": _read_json(layout.coverage_file(dataset, model)) or None}
+            for model, cells in cells_by_model.items()
+        ]
+        rows += ds_rows
+        if all(row["confusion"] is not None for row in ds_rows):  # one label per text
+            browsers.append(error_browser(run_name, dataset, labels, cells_by_model, texts, max_examples))
     return run, rows, browsers
 
 
@@ -273,21 +279,45 @@ def _read_texts(path: Path) -> dict[str, str] | None:
 
 
 def _model_row(
-    run, dataset, model, labels, cells, bootstrap, wanted_slices, price, official: str | None = None
+    run,
+    dataset,
+    model,
+    labels,
+    cells,
+    bootstrap,
+    wanted_slices,
+    price,
+    *,
+    task_type: str = DEFAULT_TASK_TYPE,
+    official: str | None = None,
 ) -> dict[str, Any]:
+    task = task_of(task_type)
+    names = table_metrics(task)
     per_seed, costs, slice_blocks = [], [], defaultdict(lambda: defaultdict(list))
     family = None
     for seed, records, stored in cells:
-        per_seed.append(compute_metrics(records, labels, n_bootstrap=bootstrap, seed=seed))
+        metrics = compute_metrics(records, labels, task_type=task_type, n_bootstrap=bootstrap, seed=seed)
+        per_seed.append(metrics)
         costs.append(cell_costs(records, stored.get("costs"), hardware_price_per_hour=price))
         family = family or stored.get("family")
         keys = [k for k in wanted_slices if any(k in r.metadata for r in records)]
-        for key, blocks in slice_metrics([r for r in records if r.gold is not None], labels, keys).items():
+        scored = [r for r in records if r.gold is not None]
+        if "confusion" in metrics:
+            found = slice_metrics(scored, labels, keys)
+        else:
+            found = task_slice_metrics(task, scored, labels, keys, names, seed)
+        for key, blocks in found.items():
             for value, block in blocks.items():
                 slice_blocks[key][value].append(block)
     agg = aggregate_seeds(per_seed)
-    ci = [m["ci"]["macro_f1"] for m in per_seed if m["ci"]["macro_f1"] is not None]
-    confusion = np.sum([m["confusion"]["matrix"] for m in per_seed], axis=0)
+    confusion = None
+    if all("confusion" in m for m in per_seed):
+        matrix = np.sum([m["confusion"]["matrix"] for m in per_seed], axis=0)
+        confusion = {
+            "rows": labels,
+            "columns": per_seed[0]["confusion"]["columns"],
+            "matrix": matrix.astype(int).tolist(),
+        }
     slices = {
         key: {
             value: {name: _mean([b[name] for b in blocks]) for name in blocks[0]} | {"n": blocks[0]["n"]}
@@ -295,37 +325,39 @@ def _model_row(
         }
         for key, values in sorted(slice_blocks.items())
     }
+    first_seed, first_records, _ = cells[0]
     return {
         "key": f"{run}/{dataset}/{model}",
         "run": run,
         "dataset": dataset,
         "model": model,
         "family": family,
+        TASK_TYPE_KEY: task_type,
         "labels": labels,
         "seeds": [seed for seed, _, _ in cells],
+        "n_seeds": len(cells),
         "n": per_seed[0]["n"],
         "aggregate": agg,
-        "macro_f1_ci": [float(np.mean([c[0] for c in ci])), float(np.mean([c[1] for c in ci]))]
-        if ci
-        else None,
+        "ci": seed_cis(per_seed),
         "costs": aggregate_costs(costs),
-        "confusion": {
-            "rows": labels,
-            "columns": per_seed[0]["confusion"]["columns"],
-            "matrix": confusion.astype(int).tolist(),
-        },
+        "confusion": confusion,
         "slices": slices,
         "per_seed": [
-            {k: m[k] for k in ("n", "accuracy", "macro_f1", "per_class", "status", "ci")} for m in per_seed
+            {k: m[k] for k in ("n", *names, "per_class", "status", "ci") if k in m} for m in per_seed
         ],
         "official_metric": _official(official, per_seed),
+        # the task's own tables, for its first seed (not in report.json's rows: in its dataset)
+        "_task_tables": [
+            {"seed": first_seed, "table": table} for table in task.report_tables(per_seed[0], first_records)
+        ],
     }
 
 
 def slice_metrics(records, labels, keys) -> dict[str, dict[str, dict[str, float]]]:
-    """Headline metrics per metadata value (key -> value -> n, macro_f1, accuracy, non-ok rates),
-    from confusion counts with ``metrics.f1_from_counts`` (the same formulas as compute_metrics,
-    without its per-slice bootstrap and scikit-learn calls, which dominate a report's build time)."""
+    """Headline metrics per metadata value of a single-label task (key -> value -> n, macro_f1,
+    accuracy, non-ok rates), from confusion counts with ``f1_from_counts`` (the same formulas as
+    compute_metrics, without its per-slice bootstrap and scikit-learn calls, which dominate a
+    report's build time)."""
     if not records or not keys:
         return {}
     k = len(labels)
@@ -334,7 +366,7 @@ def slice_metrics(records, labels, keys) -> dict[str, dict[str, dict[str, float]
     codes = gold * columns + pred
     out: dict[str, dict[str, dict[str, float]]] = {}
     for key in keys:
-        values = np.array([_slice_value(r.metadata.get(key)) for r in records], dtype=object)
+        values = np.array([slice_value(r.metadata.get(key)) for r in records], dtype=object)
         out[key] = {}
         for value in sorted(set(values)):
             mask = values == value
@@ -350,12 +382,32 @@ def slice_metrics(records, labels, keys) -> dict[str, dict[str, dict[str, float]
     return out
 
 
+def task_slice_metrics(task, records, labels, keys, names, seed) -> dict[str, dict[str, dict[str, float]]]:
+    """The table metrics ``names`` and non-ok rates per metadata value, for any task: its own
+    ``metrics`` on each slice's records, without a bootstrap."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for key in keys if records else []:
+        groups: dict[str, list[PredictionRecord]] = defaultdict(list)
+        for record in records:
+            groups[slice_value(record.metadata.get(key))].append(record)
+        out[key] = {}
+        for value in sorted(groups):
+            metrics = task.metrics(groups[value], labels, n_bootstrap=0, seed=seed)
+            rates = metrics["status"]["rates"]
+            out[key][value] = {
+                "n": len(groups[value]),
+                **{name: metrics.get(name) for name in names},
+                **{f"{s}_rate": rates.get(s) for s in NON_OK_COLUMNS},
+            }
+    return out
+
+
 def _mean(values) -> float | None:
     present = [v for v in values if v is not None]
     return float(np.mean(present)) if present else None
 
 
-# ---------------------------------------------------------------- rendering
+# ---------------------------------------------------------------- figures
 
 
 def _figures(datasets: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, list[dict[str, str]]]:
@@ -364,38 +416,32 @@ def _figures(datasets: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, 
         ds_rows = [row for row in rows if row["dataset"] == name]
         names = [r["cells"]["model"]["text"] for r in dataset["table"]["rows"]]
         labels = dataset["table"]["labels"]
+        headline, title = dataset["headline"]["metric"], dataset["headline"]["title"]
+        means = [r["aggregate"][headline]["mean"] for r in ds_rows]
         items = [
             {
-                "title": "Macro-F1 per model (95% CI)",
-                "png": plots.macro_f1_bars(
-                    names,
-                    [r["aggregate"]["macro_f1"]["mean"] for r in ds_rows],
-                    [r["macro_f1_ci"] for r in ds_rows],
+                "title": f"{title[:1].upper()}{title[1:]} per model (95% CI)",
+                "png": plots.metric_bars(
+                    names, means, [r["ci"].get(headline) for r in ds_rows], metric=title
                 ),
-            },
-            {
-                "title": "F1 per class",
-                "png": plots.per_class_heatmap(
-                    names,
-                    labels,
-                    np.array(
-                        [
-                            [
-                                r["aggregate"]["per_class_f1"].get(lab, {}).get("mean")
-                                if r["aggregate"]["per_class_f1"].get(lab, {}).get("mean") is not None
-                                else np.nan
-                                for lab in labels
-                            ]
-                            for r in ds_rows
-                        ],
-                        dtype=float,
-                    ),
-                ),
-            },
+            }
         ]
+        if labels:
+            matrix = [
+                [r["aggregate"]["per_class_f1"].get(lab, {}).get("mean") for lab in labels] for r in ds_rows
+            ]
+            items.append(
+                {
+                    "title": "F1 per class",
+                    "png": plots.per_class_heatmap(
+                        names, labels, np.array([[np.nan if v is None else v for v in m] for m in matrix])
+                    ),
+                }
+            )
         by_labels: dict[tuple, list] = defaultdict(list)  # confusion grids need the same label set
         for display, row in zip(names, ds_rows, strict=True):
-            by_labels[tuple(row["labels"])].append((display, row))
+            if row["confusion"] is not None:
+                by_labels[tuple(row["labels"])].append((display, row))
         for group in by_labels.values():
             items.append(
                 {
@@ -408,34 +454,25 @@ def _figures(datasets: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, 
                     ),
                 }
             )
-        priced = [(d, r) for d, r in zip(names, ds_rows, strict=True) if r.get("pareto") is not None]
+        priced = [
+            (d, r, m) for d, r, m in zip(names, ds_rows, means, strict=True) if r.get("pareto") is not None
+        ]
         if priced:
             items.append(
                 {
-                    "title": "Cost per 1,000 classifications vs macro-F1 (Pareto front)",
+                    "title": f"Cost per 1,000 classifications vs {title} (Pareto front)",
                     "png": plots.cost_scatter(
-                        [d for d, _ in priced],
-                        [r["costs"]["cost_per_1000"] for _, r in priced],
-                        [r["aggregate"]["macro_f1"]["mean"] for _, r in priced],
-                        [bool(r["pareto"]) for _, r in priced],
+                        [d for d, _, _ in priced],
+                        [r["costs"]["cost_per_1000"] for _, r, _ in priced],
+                        [m for _, _, m in priced],
+                        [bool(r["pareto"]) for _, r, _ in priced],
                         currency=priced[0][1]["costs"]["currency"],
+                        metric=title,
                     ),
                 }
             )
         figures[name] = items
     return figures
-
-
-def render_html(report: dict[str, Any], figures: dict[str, list[dict[str, str]]]) -> str:
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
-        autoescape=jinja2.select_autoescape(["html", "jinja"]),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    return env.get_template("report.html.jinja").render(report=report, figures=figures)
 
 
 def energy_note(rows: list[dict[str, Any]]) -> str:
@@ -449,97 +486,3 @@ def energy_note(rows: list[dict[str, Any]]) -> str:
         + " | ".join(methods)
         + f"; CO2 from the grid carbon intensity of {', '.join(countries)}."
     )
-
-
-def _md_escape(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _md_table(header: list[str], body: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(_md_escape(h) for h in header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in body]
-
-
-def render_markdown(report: dict[str, Any]) -> str:
-    lines = [
-        "# socialens report",
-        "",
-        f"Generated {report['generated_at']}. Best value per column in **bold** (none where every model "
-        "has the same value).",
-    ]
-    lines += [
-        f"Cost per 1k: API models from their records' costs, local models at "
-        f"{report['hardware_price_per_hour']} USD/hour of hardware. Figures are in report.html.",
-        report["energy_note"],
-        "",
-    ]
-    for name, dataset in report["datasets"].items():
-        table = dataset["table"]
-        lines += [f"## {name}", ""]
-        body = [
-            [
-                f"**{c['text']}**" if c["best"] else c["text"]
-                for c in (r["cells"][col["key"]] for col in table["columns"])
-            ]
-            for r in table["rows"]
-        ]
-        lines += _md_table([c["title"] for c in table["columns"]], body) + [""]
-        for key, items in dataset["slices"].items():
-            lines += [f"### By {key}", ""]
-            lines += _md_table(
-                [key, "model", "n", "macro-F1", "accuracy", *NON_OK_COLUMNS],
-                [
-                    [
-                        i["value"],
-                        i["model"],
-                        str(i["n"]),
-                        fmt(i["macro_f1"]),
-                        fmt(i["accuracy"]),
-                        *[fmt(i[f"{s}_rate"]) for s in NON_OK_COLUMNS],
-                    ]
-                    for i in items
-                ],
-            ) + [""]
-        for browser in dataset["error_browser"]:
-            lines += [f"### Worst-confused examples ({browser['run']})", ""]
-            if browser["left_out"]:
-                lines += [
-                    "Left out (collapsed: they get every text of the other classes wrong alike): "
-                    + "; ".join(item["text"] for item in browser["left_out"])
-                    + ".",
-                    "",
-                ]
-            for cls in browser["classes"]:
-                lines += [
-                    f"#### gold = {cls['label']} ({cls['n_wrong_examples']} examples wrong at least once)",
-                    "",
-                ]
-                for ex in cls["examples"]:
-                    preds = "; ".join(
-                        f"{m}: {p['predicted'] if p['status'] == 'ok' else p['status']}"
-                        for m, p in ex["predictions"].items()
-                    )
-                    text = _md_escape(ex["text"])[:300] if ex["text"] is not None else "(text not available)"
-                    lines.append(f"- `{ex['id']}` wrong {ex['wrong']}/{ex['total']}: {preds}. {text}")
-                lines.append("")
-    lines += ["## Reproduce", ""]
-    env = report["environment"]
-    lines.append(
-        f"Python {env['python']} on {env['platform']}; "
-        + ", ".join(f"{k} {v or 'not installed'}" for k, v in env["packages"].items())
-    )
-    for run in report["runs"]:
-        lines += [
-            "",
-            f"### Run {run['name']} ({run['path']})",
-            "",
-            f"git commit: {run['git_commit'] or 'unknown'}",
-            "",
-        ]
-        for ds, info in run["datasets"].items():
-            lines.append(
-                f"- {ds}: test.jsonl sha256 {info['test_jsonl_sha256'] or '-'}, split.json sha256 "
-                f"{info['split_json_sha256'] or '-'}"
-            )
-        lines += ["", "```yaml", run["experiment_yaml"].rstrip(), "```"]
-    return "\n".join(lines) + "\n"

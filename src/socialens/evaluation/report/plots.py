@@ -27,8 +27,11 @@ def _encode(fig) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def macro_f1_bars(names: Sequence[str], means: Sequence[float | None], cis: Sequence) -> str:
-    """Horizontal bars of macro-F1 per model with 95% CI error bars (best model on top)."""
+def metric_bars(
+    names: Sequence[str], means: Sequence[float | None], cis: Sequence, *, metric: str = "macro-F1"
+) -> str:
+    """Horizontal bars of a score in [0, 1] (the task's headline ``metric``: macro-F1, entity
+    micro-F1, ROUGE-2) per model with 95% CI error bars, in table order."""
     n = len(names)
     fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.38 * n))
     y = np.arange(n)[::-1]
@@ -50,7 +53,7 @@ def macro_f1_bars(names: Sequence[str], means: Sequence[float | None], cis: Sequ
             ax.text(v + hi + 0.01, yi, f"{v:.3f}", va="center", fontsize=8)
     ax.set_yticks(y, list(names), fontsize=8)
     ax.set_xlim(0, 1.08)
-    ax.set_xlabel("macro-F1 (mean over seeds; error bars: 95% bootstrap CI)")
+    ax.set_xlabel(f"{metric} (mean over seeds; error bars: 95% bootstrap CI)")
     ax.grid(axis="x", alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
     return _encode(fig)
@@ -120,9 +123,10 @@ def cost_scatter(
     f1: Sequence[float],
     pareto: Sequence[bool],
     currency: str = "USD",
+    metric: str = "macro-F1",
 ) -> str:
-    """Cost per 1,000 classifications (log scale when it spans over a decade) against macro-F1,
-    with the Pareto front (cheapest model for its quality) drawn as a step line."""
+    """Cost per 1,000 classifications (log scale when it spans over a decade) against the task's
+    headline ``metric``, with the Pareto front (cheapest model for its quality) drawn as a step line."""
     costs_a = np.asarray(costs, dtype=float)
     f1_a = np.asarray(f1, dtype=float)
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
@@ -138,7 +142,7 @@ def cost_scatter(
     if len(positive) and positive.max() / positive.min() > 10 and (costs_a > 0).all():
         ax.set_xscale("log")
     ax.set_xlabel(f"cost per 1,000 classifications ({currency})")
-    ax.set_ylabel("macro-F1")
+    ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best", framealpha=0.8)
     ax.spines[["top", "right"]].set_visible(False)

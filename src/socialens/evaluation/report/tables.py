@@ -1,6 +1,7 @@
-"""The tables of a report, from the rows ``build`` computed: the leaderboard of one dataset (its
-columns in groups that each fit a page: scores, F1 per class, cost and speed), the slice tables
-and the worst-confused examples."""
+"""The tables of a report, from the rows ``build`` computed: the leaderboard of one dataset (the
+summary table's score columns of its task, ``evaluation.tables``, then status rates, costs and
+flags, in groups that each fit a page: scores, F1 per class, cost and speed), the slice tables,
+the task's own tables and the worst-confused examples."""
 
 from __future__ import annotations
 
@@ -9,14 +10,21 @@ from typing import Any
 
 from socialens.evaluation.flags import row_flags
 from socialens.evaluation.metrics import NON_OK_COLUMNS, prediction_collapse
-from socialens.evaluation.tables import best_marks, duration_text, mean_std_text
+from socialens.evaluation.tables import (
+    best_marks,
+    duration_text,
+    fmt,
+    score_cells,
+    score_columns,
+    task_of,
+)
+
+__all__ = ["error_browser", "fmt", "leaderboard", "mark_pareto", "money", "slice_tables", "task_table"]
 
 # Per-class F1 columns per table: about 60 px each, so ten and the model column fit a 1,200 px page.
 LABELS_PER_TABLE = 10
-
-
-def fmt(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+# Scalar metrics beside the headline in the scores table (the rest: a "More scores" table).
+METRICS_PER_TABLE = 4
 
 
 def money(value: float | None) -> str:
@@ -37,22 +45,11 @@ def leaderboard(rows: list[dict[str, Any]]) -> dict[str, Any]:
     each cell's value, display text and ``best`` mark (``tables.best_marks``), and ``groups``: the
     columns each HTML table shows (the model column first in each), so no table is wider than a
     page however many classes there are."""
-    labels: list[str] = []
-    for row in rows:
-        labels += [label for label in row["labels"] if label not in labels]
     currency = rows[0]["costs"].get("currency", "USD") if rows else "USD"
-    official = [
-        {"key": "official", "title": f"official: {name}", "better": "max"}
-        for name in dict.fromkeys(r["official_metric"]["name"] for r in rows if r.get("official_metric"))
-    ][:1]
-    scores = [
-        {"key": "seeds", "title": "seeds", "better": None},
-        {"key": "macro_f1", "title": "macro-F1", "better": "max"},
-        {"key": "macro_f1_ci", "title": "95% CI", "better": None},
-        *official,
-        {"key": "accuracy", "title": "accuracy", "better": "max"},
-    ]
-    per_class = [{"key": f"f1:{label}", "title": f"F1 {label}", "better": "max"} for label in labels]
+    score_cols, class_cols = score_columns(rows, official=True)
+    labels = [column.key[len("f1:") :] for column in class_cols]
+    scores = [column.to_dict() for column in score_cols]
+    per_class = [column.to_dict() for column in class_cols]
     rates = [{"key": f"{s}_rate", "title": s, "better": "min"} for s in NON_OK_COLUMNS]
     costs = [
         {"key": "train_time_s", "title": "train time", "better": "min"},
@@ -68,8 +65,13 @@ def leaderboard(rows: list[dict[str, Any]]) -> dict[str, Any]:
     columns = [model, *scores, *per_class, *rates, *costs, *flags]
     size = -(-len(per_class) // max(1, -(-len(per_class) // LABELS_PER_TABLE)))  # 12 classes: 6 + 6
     chunks = [per_class[i : i + size] for i in range(0, len(per_class), size)] if per_class else []
+    # the headline, its CI and the official metric lead; a task with many table metrics (label
+    # sets: nine) shows the rest in a table of their own, so the scores table fits a page too
+    n_lead = 3 + any(c["key"] == "official" for c in scores)  # seeds, headline, CI, official
+    shown, more = scores[: n_lead + METRICS_PER_TABLE], scores[n_lead + METRICS_PER_TABLE :]
     groups = [
-        {"title": "Scores", "columns": [model, *scores, *rates, *flags]},
+        {"title": "Scores", "columns": [model, *shown, *rates, *flags]},
+        *([{"title": "More scores", "columns": [model, *more]}] if more else []),
         *[
             {
                 "title": "F1 per class" + (f" ({n}/{len(chunks)})" if len(chunks) > 1 else ""),
@@ -83,24 +85,14 @@ def leaderboard(rows: list[dict[str, Any]]) -> dict[str, Any]:
     table_rows = []
     for row in rows:
         agg, cost = row["aggregate"], row["costs"]
-        n_seeds = len(row["seeds"])
         cells: dict[str, dict[str, Any]] = {}
 
         def put(key, value, text, cells=cells):
             cells[key] = {"value": value, "text": text, "best": False}
 
         put("model", None, f"{row['run']} / {row['model']}" if multi_run else row["model"])
-        put("seeds", n_seeds, str(n_seeds))
-        mf = agg["macro_f1"]
-        put("macro_f1", mf["mean"], mean_std_text(mf["mean"], mf["std"], n_seeds))
-        ci = row["macro_f1_ci"]
-        put("macro_f1_ci", ci, f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-")
-        put("accuracy", agg["accuracy"]["mean"], fmt(agg["accuracy"]["mean"]))
-        value = (row.get("official_metric") or {}).get("value")
-        put("official", value, fmt(value))
-        for label in labels:
-            value = agg["per_class_f1"].get(label, {}).get("mean")
-            put(f"f1:{label}", value, fmt(value))
+        for key, cell in score_cells(row, [*score_cols, *class_cols], spread=False).items():
+            put(key, cell["value"], cell["text"])
         for status in NON_OK_COLUMNS:
             value = agg["status_rates"][status]["mean"]
             put(f"{status}_rate", value, "-" if value is None else f"{value:.1%}")
@@ -125,9 +117,14 @@ def leaderboard(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def mark_pareto(rows: list[dict[str, Any]]) -> None:
     """``row["pareto"]``: True when no other model is at most as expensive (cost per 1k) and at
-    least as good (macro-F1) with one of the two strictly better; None without both numbers."""
+    least as good (the task's headline metric, macro-F1 for classification) with one of the two
+    strictly better; None without both numbers."""
     points = {
-        row["key"]: (row["costs"]["cost_per_1000"], row["aggregate"]["macro_f1"]["mean"]) for row in rows
+        row["key"]: (
+            row["costs"]["cost_per_1000"],
+            row["aggregate"].get(task_of(row).headline_metric, {}).get("mean"),
+        )
+        for row in rows
     }
     for row in rows:
         cost, f1 = points[row["key"]]
@@ -139,6 +136,30 @@ def mark_pareto(rows: list[dict[str, Any]]) -> None:
             for key, (c, f) in points.items()
             if key != row["key"]
         )
+
+
+def cell_text(value: Any) -> str:
+    """A task table's cell as text: numbers to 3 decimals, lists joined, None as ``-``."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return fmt(value)
+    if isinstance(value, list | tuple):
+        return ", ".join(cell_text(v) for v in value)
+    return str(value)
+
+
+def task_table(model: str, item: dict[str, Any]) -> dict[str, Any]:
+    """One of a task's ``report_tables`` (``item``: its seed and ``ReportTable``) for the report:
+    title, headers and rows of text, with the model (display name) and seed it came from."""
+    table = item["table"]
+    return {
+        "model": model,
+        "seed": item["seed"],
+        "title": table.title,
+        "headers": [str(h) for h in table.headers],
+        "rows": [[cell_text(c) for c in row] for row in table.rows],
+    }
 
 
 def slice_tables(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
