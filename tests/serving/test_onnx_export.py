@@ -247,3 +247,94 @@ def test_bad_quantization_options_are_one_line_errors(exported):
         export_onnx(exported[0], quantization="int4")
     with pytest.raises(ConfigError, match="min_agreement: got 1.5"):
         export_onnx(exported[0], min_agreement=1.5)
+
+
+# -- token classification and multilabel encoders ---------------------------------------------
+
+PEOPLE = ["Alice", "Bob", "Carol", "Dave"]
+CITIES = ["Paris", "London", "Berlin"]
+FILLER = ["the", "went", "saw", "to", "with", "today", "and", "met", "slowly"]
+
+
+def tagged_sentences(n: int, seed: int) -> list:
+    import random
+
+    from socialens.core.types import Example
+
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        tokens, tags = [], []
+        for _ in range(rng.randint(3, 6)):
+            roll = rng.random()
+            if roll < 0.3:
+                tokens.append(rng.choice(PEOPLE))
+                tags.append("B-PER")
+            elif roll < 0.45:
+                tokens += ["in", rng.choice(CITIES)]
+                tags += ["O", "B-LOC"]
+            else:
+                tokens.append(rng.choice(FILLER))
+                tags.append("O")
+        out.append(Example(id=f"s{seed}-{i}", text=" ".join(tokens), label=tags, tokens=tokens))
+    return out
+
+
+SMALL = dict(epochs=3, learning_rate=3e-4, batch_size=8, warmup_ratio=0.0, max_length=32, num_threads=2)
+
+
+def test_token_classifier_exports_and_tags_as_torch_does(tmp_path):
+    from socialens.classifiers.encoder_tokens import TokenHead
+    from socialens.core.types import Example, LabelSchema
+    from socialens.serving.onnx_export import TaskAgreement
+
+    model_dir = tmp_path / "ner"
+    train, dev = tagged_sentences(32, 1), tagged_sentences(10, 2)
+    clf = EncoderClassifier(EncoderParams(**SMALL), seed=0)
+    clf.fit(train, schema=LabelSchema.from_names(["PER", "LOC"]), task_type="token_classification")
+    clf.save(model_dir)
+    report = export_onnx(model_dir, dev, dev_source="toy", quantization="blockwise")
+    a = report.agreement
+    assert isinstance(a, TaskAgreement) and a.metric == "entity_f1" and a.n_labelled == 10
+    assert a.label_agreement == 1.0 and a.max_abs_prob_diff < 0.05
+    assert a.metric_torch == a.metric_onnx and a.metric_torch > 0.5
+    recorded = read_model_info(model_dir)
+    assert recorded["onnx"]["agreement"]["metric"] == "entity_f1"
+    assert recorded["task_type"] == "token_classification"  # the rest of the info is kept
+    assert any("entity_f1 on 10 labelled examples" in line for line in report.lines())
+
+    onnx_clf, torch_clf = load_classifier(model_dir), EncoderClassifier.load(model_dir, engine="torch")
+    assert onnx_clf.engine == INT8_ENGINE and isinstance(onnx_clf.head_, TokenHead)
+    # sentences of different lengths in one batch (padding), tokens given and raw text
+    sentences = [
+        *dev[:4],
+        Example(id="raw", text="Yesterday Alice met Bob in London, slowly."),
+        Example(id="one", text="Carol"),
+    ]
+    onnx_records, torch_records = onnx_clf.predict(sentences), torch_clf.predict(sentences)
+    assert [r.predicted for r in onnx_records] == [r.predicted for r in torch_records]
+    assert [r.details["entities"] for r in onnx_records] == [r.details["entities"] for r in torch_records]
+    assert {r.metadata["engine"] for r in onnx_records} == {INT8_ENGINE}
+
+
+def test_multilabel_classifier_exports_with_sigmoid_scores(tmp_path):
+    from socialens.core.types import Example
+
+    phrases = {"sport": ["the match was won", "a goal"], "food": ["tasty pizza", "garlic soup"]}
+    rows = [(["sport"], 0), (["food"], 0), (["food", "sport"], 1)] * 8
+    examples = [
+        Example(id=f"m{i}", text=" and ".join(phrases[name][(i + k) % 2] for name in labels), label=labels)
+        for i, (labels, k) in enumerate(rows)
+    ]
+    model_dir = tmp_path / "multi"
+    EncoderClassifier(EncoderParams(**SMALL), seed=0).fit(examples, task_type="multilabel").save(model_dir)
+    report = export_onnx(model_dir, examples, quantization="blockwise")
+    assert report.agreement.metric == "micro_f1" and report.agreement.max_abs_prob_diff < 0.05
+    onnx_clf, torch_clf = load_classifier(model_dir), EncoderClassifier.load(model_dir, engine="torch")
+    assert onnx_clf.engine == INT8_ENGINE
+    onnx_records, torch_records = onnx_clf.predict(examples), torch_clf.predict(examples)
+    for a, b in zip(onnx_records, torch_records, strict=True):
+        assert a.scores == pytest.approx(b.scores, abs=0.05)
+        assert a.predicted == [n for n in ["food", "sport"] if a.scores[n] >= 0.5]
+    same = sum(a.predicted == b.predicted for a, b in zip(onnx_records, torch_records, strict=True))
+    assert same >= len(examples) - 1

@@ -1,19 +1,19 @@
-"""Any Hugging Face encoder fine-tuned with a sequence-classification head (transformers Trainer).
+"""Any Hugging Face encoder fine-tuned with a sequence-classification head (transformers Trainer),
+or with a token-classification head (named entities) or a sigmoid multi-label head.
 
 Speed on a CPU comes from never computing on padding: training uses dynamic padding
-(DataCollatorWithPadding) with length-grouped batches, prediction sorts the texts by token length,
-pads each batch only to its longest member, and restores the input order afterwards.
+(DataCollatorWithPadding, DataCollatorForTokenClassification) with length-grouped batches,
+prediction sorts the texts by token length, pads each batch only to its longest member, and
+restores the input order afterwards. What depends on the task type (targets, dev metric, records)
+is the head's (classifiers/encoder_heads.py, classifiers/encoder_tokens.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tempfile
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,19 +22,31 @@ import numpy as np
 from socialens.classifiers.base import (
     Trust,
     check_task_type,
-    infer_schema,
     one_line,
-    probability_records,
     read_model_info,
     weights_are_safetensors,
     write_model_info,
+)
+from socialens.classifiers.encoder_heads import ClassificationHead, EncoderHead, MultilabelHead
+from socialens.classifiers.encoder_tokens import TokenHead
+from socialens.classifiers.hf_training import (
+    balanced_class_weights,
+    length_sorted_outputs,
+    length_sorted_scores,
+    macro_f1,
+    make_trainer_class,
+    progress_callback,
 )
 from socialens.classifiers.onnx_session import INT8_ENGINE, ONNX_DIR
 from socialens.core.errors import ConfigError
 from socialens.core.params import FamilyParams
 from socialens.core.progress import EstimateHook, ProgressHook
-from socialens.core.runtime import torch_threads
+from socialens.core.runtime import quiet_transformers, torch_threads
 from socialens.core.types import Example, LabelSchema, PredictionRecord
+
+HEADS: dict[str, type[EncoderHead]] = {
+    head.task_type: head for head in (ClassificationHead, TokenHead, MultilabelHead)
+}
 
 # progress(stage, done, total): stage is "train" (optimizer steps) or "predict" (examples)
 # "auto": the int8 ONNX model when the directory has one (socialens export onnx), else torch
@@ -52,6 +64,8 @@ class EncoderParams(FamilyParams):
     max_length: int = 128
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
+    # classification only: the token and multilabel heads use the model's own loss
+    # (classifiers/encoder_heads.py says why)
     class_weights: Literal["balanced"] | None = "balanced"
     early_stopping_patience: int | None = 2
     group_by_length: bool = True
@@ -59,80 +73,11 @@ class EncoderParams(FamilyParams):
     verbose: bool = False
 
 
-def balanced_class_weights(label_ids: list[int], num_labels: int) -> list[float]:
-    """scikit-learn's 'balanced' weights, n / (k * count_c), over the k classes present;
-    classes absent from training get weight 1.0 (they never occur as a target)."""
-    counts = Counter(label_ids)
-    n, k = len(label_ids), len(counts)
-    return [n / (k * counts[c]) if counts.get(c) else 1.0 for c in range(num_labels)]
-
-
-def macro_f1(gold: list[int], predicted: list[int]) -> float:
-    from sklearn.metrics import f1_score
-
-    return float(f1_score(gold, predicted, average="macro", zero_division=0))
-
-
-@contextlib.contextmanager
-def _quiet_transformers(verbose: bool) -> Iterator[None]:
-    from transformers.utils import logging as hf_logging
-
-    if verbose:
-        yield
-        return
-    before = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(before)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
-def _make_trainer_class():
-    import torch
-    from transformers import Trainer
-
-    class WeightedTrainer(Trainer):
-        """Trainer whose loss is a class-weighted cross-entropy when ``class_weights`` is set."""
-
-        def __init__(self, *args, class_weights: list[float] | None = None, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.class_weights = class_weights
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if self.class_weights is None:
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            labels = inputs.pop("labels")
-            outputs = model(**inputs)
-            logits = outputs.logits
-            weight = torch.tensor(self.class_weights, dtype=logits.dtype, device=logits.device)
-            loss = torch.nn.functional.cross_entropy(
-                logits.view(-1, logits.size(-1)), labels.view(-1), weight=weight
-            )
-            return (loss, outputs) if return_outputs else loss
-
-    return WeightedTrainer
-
-
-def _progress_callback(hook: ProgressHook):
-    from transformers import TrainerCallback
-
-    class _Progress(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            hook("train", state.global_step, state.max_steps)
-
-    return _Progress()
-
-
 class EncoderClassifier:
     """Fine-tunes ``params.model`` (builtin:minilm-l6 by default) with a classification head."""
 
     family = "encoder"
-    task_types = ("classification",)
+    task_types = ("classification", "token_classification", "multilabel")
 
     Params = EncoderParams
 
@@ -151,11 +96,20 @@ class EncoderClassifier:
         self.stopped_: str | None = None
         self.task_type = "classification"
         self.schema: LabelSchema | None = None
+        self.head_: EncoderHead | None = None
         self.model_ = None
         self.tokenizer_ = None
         self.onnx_ = None  # an OnnxEncoderSession when loaded with the ONNX engine
         self.onnx_quantization_ = "dynamic"
         self.training_: dict[str, Any] = {}
+
+    @property
+    def head(self) -> EncoderHead | None:
+        """The task type's head (a classifier put together by hand, with a schema but without a
+        head, gets the one of its task type, classification by default)."""
+        if self.head_ is None and self.schema is not None:
+            self.head_ = HEADS[self.task_type](self.schema)
+        return self.head_
 
     @property
     def engine(self) -> str:
@@ -177,23 +131,6 @@ class EncoderClassifier:
             self.onnx_ = OnnxEncoderSession(self.onnx_.path, num_threads=threads)
 
     # -- helpers --------------------------------------------------------------------------------
-    def _encode(self, examples: list[Example], with_labels: bool) -> list[dict[str, Any]]:
-        enc = self.tokenizer_(
-            [ex.text for ex in examples], truncation=True, max_length=self.params.max_length, padding=False
-        )
-        rows = [{key: enc[key][i] for key in enc.keys()} for i in range(len(examples))]
-        if with_labels:
-            for row, ex in zip(rows, examples, strict=True):
-                row["labels"] = self.schema.index(ex.label)
-        return rows
-
-    def _labelled(self, examples: list[Example] | None, part: str) -> list[Example]:
-        found = [ex for ex in (examples or []) if ex.label is not None]
-        unknown = sorted({ex.label for ex in found} - set(self.schema.names))
-        if unknown:
-            raise ValueError(f"{part} labels {unknown} are not in the schema {self.schema.names}")
-        return found
-
     def _check_fitted(self) -> None:
         if (self.model_ is None and self.onnx_ is None) or self.tokenizer_ is None or self.schema is None:
             raise RuntimeError("EncoderClassifier is not fitted: call fit() or load() first")
@@ -209,11 +146,17 @@ class EncoderClassifier:
         task_type: str = "classification",
     ) -> EncoderClassifier:
         self.task_type = check_task_type(self, task_type)
+        p = self.params
+        head_class = HEADS[self.task_type]
+        self.schema = schema or head_class.infer_schema(train)
+        head = self.head_ = head_class(self.schema)
+        train = head.labelled(train, "training")
+        dev = head.labelled(dev, "dev")
+        if not train:
+            raise ValueError("cannot fit encoder: no labelled training examples")
         import torch
         from transformers import (
-            AutoModelForSequenceClassification,
             AutoTokenizer,
-            DataCollatorWithPadding,
             EarlyStoppingCallback,
             PrinterCallback,
             TrainingArguments,
@@ -222,35 +165,22 @@ class EncoderClassifier:
 
         from socialens.core.models import resolve_model
 
-        p = self.params
-        self.schema = schema or infer_schema(train)
-        train = self._labelled(train, "training")
-        dev = self._labelled(dev, "dev")
-        if not train:
-            raise ValueError("cannot fit encoder: no labelled training examples")
-        names = self.schema.names
         path = resolve_model(p.model)
+        metric = head.metric
         with (
             torch_threads(p.num_threads),
-            _quiet_transformers(p.verbose),
+            quiet_transformers(p.verbose),
             tempfile.TemporaryDirectory() as tmp,
         ):
             set_seed(self.seed)
             try:
                 self.tokenizer_ = AutoTokenizer.from_pretrained(path)
-                self.model_ = AutoModelForSequenceClassification.from_pretrained(
-                    path,
-                    num_labels=len(names),
-                    id2label=dict(enumerate(names)),
-                    label2id={n: i for i, n in enumerate(names)},
-                )
+                self.model_ = head.model_class().from_pretrained(path, **head.config_kwargs())
             except OSError as exc:  # no such hub id, no hub access, a folder without a model
                 raise base_model_error(p.model, path, exc) from None
-            train_rows = self._encode(train, with_labels=True)
-            dev_rows = self._encode(dev, with_labels=True) if dev else None
-            weights = None
-            if p.class_weights == "balanced":
-                weights = balanced_class_weights([r["labels"] for r in train_rows], len(names))
+            train_rows = head.encode(self.tokenizer_, train, p.max_length, with_labels=True)
+            dev_rows = head.encode(self.tokenizer_, dev, p.max_length, with_labels=True) if dev else None
+            weights = head.class_weights(train_rows, p)
             evaluate = dev_rows is not None
             args = TrainingArguments(
                 output_dir=tmp,
@@ -266,7 +196,7 @@ class EncoderClassifier:
                 save_only_model=True,
                 save_total_limit=1,
                 load_best_model_at_end=evaluate,
-                metric_for_best_model="macro_f1" if evaluate else None,
+                metric_for_best_model=metric if evaluate else None,
                 greater_is_better=True,
                 logging_strategy="epoch",
                 report_to=[],
@@ -279,15 +209,15 @@ class EncoderClassifier:
             if evaluate and p.early_stopping_patience:
                 callbacks.append(EarlyStoppingCallback(early_stopping_patience=p.early_stopping_patience))
             if self.progress is not None:
-                callbacks.append(_progress_callback(self.progress))
-            trainer = _make_trainer_class()(
+                callbacks.append(progress_callback(self.progress))
+            trainer = make_trainer_class()(
                 model=self.model_,
                 args=args,
                 train_dataset=train_rows,
                 eval_dataset=dev_rows,
-                data_collator=DataCollatorWithPadding(self.tokenizer_),
+                data_collator=head.collator(self.tokenizer_),
                 processing_class=self.tokenizer_,
-                compute_metrics=_compute_metrics if evaluate else None,
+                compute_metrics=head.compute_metrics if evaluate else None,
                 callbacks=callbacks,
                 class_weights=weights,
             )
@@ -305,9 +235,11 @@ class EncoderClassifier:
             "train_time_s": round(seconds, 3),
             "train_examples_per_s": round(len(train) * epochs_run / seconds, 2) if seconds > 0 else None,
             "epochs_run": round(epochs_run, 3),
-            "best_dev_macro_f1": trainer.state.best_metric if evaluate else None,
-            "dev_macro_f1_by_epoch": [
-                round(log["eval_macro_f1"], 4) for log in trainer.state.log_history if "eval_macro_f1" in log
+            f"best_dev_{metric}": trainer.state.best_metric if evaluate else None,
+            f"dev_{metric}_by_epoch": [
+                round(log[f"eval_{metric}"], 4)
+                for log in trainer.state.log_history
+                if f"eval_{metric}" in log
             ],
             "train_loss_by_epoch": [
                 round(log["loss"], 4) for log in trainer.state.log_history if "loss" in log
@@ -315,6 +247,7 @@ class EncoderClassifier:
             "class_weights": weights,
             "base_model": p.model,
         }
+        self.training_.update(head.tune(self, dev))
         return self
 
     @staticmethod
@@ -325,17 +258,21 @@ class EncoderClassifier:
 
         from socialens.core.models import resolve_model
 
-        with _quiet_transformers(params.verbose):
+        with quiet_transformers(params.verbose):
             return AutoTokenizer.from_pretrained(resolve_model(params.model), trust_remote_code=False)
 
     def predict_proba(self, texts: list[str]):
-        """Softmax probabilities, a numpy array (len(texts), len(schema.names)) in schema order."""
-        import numpy as np
-
-        probs, _ = self._scores(texts)
+        """Per-label probabilities, a numpy array (len(texts), len(schema.names)) in schema order:
+        softmax for classification, sigmoid for multilabel (not for token classification)."""
+        self._check_fitted()
+        if isinstance(self.head, MultilabelHead):
+            return self.head.probabilities(self, list(texts))[0]
+        if isinstance(self.head, TokenHead):
+            raise ConfigError("predict_proba: a token-classification encoder has no per-text probabilities")
+        probs, _ = self.scores(texts)
         return np.array(probs, dtype=float).reshape(len(texts), len(self.schema.names))
 
-    def _scores(self, texts: list[str]) -> tuple[list[list[float]], list[float]]:
+    def scores(self, texts: list[str]) -> tuple[list[list[float]], list[float]]:
         """Softmax probabilities (schema order) for ``texts`` in input order, and per-text latency
         (its batch's time divided by the batch size)."""
         self._check_fitted()
@@ -352,16 +289,52 @@ class EncoderClassifier:
         with torch_threads(self.params.num_threads), torch.inference_mode():
             return self._length_sorted(texts, forward, "pt")
 
+    _scores = scores
+
     def _length_sorted(self, texts, forward, tensors):
         p = self.params
         return length_sorted_scores(
             self.tokenizer_, texts, forward, p.max_length, p.eval_batch_size, tensors, self.progress
         )
 
+    def tokenize_texts(self, texts: list[str]):
+        """``texts`` tokenized as the model reads them (truncated to max_length, unpadded)."""
+        return self.tokenizer_(list(texts), truncation=True, max_length=self.params.max_length, padding=False)
+
+    def logit_rows(self, encoded, *, per_token: bool = False) -> tuple[list[np.ndarray], list[float]]:
+        """Logits (float32 numpy) of each tokenized input in input order, through whichever engine
+        is loaded, in length-sorted batches; ``per_token``: one row per sub-token, padding cut off."""
+        self._check_fitted()
+        p = self.params
+        if not len(encoded["input_ids"]):
+            return [], []
+        if self.onnx_ is not None:
+            return length_sorted_outputs(
+                self.tokenizer_,
+                encoded,
+                self.onnx_.logits,
+                p.eval_batch_size,
+                "np",
+                self.progress,
+                per_token=per_token,
+            )
+        import torch
+
+        device = next(self.model_.parameters()).device
+
+        def forward(batch) -> np.ndarray:
+            return self.model_(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu().numpy()
+
+        with torch_threads(p.num_threads), torch.inference_mode():
+            return length_sorted_outputs(
+                self.tokenizer_, encoded, forward, p.eval_batch_size, "pt", self.progress, per_token=per_token
+            )
+
     def predict(self, examples: list[Example]) -> list[PredictionRecord]:
         self._check_fitted()
-        probs, latency = self._scores([ex.text for ex in examples])
-        records = probability_records(examples, self.schema.names, probs, latency)
+        if not examples:
+            return []
+        records = self.head.predict(self, examples)
         if self.onnx_ is not None:  # torch is the default engine: its records stay untagged
             for record in records:
                 record.metadata["engine"] = self.engine
@@ -377,15 +350,19 @@ class EncoderClassifier:
         directory.mkdir(parents=True, exist_ok=True)
         # an ONNX export of earlier weights in this folder would be picked up by load(): drop it
         shutil.rmtree(directory / ONNX_DIR, ignore_errors=True)
-        with _quiet_transformers(self.params.verbose):
+        with quiet_transformers(self.params.verbose):
             self.model_.save_pretrained(directory)
             self.tokenizer_.save_pretrained(directory)
+        # task_type (absent for classification) leads, then seed and training, then the head's
+        # own fields (tags, threshold)
+        head = self.head.info()
+        task = {"task_type": head.pop("task_type")} if "task_type" in head else {}
         write_model_info(
             directory,
             self.family,
             self.schema,
             self.params,
-            extra={"seed": self.seed, "training": self.training_},
+            extra={**task, "seed": self.seed, "training": self.training_, **head},
         )
 
     @classmethod
@@ -404,25 +381,31 @@ class EncoderClassifier:
         from transformers import AutoTokenizer
 
         from socialens.classifiers.onnx_session import OnnxEncoderSession, int8_model_path
-        from socialens.core.errors import ConfigError
 
         directory = Path(directory)
         info = read_model_info(directory)
         obj = cls(EncoderParams.model_validate(info["params"]), seed=info.get("seed", 0), progress=progress)
         obj.schema = LabelSchema.from_dict(info["schema"])
+        task_type = info.get("task_type", "classification")
+        if task_type not in HEADS:
+            raise ConfigError(
+                f"{directory}: field 'task_type' is {task_type!r}; expected one of {', '.join(HEADS)}"
+            )
+        obj.task_type = task_type
+        obj.head_ = HEADS[task_type].from_info(obj.schema, info)
         obj.training_ = info.get("training", {})
         onnx_path = int8_model_path(directory)
         if engine == "onnx" and not onnx_path.is_file():
             raise ConfigError(
                 f"{directory}: no {onnx_path.name}; run `socialens export onnx {directory}` first"
             )
-        with _quiet_transformers(obj.params.verbose):
+        with quiet_transformers(obj.params.verbose):
             obj.tokenizer_ = AutoTokenizer.from_pretrained(directory, trust_remote_code=False)
             if engine != "torch" and onnx_path.is_file():
                 obj.onnx_ = OnnxEncoderSession(onnx_path, num_threads=obj.params.num_threads)
                 obj.onnx_quantization_ = (info.get("onnx") or {}).get("quantization", "dynamic")
             else:
-                obj.model_ = _load_torch_model(directory, trust)
+                obj.model_ = load_torch_model(directory, trust, obj.head_.model_class())
         return obj
 
 
@@ -443,61 +426,27 @@ def base_model_error(ref: str, resolved: str, exc: OSError) -> ConfigError:
     )
 
 
-def _load_torch_model(directory: Path, trust: Trust | None = None):
+def load_torch_model(directory: Path, trust: Trust | None = None, model_class=None):
+    """The torch model of a saved encoder directory (safetensors unless ``trust.pickle``), on the
+    GPU when there is one, in eval mode; ``model_class`` defaults to a sequence classifier."""
     import torch
-    from transformers import AutoModelForSequenceClassification
+
+    if model_class is None:
+        from transformers import AutoModelForSequenceClassification as model_class
 
     safe = weights_are_safetensors(directory, trust)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        directory, use_safetensors=safe, trust_remote_code=False
-    )
+    model = model_class.from_pretrained(directory, use_safetensors=safe, trust_remote_code=False)
     if torch.cuda.is_available():
         model.to("cuda")
     return model.eval()
 
 
-def length_sorted_scores(
-    tokenizer,
-    texts: list[str],
-    forward: Callable[[Any], np.ndarray],
-    max_length: int,
-    batch_size: int,
-    tensors: str,
-    progress: ProgressHook | None = None,
-) -> tuple[list[list[float]], list[float]]:
-    """Tokenize once, run ``forward`` (padded batch -> probabilities) over length-sorted batches,
-    each padded only to its longest member, and restore the input order. Per-text latency is its
-    batch's time divided by the batch size."""
-    n = len(texts)
-    if n == 0:
-        return [], []
-    probs: list[list[float] | None] = [None] * n
-    latency = [0.0] * n
-    enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False)
-    keys = list(enc.keys())
-    order = sorted(range(n), key=lambda i: len(enc["input_ids"][i]))
-    for start in range(0, n, batch_size):
-        t0 = time.perf_counter()
-        idx = order[start : start + batch_size]
-        batch = tokenizer.pad([{k: enc[k][i] for k in keys} for i in idx], return_tensors=tensors)
-        rows = forward(dict(batch)).tolist()
-        per = (time.perf_counter() - t0) / len(idx)
-        for i, row in zip(idx, rows, strict=True):
-            probs[i] = row
-            latency[i] = per
-        if progress is not None:
-            progress("predict", min(start + len(idx), n), n)
-    return probs, latency  # type: ignore[return-value]
-
-
-def _compute_metrics(eval_pred) -> dict[str, float]:
-    logits, labels = eval_pred.predictions, eval_pred.label_ids
-    if isinstance(logits, tuple):
-        logits = logits[0]
-    predicted = logits.argmax(axis=-1).tolist()
-    gold = labels.tolist()
-    accuracy = sum(int(a == b) for a, b in zip(gold, predicted, strict=True)) / max(len(gold), 1)
-    return {"macro_f1": macro_f1(gold, predicted), "accuracy": accuracy}
-
-
-__all__ = ["EncoderClassifier", "EncoderParams", "balanced_class_weights", "macro_f1"]
+__all__ = [
+    "HEADS",
+    "EncoderClassifier",
+    "EncoderParams",
+    "balanced_class_weights",
+    "base_model_error",
+    "load_torch_model",
+    "macro_f1",
+]

@@ -27,17 +27,16 @@ from socialens.classifiers.base import (
     weights_are_safetensors,
     write_model_info,
 )
-from socialens.classifiers.encoder import (
-    _make_trainer_class,
-    _progress_callback,
-    _quiet_transformers,
+from socialens.classifiers.hf_training import (
     balanced_class_weights,
     length_sorted_scores,
+    make_trainer_class,
+    progress_callback,
 )
 from socialens.core.errors import ConfigError
 from socialens.core.params import FamilyParams
 from socialens.core.progress import EstimateHook, ProgressHook
-from socialens.core.runtime import torch_threads
+from socialens.core.runtime import quiet_transformers, torch_threads
 from socialens.core.types import Example, LabelSchema, PredictionRecord
 from socialens.tuning.lora import ATTENTION_MODULES, MLP_MODULES
 
@@ -140,7 +139,7 @@ class LLMHeadClassifier:
         names = self.schema.names
         with (
             torch_threads(p.num_threads),
-            _quiet_transformers(False),
+            quiet_transformers(False),
             tempfile.TemporaryDirectory() as tmp,
             PeakMemory() as memory,
         ):
@@ -179,13 +178,13 @@ class LLMHeadClassifier:
                 data_seed=self.seed,
                 dataloader_pin_memory=torch.cuda.is_available(),
             )
-            trainer = _make_trainer_class()(
+            trainer = make_trainer_class()(
                 model=model,
                 args=args,
                 train_dataset=rows,
                 data_collator=DataCollatorWithPadding(self.tokenizer_),
                 processing_class=self.tokenizer_,
-                callbacks=[_progress_callback(self.progress)] if self.progress is not None else [],
+                callbacks=[progress_callback(self.progress)] if self.progress is not None else [],
                 class_weights=weights,
             )
             trainer.remove_callback(PrinterCallback)
@@ -269,7 +268,7 @@ class LLMHeadClassifier:
         check_referenced_weights(obj.params.model, trust)
         obj.schema = LabelSchema.from_dict(info["schema"])
         obj.training_ = info.get("training", {})
-        with _quiet_transformers(False):
+        with quiet_transformers(False):
             model, obj.tokenizer_ = _base_model(obj.params.model, obj.schema.names)
             obj.model_ = PeftModel.from_pretrained(model, directory)
         if torch.cuda.is_available():

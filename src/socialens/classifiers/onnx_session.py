@@ -1,7 +1,10 @@
-"""An exported encoder run through onnxruntime: padded token batches in, softmax probabilities out.
+"""An exported encoder run through onnxruntime: padded token batches in, logits (or softmax
+probabilities) out.
 
 The encoder family does the tokenizing, length sorting and padding (the same code path as torch),
-so the ONNX engine differs from the torch one only in the forward pass.
+so the ONNX engine differs from the torch one only in the forward pass. The logits are
+(batch, labels) for a sequence classifier (softmax: classification, sigmoid: multilabel) and
+(batch, sequence, tags) for a token classifier.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class OnnxEncoderSession:
-    """One onnxruntime CPU session over an exported sequence classifier (logits output).
+    """One onnxruntime CPU session over an exported sequence or token classifier (logits output).
 
     ``num_threads`` follows socialens.runtime.torch_threads: None or 0 leaves onnxruntime's
     default (one thread per core)."""

@@ -1,4 +1,5 @@
-"""Process-level settings: torch threads (the encoder family, the hf backend) and the cache folder."""
+"""Process-level settings: torch threads (the encoder family, the hf backend), transformers' logging
+(quiet_transformers: the encoder, llm_head and LoRA tuning) and the cache folder."""
 
 from __future__ import annotations
 
@@ -29,3 +30,24 @@ def torch_threads(num_threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def quiet_transformers(verbose: bool) -> Iterator[None]:
+    """Run the block with transformers' logging at ERROR and its progress bars off (unless
+    ``verbose``), restoring both afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    if verbose:
+        yield
+        return
+    before = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)
+        if bars:
+            hf_logging.enable_progress_bar()

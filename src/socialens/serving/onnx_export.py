@@ -17,6 +17,12 @@ Two int8 schemes (measured in docs/benchmarks.md, MiniLM fine-tuned on TweetEval
 ``min_agreement`` of the time and otherwise takes blockwise; without dev examples it takes blockwise,
 the scheme that needs no check to be trusted.
 
+Token-classification and multilabel encoders export the same way (their logits output has a
+sequence axis, or goes through a sigmoid instead of a softmax); their agreement with torch is
+``TaskAgreement``: predictions equal per example (a sentence's whole tag list, a text's label set),
+the largest probability difference (per-token top probability, per-label sigmoid), and the head's
+dev metric (entity micro-F1, micro-F1) under each engine.
+
 torch 2.13's default exporter (dynamo) needs onnxscript; the TorchScript exporter (dynamo=False)
 needs nothing more and handles BERT-style encoders, so it is used here. Its trace is checked
 against torch on the dev examples rather than trusted.
@@ -61,6 +67,17 @@ class Agreement:
 
 
 @dataclass
+class TaskAgreement(Agreement):
+    """Agreement of a token-classification or multilabel encoder: ``label_agreement`` counts
+    examples whose whole prediction (tag list, label set) is the same; ``metric`` is the head's
+    dev metric, under each engine, on the examples with a gold target."""
+
+    metric: str = ""
+    metric_torch: float | None = None
+    metric_onnx: float | None = None
+
+
+@dataclass
 class ExportReport:
     model_dir: str
     fp32_path: str
@@ -99,7 +116,12 @@ class ExportReport:
             f"agreement with torch on {a.n_examples} examples ({a.source}): labels {a.label_agreement:.2%}, "
             f"max |probability difference| {a.max_abs_prob_diff:.4f}"
         )
-        if a.n_labelled:
+        if a.n_labelled and isinstance(a, TaskAgreement):
+            out.append(
+                f"{a.metric} on {a.n_labelled} labelled examples: torch {a.metric_torch:.4f}, "
+                f"onnx int8 {a.metric_onnx:.4f} ({100 * (a.metric_onnx - a.metric_torch):+.2f} points)"
+            )
+        elif a.n_labelled:
             out.append(
                 f"macro-F1 on {a.n_labelled} labelled examples: torch {a.macro_f1_torch:.4f}, "
                 f"onnx int8 {a.macro_f1_onnx:.4f} ({100 * (a.macro_f1_onnx - a.macro_f1_torch):+.2f} points)"
@@ -141,6 +163,7 @@ def _trace_to_onnx(classifier, path: Path) -> None:
             return self.model(**dict(zip(names, tensors, strict=True))).logits
 
     axes = {name: {0: "batch", 1: "sequence"} for name in names}
+    logit_axes = {0: "batch", 1: "sequence"} if classifier.head.per_token else {0: "batch"}
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         # the exporter's deprecation notice and tracer warnings about python-bool branches on
         # shapes: the graph is verified numerically against torch instead
@@ -151,7 +174,7 @@ def _trace_to_onnx(classifier, path: Path) -> None:
             str(path),
             input_names=names,
             output_names=["logits"],
-            dynamic_axes={**axes, "logits": {0: "batch"}},
+            dynamic_axes={**axes, "logits": logit_axes},
             opset_version=OPSET,
             dynamo=False,
             do_constant_folding=True,
@@ -214,6 +237,38 @@ def agreement(
     return result
 
 
+def record_probabilities(record: PredictionRecord) -> list[float]:
+    """The probabilities a record carries: per-label scores, else per-token top probabilities."""
+    if record.scores is not None:
+        return list(record.scores.values())
+    return [p for p in (record.details or {}).get("confidence", []) if p is not None]
+
+
+def task_agreement(
+    torch_records: list[PredictionRecord], onnx_records: list[PredictionRecord], head, source: str
+) -> TaskAgreement:
+    """``agreement`` for a token-classification or multilabel encoder (``head``: its EncoderHead)."""
+    pairs = list(zip(torch_records, onnx_records, strict=True))
+    drift = 0.0
+    for a, b in pairs:
+        pa, pb = record_probabilities(a), record_probabilities(b)
+        if len(pa) == len(pb):
+            drift = max([drift, *(abs(x - y) for x, y in zip(pa, pb, strict=True))])
+    result = TaskAgreement(
+        source=source,
+        n_examples=len(pairs),
+        label_agreement=sum(a.predicted == b.predicted for a, b in pairs) / len(pairs) if pairs else 1.0,
+        max_abs_prob_diff=float(drift),
+        metric=head.metric,
+    )
+    labelled = sum(r.gold is not None for r in torch_records)
+    if labelled:
+        result.n_labelled = labelled
+        result.metric_torch = head.score_records(torch_records)
+        result.metric_onnx = head.score_records(onnx_records)
+    return result
+
+
 def chosen_scheme(tried: list[tuple[str, Agreement | None, float]], min_agreement: float):
     """The first scheme tried that agrees with torch at least ``min_agreement`` of the time, else the
     one closest to torch; an unchecked single scheme is kept as it is."""
@@ -240,6 +295,7 @@ def export_onnx(
     The files are written to a temporary folder first and moved into ``<model_dir>/onnx/`` only when
     both exist, so a failed export never leaves a half-written model that load() would pick up."""
     from socialens.classifiers.encoder import EncoderClassifier
+    from socialens.classifiers.encoder_heads import ClassificationHead
 
     if quantization not in QUANTIZATIONS:
         raise ConfigError(f"quantization: got {quantization!r}; expected one of {', '.join(QUANTIZATIONS)}")
@@ -273,7 +329,10 @@ def export_onnx(
                 onnx_clf = copy.copy(torch_clf)  # the same tokenizer and batching, another forward pass
                 onnx_clf.onnx_ = OnnxEncoderSession(int8, num_threads=torch_clf.params.num_threads)
                 onnx_records = onnx_clf.predict(dev_examples)
-                checked = agreement(torch_records, onnx_records, torch_clf.schema.names, dev_source)
+                if isinstance(torch_clf.head, ClassificationHead):
+                    checked = agreement(torch_records, onnx_records, torch_clf.schema.names, dev_source)
+                else:
+                    checked = task_agreement(torch_records, onnx_records, torch_clf.head, dev_source)
             tried.append((scheme, checked, quantize_s))
             if checked is not None and checked.label_agreement >= min_agreement:
                 break
@@ -314,4 +373,13 @@ def export_onnx(
     return report
 
 
-__all__ = ["Agreement", "ExportReport", "agreement", "check_model_dir", "chosen_scheme", "export_onnx"]
+__all__ = [
+    "Agreement",
+    "ExportReport",
+    "TaskAgreement",
+    "agreement",
+    "check_model_dir",
+    "chosen_scheme",
+    "export_onnx",
+    "task_agreement",
+]

@@ -49,7 +49,7 @@ from pydantic import Field
 from socialens.core.errors import ConfigError, DataError
 from socialens.core.params import FamilyParams
 from socialens.core.progress import ProgressHook
-from socialens.core.runtime import torch_threads
+from socialens.core.runtime import quiet_transformers, torch_threads
 from socialens.llm.prompts import join_record, split_record, text_start
 from socialens.tuning.memory import (
     IGNORE_INDEX,
@@ -402,8 +402,6 @@ def train_lora(
     import torch
     from transformers import PrinterCallback, Trainer, TrainingArguments, set_seed
 
-    from socialens.classifiers.encoder import _quiet_transformers
-
     params = params or LoraParams()
     if params.qlora:
         check_qlora_available()
@@ -421,7 +419,7 @@ def train_lora(
     resume_from = last_checkpoint(out_dir) if resume else None
     if resume and resume_from is None:
         log.info("no checkpoint under %s/checkpoints: training from the start", out_dir)
-    with torch_threads(params.num_threads), _quiet_transformers(False), PeakMemory() as memory:
+    with torch_threads(params.num_threads), quiet_transformers(False), PeakMemory() as memory:
         set_seed(params.seed)
         model, tokenizer = _load_base(base, params)
         encoded = [_encode_record(tokenizer, i, r, params.max_length) for i, r in enumerate(records)]
