@@ -264,7 +264,9 @@ def test_multilabel_bad_inputs(tmp_path, multilabel_fitted):
     with pytest.raises(ValueError, match="not a list of label names"):
         TfidfClassifier().fit(make(3), task_type="multilabel")
     with pytest.raises(ValueError, match="not in the schema"):
-        TfidfClassifier().fit(make_multilabel(8), schema=LabelSchema.from_names(["hate"]), task_type="multilabel")
+        TfidfClassifier().fit(
+            make_multilabel(8), schema=LabelSchema.from_names(["hate"]), task_type="multilabel"
+        )
     same = [Example(f"s{i}", f"text {i}", ["hate"]) for i in range(4)]
     with pytest.raises(ValueError, match="no label both applies and does not apply"):
         TfidfClassifier().fit(same, task_type="multilabel")

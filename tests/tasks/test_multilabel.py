@@ -49,7 +49,12 @@ def test_messages_list_labels_descriptions_and_shots():
     shots = [Example("s1", "shot one", ["hate", "fake"]), Example("s2", "shot two", [])]
     for output_format in TASK.output_formats:
         messages = TASK.messages(
-            EXAMPLE, shots, SCHEMA, output_format=output_format, description="hostile posts", system_prompt="Be brief."
+            EXAMPLE,
+            shots,
+            SCHEMA,
+            output_format=output_format,
+            description="hostile posts",
+            system_prompt="Be brief.",
         )
         assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant", "user"]
         assert messages[0]["content"] == "Be brief."
@@ -103,7 +108,13 @@ PARSE_CASES = [
     ("none", "serial", "ok", [], "exact"),
     ("None.", "json", "ok", [], "exact"),
     ("No labels apply", "serial", "ok", [], "exact"),
-    ("Labels: hate, offensive\nExplanation: it insults people.", "serial", "ok", ["hate", "offensive"], "cue"),
+    (
+        "Labels: hate, offensive\nExplanation: it insults people.",
+        "serial",
+        "ok",
+        ["hate", "offensive"],
+        "cue",
+    ),
     ("<think>maybe fake</think>hate", "serial", "ok", ["hate"], "exact"),
     ("offensiv, defamaton", "serial", "ok", ["offensive", "defamation"], "list+match"),  # typos
     ("كراهية", "serial", "ok", ["hate"], "list+match"),  # Arabic "hate"
@@ -117,7 +128,13 @@ PARSE_CASES = [
     ('["fake", "hate"]', "json", "ok", ["fake", "hate"], "json"),
     ('{"labels": "hate, fake"}', "json", "ok", ["fake", "hate"], "json"),
     ('{"labels": [{"label": "hate"}, {"label": "fake"}]}', "json", "ok", ["fake", "hate"], "json"),
-    ('{"fake": true, "hate": false, "offensive": 1, "defamation": "no"}', "json", "ok", ["fake", "offensive"], "json"),
+    (
+        '{"fake": true, "hate": false, "offensive": 1, "defamation": "no"}',
+        "json",
+        "ok",
+        ["fake", "offensive"],
+        "json",
+    ),
     ('{"labels": ["hate"]} and again {"labels": ["fake"]}', "json", "invalid", None, "json-ambiguous"),
     ('{"labels": ["rumour"]}', "json", "invalid", None, "json-unknown-label"),
     ("banana, apple", "serial", "invalid", None, "no-match"),
@@ -171,7 +188,16 @@ def test_a_schema_label_named_none_wins_over_the_none_answer():
 # --------------------------------------------------------------------------- metrics
 
 LABELS = ["fake", "hate", "offensive"]
-GOLD = [["fake"], ["hate", "offensive"], [], ["fake", "hate"], ["offensive"], [], ["hate"], ["fake", "offensive"]]
+GOLD = [
+    ["fake"],
+    ["hate", "offensive"],
+    [],
+    ["fake", "hate"],
+    ["offensive"],
+    [],
+    ["hate"],
+    ["fake", "offensive"],
+]
 PRED = [["fake"], ["hate"], [], ["fake", "offensive"], [], ["hate"], ["hate"], ["fake", "offensive"]]
 
 

@@ -21,7 +21,6 @@ Conventions:
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -29,7 +28,11 @@ from typing import Any
 import numpy as np
 
 from socialens.core.types import PredictionRecord, Status
-from socialens.tasks.classification_metrics import COLLAPSE_SHARE, MISSING_SLICE_VALUE, STATUS_NAMES
+from socialens.tasks.classification_metrics import (
+    COLLAPSE_SHARE,
+    STATUS_NAMES,
+    slice_value,
+)
 
 SCALAR_METRICS = (
     "micro_f1",
@@ -275,12 +278,6 @@ def cooccurrence(label_sets: Iterable[Sequence[str]], labels: Sequence[str]) -> 
     return matrix.tolist()
 
 
-def _slice_value(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return MISSING_SLICE_VALUE
-    return str(value)
-
-
 def compute_multilabel_metrics(
     records: Iterable[PredictionRecord],
     labels: Sequence[str],
@@ -331,7 +328,7 @@ def compute_multilabel_metrics(
         for key in slice_keys:
             groups: dict[str, list[PredictionRecord]] = {}
             for record in scored:
-                groups.setdefault(_slice_value(record.metadata.get(key)), []).append(record)
+                groups.setdefault(slice_value(record.metadata.get(key)), []).append(record)
             slices[key] = {
                 value: _block(groups[value], labels, n_bootstrap=n_slice_boot, seed=seed, ci=ci)
                 for value in sorted(groups)

@@ -52,6 +52,7 @@ import regex
 from socialens.core.errors import ConfigError
 from socialens.core.types import Example, LabelSchema, PredictionRecord, Status
 from socialens.tasks.base import Generation, Messages, Parsed, ReportTable, status_counts
+from socialens.tasks.classification_metrics import slice_value
 from socialens.tasks.label_parsing import is_refusal
 from socialens.tasks.rouge import (
     ROUGE_TYPES,
@@ -63,7 +64,6 @@ from socialens.tasks.rouge import (
 
 STOP_RULES = ("eos", "first_sentence")
 DEFAULT_MAX_TOKENS = 96
-MISSING_SLICE_VALUE = "(missing)"
 WORST_EXAMPLES = 5
 _CELL_CHARS = 200
 
@@ -169,10 +169,6 @@ def _mean(values: Sequence[float]) -> float | None:
 
 def _median(values: Sequence[float]) -> float | None:
     return float(statistics.median(values)) if len(values) else None
-
-
-def _slice_value(value: Any) -> str:
-    return MISSING_SLICE_VALUE if value is None else str(value)
 
 
 def _cell(text: Any) -> str:
@@ -307,7 +303,7 @@ class SummarisationTask:
             for key in slice_keys:
                 groups: dict[str, list[PredictionRecord]] = {}
                 for record in scored:
-                    groups.setdefault(_slice_value((record.metadata or {}).get(key)), []).append(record)
+                    groups.setdefault(slice_value((record.metadata or {}).get(key)), []).append(record)
                 slices[key] = {
                     value: self._block(groups[value], n_bootstrap=n_slice, seed=seed, ci=ci)
                     for value in sorted(groups)
