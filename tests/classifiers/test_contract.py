@@ -14,7 +14,7 @@ from socialens.core.params import FamilyParams
 from socialens.core.registry import BACKENDS, FAMILIES, TASKS
 from socialens.core.types import Example, LabelSchema
 from socialens.llm.base import LLMBackend
-from socialens.tasks.base import Task
+from socialens.tasks.base import TARGET_FORMS, Task
 
 
 def keyword_only(function) -> set[str]:
@@ -81,6 +81,8 @@ def test_every_task_has_the_task_protocol(name):
     assert task.headline_metric in task.scalar_metrics
     assert task.output_formats
     assert isinstance(task.label_prompts, bool)
+    assert task.target_form in TARGET_FORMS
+    assert task.stop_rules and task.stop_rules[0] == "eos"
 
 
 def test_an_unknown_name_in_a_registry_is_one_line_naming_the_known_ones():

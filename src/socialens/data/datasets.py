@@ -21,9 +21,11 @@ from socialens.data.conll import DOCUMENT_MARKER, parse_line_range
 from socialens.data.readers import DEFAULT_MAX_CHARS, TWEETEVAL_SPLITS, read_examples
 from socialens.data.targets import (
     CLASSIFICATION,
-    SUMMARISATION,
-    TOKEN_CLASSIFICATION,
+    LABEL,
+    TAGS,
+    TEXT,
     summary_schema_config,
+    target_form,
     target_reader,
 )
 
@@ -191,7 +193,13 @@ class DatasetConfig(_Model):
     @classmethod
     def _summary_schema(cls, data: Any) -> Any:
         """A summarisation dataset needs no ``schema:``: it gets the one-label schema "summary"."""
-        if isinstance(data, dict) and data.get("task_type") == SUMMARISATION and "schema" not in data:
+        task_type = data.get("task_type") if isinstance(data, dict) else None
+        if (
+            isinstance(task_type, str)
+            and task_type in TASKS
+            and target_form(task_type) == TEXT
+            and "schema" not in data
+        ):
             data = {**data, "schema": summary_schema_config()}
         return data
 
@@ -215,11 +223,12 @@ class DatasetConfig(_Model):
             )
         if self.format == "hf" and not self.hub_id:
             raise ValueError("format 'hf' needs 'hub_id' (and files: split -> Hugging Face split name)")
-        if self.format == "conll" and self.task_type != TOKEN_CLASSIFICATION:
+        if self.format == "conll" and target_form(self.task_type) != TAGS:
+            tagging = ", ".join(name for name in TASKS.names() if target_form(name) == TAGS)
             raise ValueError(
-                f"format 'conll' holds token tags: expected task_type: {TOKEN_CLASSIFICATION} (got {self.task_type})"
+                f"format 'conll' holds token tags: expected task_type: {tagging} (got {self.task_type})"
             )
-        if self.format == "tweeteval" and self.task_type != CLASSIFICATION:
+        if self.format == "tweeteval" and target_form(self.task_type) != LABEL:
             raise ValueError(
                 f"format 'tweeteval' holds one label per text: expected task_type: {CLASSIFICATION}"
             )

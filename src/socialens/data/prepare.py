@@ -20,7 +20,7 @@ import numpy as np
 from socialens.core.errors import DataError
 from socialens.core.types import Example, LabelSchema, Split
 from socialens.data.datasets import RawDataset
-from socialens.data.targets import CLASSIFICATION, REPAIRS, check_target, stratify_key
+from socialens.data.targets import CLASSIFICATION, LABEL, REPAIRS, check_target, stratify_key, target_form
 from socialens.data.targets import class_counts as target_class_counts
 
 _PUNCT_OR_SPACE = re.compile(r"[\W_]+", re.UNICODE)
@@ -351,7 +351,7 @@ def _read_examples_jsonl(path: Path, schema: LabelSchema, task_type: str = CLASS
             except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
                 reason = exc.msg if isinstance(exc, json.JSONDecodeError) else _short(exc)
                 raise DataError(f"{path}:{number}: malformed example ({reason}); {expected}") from None
-            if example.label is not None and task_type == CLASSIFICATION:
+            if example.label is not None and target_form(task_type) == LABEL:
                 label = schema.normalise(example.label)
                 if label is None:
                     raise DataError(

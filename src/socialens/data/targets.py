@@ -18,14 +18,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from socialens.core.errors import ConfigError
+from socialens.core.registry import TASKS
 from socialens.core.types import Example, Label, LabelSchema
 from socialens.tasks.tags import OUTSIDE, Span, entity_types, normalise_tags, tags_from_spans, tokenize
 
-CLASSIFICATION = "classification"
-TOKEN_CLASSIFICATION = "token_classification"
-MULTILABEL = "multilabel"
-SUMMARISATION = "summarisation"
+CLASSIFICATION = "classification"  # the default task type
+# the forms a target takes (socialens.tasks.base: Task.target_form); readers branch on them
+LABEL, LABELS, TAGS, TEXT = "label", "labels", "tags", "text"
 SUMMARY_LABEL = "summary"
 SUMMARY_DESCRIPTION = "A short summary of the text, as a reference for the model's one."
 
@@ -35,6 +34,13 @@ REPAIRS = {
     "empty_token": "empty token dropped",
     "long_sentence_cut": "sentence cut at the max_sentence_tokens cap",
 }
+
+
+def target_form(task_type: str | None) -> str:
+    """The form of a task type's targets (its Task's ``target_form``); one label without a type."""
+    if task_type is None:
+        return LABEL
+    return TASKS.get(task_type).target_form
 
 
 def summary_schema() -> LabelSchema:
@@ -359,16 +365,17 @@ def target_reader(
     tag_scheme: str = "auto",
     label_delimiter: str = ",",
 ) -> TargetReader | None:
-    """The row reader of a task type for a tabular file (None for classification: the readers'
-    own label check)."""
-    if task_type == TOKEN_CLASSIFICATION:
+    """The row reader of a task type's target form for a tabular file (None for one label: the
+    readers' own label check)."""
+    form = target_form(task_type)
+    if form == TAGS:
         if tokens:
             return TokenTagsReader(tokens, label, schema, tag_scheme)
         return SpanReader(label, schema)
-    if task_type == MULTILABEL:
+    if form == LABELS:
         # without a label column the text alone is read (SummaryReader without a column does that)
         return MultilabelReader(label, schema, label_delimiter) if label else SummaryReader(None)
-    if task_type == SUMMARISATION:
+    if form == TEXT:
         return SummaryReader(label)
     return None
 
@@ -391,44 +398,28 @@ def fallback_stratify_key(example: Example) -> str | None:
     return "+".join(sorted(str(item) for item in label))
 
 
-def _summary_key(example: Example) -> None:
-    return None
-
-
 def stratify_key(task_type: str | None) -> Callable[[Example], str | None]:
-    """The task's ``stratify_key`` (``TASKS[task_type]().stratify_key``). Where the task module does
-    not exist yet: a summary gets None (a plain random split), any other target
-    ``fallback_stratify_key``. Without a task type: ``fallback_stratify_key``."""
+    """The task's ``stratify_key`` (``TASKS[task_type]().stratify_key``); without a task type,
+    ``fallback_stratify_key``."""
     if task_type is None:
         return fallback_stratify_key
-    from socialens.core.registry import TASKS
-
-    try:
-        task = TASKS.get(task_type)
-    except ConfigError:
-        task = None
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith("socialens.tasks"):
-            raise
-        task = None
-    if task is not None:
-        return task().stratify_key
-    return _summary_key if task_type == SUMMARISATION else fallback_stratify_key
+    return TASKS.get(task_type)().stratify_key
 
 
 def class_counts(examples: Sequence[Example], task_type: str | None = None) -> dict[str, int]:
     """Per class, how many examples (classification: the label; ``""`` for unlabelled), entities
     (token classification: per entity type) or examples carrying it (multilabel); {} for
     summaries."""
-    if task_type in (None, CLASSIFICATION):
+    form = target_form(task_type)
+    if form == LABEL:
         return dict(sorted(Counter("" if ex.label is None else ex.label for ex in examples).items()))
     counts: Counter = Counter()
-    if task_type == SUMMARISATION:
+    if form == TEXT:
         return {}
     for ex in examples:
         if ex.label is None:
             continue
-        if task_type == TOKEN_CLASSIFICATION:
+        if form == TAGS:
             counts.update(tag[2:] for tag in ex.label if tag.startswith("B-"))
         else:
             counts.update(ex.label)
@@ -443,7 +434,8 @@ def check_target(task_type: str, example: Example, schema: LabelSchema) -> Any:
     """``example.label`` checked against ``schema`` in the form of ``task_type`` and returned in
     canonical spelling; a ValueError saying what was expected."""
     label = example.label
-    if task_type == TOKEN_CLASSIFICATION:
+    form = target_form(task_type)
+    if form == TAGS:
         if not isinstance(label, list) or example.tokens is None or len(label) != len(example.tokens):
             raise ValueError("expected 'tokens' and one tag per token in 'label'")
         try:
@@ -451,7 +443,7 @@ def check_target(task_type: str, example: Example, schema: LabelSchema) -> Any:
         except TagProblem as problem:
             raise ValueError(problem.what) from None
         return tags
-    if task_type == MULTILABEL:
+    if form == LABELS:
         if not isinstance(label, list):
             raise ValueError("expected a list of labels")
         names = {schema.normalise(item) for item in label}
@@ -460,7 +452,7 @@ def check_target(task_type: str, example: Example, schema: LabelSchema) -> Any:
                 f"a label not in the split's schema.json; expected labels of {', '.join(schema.names)}"
             )
         return [name for name in schema.names if name in names]
-    if task_type == SUMMARISATION:
+    if form == TEXT:
         if not isinstance(label, str):
             raise ValueError("expected a summary string")
         return label

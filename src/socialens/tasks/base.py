@@ -26,6 +26,8 @@ from socialens.core.types import Example, LabelSchema, PredictionRecord, Status
 
 Messages = list[dict[str, str]]
 
+TARGET_FORMS = ("label", "labels", "tags", "text")
+
 
 @dataclass
 class Parsed:
@@ -72,6 +74,10 @@ class Task(Protocol):
     # generates free text, "first_sentence" (LlamaLens' rule for summaries); set on the instance
     # as ``stop_rule`` by the prompted family
     stop_rules: ClassVar[tuple[str, ...]]
+    # the form of ``Example.label`` (what data readers read and check): "label" (one label name),
+    # "labels" (a list of label names), "tags" (IOB2 tags over ``Example.tokens``) or "text" (a
+    # free text such as a reference summary). Readers branch on the form, never on a task's name.
+    target_form: ClassVar[str]
 
     def stratify_key(self, example: Example) -> str | None:
         """What a stratified split and a stratified sample keep in proportion (None: unlabelled)."""

@@ -23,6 +23,7 @@ class ClassificationTask:
     table_metrics = ("macro_f1", "accuracy")  # what the bench summary and the report's table show
     output_formats = ("serial", "json")
     label_prompts = True
+    target_form = "label"
     stop_rules = ("eos",)
 
     def stratify_key(self, example: Example) -> str | None:

@@ -247,6 +247,7 @@ class MultilabelTask:
     scalar_metrics = SCALAR_METRICS
     output_formats = ("serial", "json")
     label_prompts = False
+    target_form = "labels"
     stop_rules = ("eos",)
 
     def stratify_key(self, example: Example) -> str | None:

@@ -182,6 +182,7 @@ class SummarisationTask:
     scalar_metrics = ROUGE_TYPES
     output_formats = ("serial", "json")
     label_prompts = False
+    target_form = "text"
     stop_rules = STOP_RULES
 
     def __init__(self, stop_rule: str = "eos", max_tokens: int = DEFAULT_MAX_TOKENS):

@@ -65,6 +65,7 @@ class TokenClassificationTask:
     scalar_metrics = SCALAR_METRICS
     output_formats = ("serial", "json")
     label_prompts = False
+    target_form = "tags"
     stop_rules = ("eos",)
 
     def stratify_key(self, example: Example) -> str | None:
