@@ -29,6 +29,7 @@ from socialens.core.layout import (
 )
 from socialens.core.paths import confine, is_inside
 from socialens.core.progress import StageProgress, progress_display
+from socialens.core.registry import TASKS
 from socialens.core.runtime import cache_dir
 from socialens.core.types import Split, Status, error_records, read_records, write_records
 from socialens.evaluation.energy import EnergyMeter
@@ -83,7 +84,7 @@ def load_split(entry, data_root: str | None) -> Split:
     official = entry.official_metric or config.official_metric
     if official:
         try:
-            check_metric_name(official, split.schema.names)
+            check_metric_name(official, split.schema.names, TASKS.get(split.task_type).scalar_metrics)
         except ConfigError as exc:
             raise ConfigError(f"{entry.config}: field 'official_metric': {exc}") from None
         split.stats["official_metric"] = official

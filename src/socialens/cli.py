@@ -640,6 +640,11 @@ def predict(
             _check_at_least(batch_size=batch_size, chunk_size=chunk_size, ray_actors=ray_actors)
             load_options = _load_options(trust_pickle, allow_endpoint, allow_key_env)
             classifier = load_classifier(model_dir, **load_options)
+            if label is not None and TASKS.get(classifier.task_type).target_form != "label":
+                raise SocialensError(
+                    f"--label {label}: predict scores a column of gold labels, but this model's task is "
+                    f"{classifier.task_type}; score it on a dataset with socialens bench"
+                )
             stream = RowStream(
                 input,
                 text=text,
@@ -682,13 +687,8 @@ def predict(
     if label is not None:
         records = [r for r in read_output_records(out) if r.gold is not None]
         if records:
-            task_type = classifier.task_type
-            metrics = compute_metrics(records, classifier.schema.names, n_bootstrap=1000, task_type=task_type)
-            if task_type == "classification":
-                console.print(f"macro-F1 {metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f}")
-            else:
-                headline = TASKS.get(task_type).headline_metric
-                console.print(f"{headline} {metrics[headline]:.3f} on {metrics['n']:,} labelled rows")
+            metrics = compute_metrics(records, classifier.schema.names, n_bootstrap=1000)
+            console.print(f"macro-F1 {metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f}")
 
 
 @app.command()

@@ -245,7 +245,9 @@ class DatasetConfig(_Model):
             from socialens.tasks.classification_metrics import check_metric_name
 
             try:
-                check_metric_name(self.official_metric, schema.names)
+                check_metric_name(
+                    self.official_metric, schema.names, TASKS.get(self.task_type).scalar_metrics
+                )
             except ConfigError as exc:
                 raise ValueError(f"official_metric: {exc}") from None
         return self
