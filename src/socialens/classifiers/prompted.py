@@ -443,32 +443,20 @@ class PromptedClassifier:
         params = GenerationParams(
             max_tokens=self.params.max_tokens, seed=self.seed, choices=tuple(answers) if constrained else None
         )
-        completions = self.backend.generate(self.prompts(chunk), params)
-        records = []
-        for ex, completion in zip(chunk, completions, strict=True):
-            usage = dict(
-                raw_output=completion.text,
-                latency_s=completion.latency_s,
-                tokens_in=completion.tokens_in,
-                tokens_out=completion.tokens_out,
-            )
-            if completion.error is not None:
-                records.append(
-                    self._record(ex, predicted=None, status=Status.ERROR, error=completion.error, **usage)
-                )
-                continue
-            text = completion.text.strip()
-            if constrained and text in answers:
-                records.append(self._record(ex, predicted=answers[text], status=Status.OK, **usage))
-                continue
+
+        def read(ex: Example, text: str) -> dict:
+            if constrained and text.strip() in answers:
+                return dict(predicted=answers[text.strip()], status=Status.OK)
             parsed = parse_label(
-                completion.text, self.schema, style=self.params.style, threshold=self.params.parse_threshold
+                text, self.schema, style=self.params.style, threshold=self.params.parse_threshold
             )
-            reason = failure_reason(parsed, self.schema.names)
-            records.append(
-                self._record(ex, predicted=parsed.label, status=Status(parsed.status), error=reason, **usage)
+            return dict(
+                predicted=parsed.label,
+                status=Status(parsed.status),
+                error=failure_reason(parsed, self.schema.names),
             )
-        return records
+
+        return self._generated_records(chunk, params, read)
 
     def _predict_task(self, chunk: list[Example]) -> list[PredictionRecord]:
         """A task whose answer is not one label (entities, a summary, a label set): the task
@@ -485,6 +473,22 @@ class PromptedClassifier:
             stop=tuple(wanted.stop),
             json_schema=wanted.json_schema if self.params.decoding == "constrained" else None,
         )
+
+        def read(ex: Example, text: str) -> dict:
+            parsed = task.parse(text, ex, self.schema, style)
+            return dict(
+                predicted=parsed.predicted if parsed.status is Status.OK else None,
+                status=parsed.status,
+                error=parsed.error,
+                details=parsed.details,
+            )
+
+        return self._generated_records(chunk, params, read)
+
+    def _generated_records(self, chunk: list[Example], params, read) -> list[PredictionRecord]:
+        """Generate an answer for each example and make its record, with the answer's text, latency
+        and token counts: an error record for a call that failed, else the fields
+        ``read(example, answer text)`` finds in the answer."""
         completions = self.backend.generate(self.prompts(chunk), params)
         records = []
         for ex, completion in zip(chunk, completions, strict=True):
@@ -495,21 +499,10 @@ class PromptedClassifier:
                 tokens_out=completion.tokens_out,
             )
             if completion.error is not None:
-                records.append(
-                    self._record(ex, predicted=None, status=Status.ERROR, error=completion.error, **usage)
-                )
-                continue
-            parsed = task.parse(completion.text, ex, self.schema, style)
-            records.append(
-                self._record(
-                    ex,
-                    predicted=parsed.predicted if parsed.status is Status.OK else None,
-                    status=parsed.status,
-                    error=parsed.error,
-                    details=parsed.details,
-                    **usage,
-                )
-            )
+                fields = dict(predicted=None, status=Status.ERROR, error=completion.error)
+            else:
+                fields = read(ex, completion.text)
+            records.append(self._record(ex, **fields, **usage))
         return records
 
     def _predict_scored(self, chunk: list[Example]) -> list[PredictionRecord]:

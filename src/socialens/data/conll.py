@@ -126,12 +126,7 @@ def read_conll(
     read_any = False
 
     def reject(reason: str, message: str) -> None:
-        if not drop_invalid:
-            raise DataError(message)
-        result.dropped[reason] += 1
-        kept = result.messages.setdefault(reason, [])
-        if len(kept) < 3:
-            kept.append(message)
+        result.reject(reason, message, drop_invalid=drop_invalid)
 
     def close() -> None:
         nonlocal sentence

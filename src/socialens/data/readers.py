@@ -649,12 +649,7 @@ def _to_examples(
         label = None
 
     def reject(reason: str, message: str) -> None:
-        if not drop_invalid:
-            raise DataError(message)
-        result.dropped[reason] += 1
-        kept = result.messages.setdefault(reason, [])
-        if len(kept) < 3:
-            kept.append(message)
+        result.reject(reason, message, drop_invalid=drop_invalid)
 
     seen_ids: dict[str, str] = {}
     raw_labels: list[str] = []

@@ -28,6 +28,16 @@ class ReadResult:
     def n_dropped(self) -> int:
         return sum(self.dropped.values())
 
+    def reject(self, reason: str, message: str, *, drop_invalid: bool) -> None:
+        """A bad row: a DataError with ``message``, or (``drop_invalid``) counted under ``reason``
+        with the first three messages kept for the report."""
+        if not drop_invalid:
+            raise DataError(message)
+        self.dropped[reason] += 1
+        kept = self.messages.setdefault(reason, [])
+        if len(kept) < 3:
+            kept.append(message)
+
     def report(self) -> str:
         """Human-readable summary of what was read and dropped (for ``socialens data check``)."""
         lines = [f"{self.file}: {len(self.examples)} examples read, {self.n_dropped} rows dropped"]

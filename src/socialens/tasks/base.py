@@ -18,7 +18,7 @@ Conventions every task keeps:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -123,11 +123,12 @@ class Task(Protocol):
         """The task-shaped part of a served or ``predict`` answer for one record."""
 
 
-def status_counts(records: Sequence[PredictionRecord]) -> dict[str, Any]:
-    """``{"counts": {status: n}, "rates": {status: share}}`` over all four statuses."""
+def status_counts(statuses: Iterable[Status | str]) -> dict[str, Any]:
+    """``{"counts": {status: n}, "rates": {status: share}}`` over all four statuses (rates None
+    when there are none), from each record's status (``r.status for r in records``)."""
     names = [status.value for status in Status]
     counts = dict.fromkeys(names, 0)
-    for record in records:
-        counts[Status(record.status).value] += 1
-    total = len(records)
+    for status in statuses:
+        counts[Status(status).value] += 1
+    total = sum(counts.values())
     return {"counts": counts, "rates": {name: (counts[name] / total if total else None) for name in names}}

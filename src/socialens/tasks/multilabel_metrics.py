@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from socialens.core.types import PredictionRecord, Status
+from socialens.tasks.base import status_counts
 from socialens.tasks.classification_metrics import (
     COLLAPSE_SHARE,
-    STATUS_NAMES,
     slice_value,
 )
 
@@ -191,15 +191,6 @@ def bootstrap_ci(
     return info
 
 
-def _status_block(statuses: list[str]) -> dict[str, Any]:
-    counts = Counter(statuses)
-    total = len(statuses)
-    return {
-        "counts": {name: int(counts.get(name, 0)) for name in STATUS_NAMES},
-        "rates": {name: (counts.get(name, 0) / total if total else None) for name in STATUS_NAMES},
-    }
-
-
 def _block(
     records: list[PredictionRecord], labels: list[str], *, n_bootstrap: int, seed: int, ci: float
 ) -> dict[str, Any]:
@@ -236,7 +227,7 @@ def _block(
             }
             for i, label in enumerate(labels)
         }
-    block["status"] = _status_block(statuses)
+    block["status"] = status_counts(statuses)
     n_ok = int(ok.sum())
     block["cardinality"] = {
         "gold": float(gold.sum() / n) if n else None,

@@ -334,7 +334,7 @@ class SummarisationTask:
             block[name] = float(means[j, 2]) if n else None
         for k, kind in enumerate(kinds[:2]):
             block[kind] = {name: (float(means[j, k]) if n else None) for j, name in enumerate(ROUGE_TYPES)}
-        block["status"] = status_counts(records)
+        block["status"] = status_counts(r.status for r in records)
         intervals = bootstrap_mean_ci(table[:, :, 2], n_bootstrap=n_bootstrap, seed=seed, ci=ci)
         block["ci"] = {
             "level": ci,
