@@ -361,5 +361,9 @@ class HFBackend:
             latency_s=time.perf_counter() - start,
         )
 
+    def score_batch(self, prompts: list[Messages], continuations: list[str]) -> list[Scores]:
+        """One Scores per prompt, in order, each as ``score(prompt, continuations)`` would give."""
+        return [self.score(prompt, continuations) for prompt in prompts]
+
     def close(self) -> None:
         self.model = None

@@ -233,6 +233,10 @@ class OpenAIBackend:
             latency_s=latency,
         )
 
+    def score_batch(self, prompts: list[Messages], continuations: list[str]) -> list[Scores]:
+        """One Scores per prompt, in order, each as ``score(prompt, continuations)`` would give."""
+        return [self.score(prompt, continuations) for prompt in prompts]
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
