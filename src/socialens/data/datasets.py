@@ -18,6 +18,7 @@ from socialens.core.registry import TASKS
 from socialens.core.types import Example, Label, LabelSchema
 from socialens.core.yaml_io import not_a_string_hint, read_yaml
 from socialens.data.conll import DOCUMENT_MARKER, parse_line_range
+from socialens.data.normalise import NormaliseOptions
 from socialens.data.readers import DEFAULT_MAX_CHARS, TWEETEVAL_SPLITS, read_examples
 from socialens.data.targets import (
     CLASSIFICATION,
@@ -173,6 +174,11 @@ class DatasetConfig(_Model):
     metadata: dict[str, Any] = Field(default_factory=dict)
     official_metric: str | None = None
     label_schema: SchemaConfig = Field(alias="schema")
+    # how the duplicate key treats Arabic and Devanagari (socialens.data.normalise)
+    normalise: NormaliseOptions = Field(default_factory=NormaliseOptions)
+    # gold values marking rows outside this task (HASOC's sub-task B/C column is NONE where sub-task
+    # A is NOT): such rows are read, left out and counted per split as "label_excluded"
+    exclude_labels: list[str] = Field(default_factory=list)
 
     # set by load_dataset_config: where the YAML was and whether it is a builtin one
     config_path: Path | None = Field(default=None, exclude=True)
@@ -241,6 +247,14 @@ class DatasetConfig(_Model):
             schema = self.label_schema.to_schema()
         except ValueError as exc:
             raise ValueError(f"schema: {exc}") from None
+        if self.exclude_labels and target_form(self.task_type) != LABEL:
+            raise ValueError("exclude_labels: only a dataset with one label per text can exclude labels")
+        for value in self.exclude_labels:
+            if schema.normalise(value) is not None:
+                raise ValueError(
+                    f"exclude_labels: '{value}' is the schema label '{schema.normalise(value)}'; expected "
+                    "a gold value outside the schema"
+                )
         if self.official_metric:
             from socialens.tasks.classification_metrics import check_metric_name
 
@@ -254,6 +268,14 @@ class DatasetConfig(_Model):
 
     def to_schema(self) -> LabelSchema:
         return self.label_schema.to_schema()
+
+    def reading_schema(self) -> LabelSchema:
+        """The schema rows are read with: the labels, then each excluded value as one more label."""
+        schema = self.to_schema()
+        if not self.exclude_labels:
+            return schema
+        extra = [Label(value) for value in self.exclude_labels]
+        return LabelSchema(labels=[*schema.labels, *extra], name=schema.name, wordings=schema.wordings)
 
     def split_files(self) -> dict[str, FileSpec]:
         """split -> FileSpec; a single ``file`` is the split 'all' (to be split by ``prepare``)."""
@@ -479,6 +501,8 @@ def load_dataset(
     """Read every split a dataset config names (every subset, when it has subsets)."""
     config = load_dataset_config(config, data_root)
     schema = config.to_schema()
+    reading_schema = config.reading_schema()
+    excluded = {reading_schema.normalise(value) for value in config.exclude_labels}
     check_data_paths(config, data_root)
     check_files_exist(config, data_root)
     base = config.base_dir(data_root)
@@ -509,7 +533,7 @@ def load_dataset(
                 target = target_reader(
                     config.task_type,
                     label=columns.label,
-                    schema=schema,
+                    schema=reading_schema,
                     tokens=columns.tokens,
                     tag_scheme=opts.tag_scheme,
                     label_delimiter=opts.label_delimiter,
@@ -529,7 +553,7 @@ def load_dataset(
                 label=columns.label,
                 id=columns.id,
                 metadata=columns.metadata,
-                schema=schema,
+                schema=reading_schema,
                 format=config.format,
                 drop_invalid=drop_invalid,
                 delimiter=opts.delimiter,
@@ -553,6 +577,11 @@ def load_dataset(
             splits.setdefault(split, []).extend(result.examples)
             dropped.setdefault(split, Counter()).update(result.dropped)
             repaired.setdefault(split, Counter()).update(result.repaired)
+            if excluded:
+                before = len(splits[split])
+                splits[split] = [ex for ex in splits[split] if ex.label not in excluded]
+                if len(splits[split]) < before:
+                    dropped[split]["label_excluded"] += before - len(splits[split])
     return RawDataset(
         name=config.name,
         schema=schema,
