@@ -9,8 +9,6 @@ duplicates are found on the text (for tokens, the tokens joined by spaces)."""
 from __future__ import annotations
 
 import json
-import re
-import unicodedata
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,17 +18,9 @@ import numpy as np
 from socialens.core.errors import DataError
 from socialens.core.types import Example, LabelSchema, Split
 from socialens.data.datasets import RawDataset
+from socialens.data.normalise import normalise_text
 from socialens.data.targets import CLASSIFICATION, LABEL, REPAIRS, check_target, stratify_key, target_form
 from socialens.data.targets import class_counts as target_class_counts
-
-_PUNCT_OR_SPACE = re.compile(r"[\W_]+", re.UNICODE)
-
-
-def normalise_text(text: str) -> str:
-    """Key for near-duplicate detection: NFKC, casefold, punctuation removed, whitespace collapsed."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return _PUNCT_OR_SPACE.sub(" ", text).strip()
-
 
 def _labels(examples: list[Example], task_type: str | None = None) -> list[str]:
     """The stratification key of each example (``""`` where it has none)."""
@@ -129,6 +119,7 @@ def prepare(
         "duplicates_dropped": {},
     }
     task_type = raw.task_type
+    script_options = raw.config.normalise if raw.config is not None else None
     repaired = {name: dict(c) for name, c in raw.repaired.items() if c}
     if repaired:
         stats["reader_repaired"] = repaired
@@ -150,7 +141,7 @@ def prepare(
             if ex.text in exact_seen:
                 exact += 1
                 continue
-            key = normalise_text(ex.text)
+            key = normalise_text(ex.text, script_options)
             if key in norm_seen:
                 norm += 1
                 continue
@@ -185,16 +176,16 @@ def prepare(
     stats["splits_created"] = created
 
     # 3. test texts that also appear in train (exact or normalised) are dropped from test
-    train_keys = {normalise_text(ex.text) for ex in train}
+    train_keys = {normalise_text(ex.text, script_options) for ex in train}
     test_before = len(test)
-    overlapping = sum(1 for ex in test if normalise_text(ex.text) in train_keys)
+    overlapping = sum(1 for ex in test if normalise_text(ex.text, script_options) in train_keys)
     if keep_given_test and "test" in raw.splits:
         stats["test_kept_as_given"] = True
         stats["test_in_train_kept"] = overlapping
     else:
-        test = [ex for ex in test if normalise_text(ex.text) not in train_keys]
+        test = [ex for ex in test if normalise_text(ex.text, script_options) not in train_keys]
     stats["test_in_train_dropped"] = test_before - len(test)
-    stats["dev_in_train"] = sum(1 for ex in dev if normalise_text(ex.text) in train_keys)
+    stats["dev_in_train"] = sum(1 for ex in dev if normalise_text(ex.text, script_options) in train_keys)
 
     # 4. cap train, stratified
     stats["capped"] = 0
