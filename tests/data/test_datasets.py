@@ -318,7 +318,55 @@ def test_every_shipped_config_is_checked():
     classification = {
         p.stem for p in CONFIGS.glob("*.yaml") if load_dataset_config(p).task_type == "classification"
     }
-    assert classification == set(EXPECTED)
+    assert classification == set(EXPECTED) | set(COVID_RUMOUR)
+
+
+# README.txt of covid19_rumor_stance: stance x veracity; 10 unlabelled rows (8 of them under F)
+COVID_RUMOUR = {
+    "covid19_rumor_stance-4stance": {"support": 5438, "deny": 1777, "query": 2514, "comment": 25045},
+    "covid19_rumor_stance-misinfo": {"belief": 1859, "debunk": 621, "other": 816 + 6148},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(COVID_RUMOUR))
+def test_covid_rumour_configs_match_the_readme(shared_datasets, name):
+    raw = load_dataset(CONFIGS / f"{name}.yaml", data_root=shared_datasets, drop_invalid=True)
+    assert dict(raw.dropped["all"]) == {"empty_label": 10}
+    rows = raw.splits["all"]
+    assert dict(Counter(ex.label for ex in rows)) == COVID_RUMOUR[name]
+    if name.endswith("misinfo"):  # replies to false claims only; the claim is the topic
+        assert raw.filtered == {"all": 34784 - 10 - 9444}
+        assert {ex.metadata["claim_veracity"] for ex in rows} == {"F"}
+        assert (
+            len({ex.metadata["thread"] for ex in rows}) == 351
+        )  # one of the 352 has only unlabelled replies
+        first = rows[0]
+        assert first.metadata["topic"].startswith("CDC Admits 98 Million Americans")
+    assert raw.config.split.group_by == "thread"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (
+            "split: {group_by: thred}\n",
+            r"split.group_by: unknown column 'thred'; expected a metadata field named in columns.metadata: "
+            r"thread, topic",
+        ),
+        ("where: {veracity: [F]}\n", r"where: unknown column 'veracity'; expected a metadata field"),
+        ("where: {thread: []}\n", r"where.thread: an empty list keeps no row; expected at least one value"),
+        ("split: {group: thread}\n", r"split.group: Extra inputs are not permitted"),
+    ],
+)
+def test_split_and_where_errors_name_the_field_the_value_and_what_was_expected(tmp_path, extra, expected):
+    text = (
+        "name: x\nformat: csv\nfile: a\ncolumns: {text: t, label: l, metadata: {thread: th, topic: tp}}\n"
+        f"{extra}schema: {{labels: [a]}}\n"
+    )
+    with pytest.raises(ConfigError, match=expected) as exc:
+        load_dataset_config(write_yaml(tmp_path, text))
+    assert len(str(exc.value).splitlines()) == 1
 
 
 @pytest.mark.slow

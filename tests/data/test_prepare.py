@@ -189,3 +189,81 @@ def test_writing_a_split_over_a_file_is_refused(tmp_path):
     (tmp_path / "taken").write_text("x")
     with pytest.raises(DataError, match=r"taken: exists and is not a folder"):
         write_split(prepare(raw(all=make({"a": 20, "b": 10}))), tmp_path / "taken")
+
+
+# --- group-aware splits (split.group_by) and the YAML's where ------------------------------------
+
+
+def thread_csv(tmp_path, extra_yaml: str = "", files: dict[str, list[int]] | None = None):
+    """40 threads of 5 replies (labels a/b/c, veracity F for even threads); one file, or one file
+    per split holding the listed threads."""
+    from socialens.data.datasets import load_dataset
+
+    def rows(thread_numbers, part: str = "") -> str:
+        lines = ["id,text,label,thread,veracity"]
+        for t in thread_numbers:
+            for r in range(5):
+                label = "abc"[(t + (r == 4)) % 3]
+                text = f"{part} reply {r} to thread {t} says {label}"
+                lines.append(f"{part}t{t}r{r},{text},{label},T{t},{'FT'[t % 2]}")
+        return "\n".join(lines) + "\n"
+
+    if files is None:
+        (tmp_path / "d.csv").write_text(rows(range(40)), encoding="utf-8")
+        where = "file: d.csv"
+    else:
+        for split, numbers in files.items():
+            (tmp_path / f"{split}.csv").write_text(rows(numbers, split), encoding="utf-8")
+        where = "files: {" + ", ".join(f"{s}: {s}.csv" for s in files) + "}"
+    (tmp_path / "dataset.yaml").write_text(
+        f"name: threads\nformat: csv\n{where}\n"
+        "columns: {text: text, label: label, id: id, metadata: {thread: thread, veracity: veracity}}\n"
+        f"{extra_yaml}schema: {{labels: [a, b, c]}}\n",
+        encoding="utf-8",
+    )
+    return load_dataset(tmp_path / "dataset.yaml")
+
+
+def thread_set(rows: list[Example]) -> set[str]:
+    return {ex.metadata["thread"] for ex in rows}
+
+
+def test_group_by_keeps_every_thread_in_one_split(tmp_path):
+    split = prepare(thread_csv(tmp_path, "split: {group_by: thread}\n"), seed=0)
+    train, dev, test = (thread_set(part) for part in (split.train, split.dev, split.test))
+    assert not (train & dev or train & test or dev & test)
+    assert len(train | dev | test) == 40 and len(test) == 4 and len(dev) == 8
+    assert split.stats["splits_created"] == "stratified, grouped by thread 70%/20%/10% split"
+    leakage = split.stats["group_leakage"]
+    assert leakage["groups"] == {"train": 28, "dev": 8, "test": 4} and leakage["leaked_groups"] == 0
+    assert "groups by thread: train 28, dev 8, test 4; shared between splits: 0" in describe_stats(
+        split.stats
+    )
+    # without group_by the same rows are split by example: threads end up in several splits
+    plain = prepare(thread_csv(tmp_path), seed=0)
+    assert thread_set(plain.train) & thread_set(plain.test)
+    assert "group_leakage" not in plain.stats
+
+
+def test_given_splits_are_kept_and_their_shared_groups_counted(tmp_path):
+    raw = thread_csv(
+        tmp_path, "split: {group_by: thread}\n", files={"train": list(range(20)), "test": [18, 19, 20, 21]}
+    )
+    split = prepare(raw, seed=0)
+    assert thread_set(split.test) == {"T18", "T19", "T20", "T21"}  # a given test split stays as given
+    assert not thread_set(split.train) & thread_set(split.dev)  # the dev carved from train is grouped
+    assert split.stats["splits_created"] == "dev carved from train (20%, stratified, grouped by thread)"
+    leakage = split.stats["group_leakage"]
+    assert leakage["shared"]["train-test"]["groups"] + leakage["shared"]["dev-test"]["groups"] == 2
+    assert leakage["leaked_groups"] == 2
+    line = [text for text in describe_stats(split.stats) if text.startswith("groups by thread")][0]
+    assert "shared between splits: 2" in line and "test examples in groups also in train" in line
+
+
+def test_where_keeps_matching_rows_and_counts_the_rest(tmp_path):
+    raw = thread_csv(tmp_path, "where: {veracity: [F]}\nsplit: {group_by: thread}\n")
+    assert raw.filtered == {"all": 100}
+    split = prepare(raw, seed=0)
+    assert {ex.metadata["veracity"] for ex in split.train + split.dev + split.test} == {"F"}
+    assert split.stats["where_dropped"] == {"all": 100}
+    assert "rows left out by the YAML's where (veracity in F) from all: 100" in describe_stats(split.stats)

@@ -153,6 +153,14 @@ class SchemaConfig(_Model):
         return LabelSchema(labels=labels, name=self.name, wordings=dict(self.wordings))
 
 
+class SplitConfig(_Model):
+    """How ``prepare`` makes the splits a dataset does not ship. ``group_by`` names a metadata
+    field (a key of ``columns.metadata``): every example of one value (a thread, a user, a claim)
+    goes to one split, and groups shared between splits are counted (also for given splits)."""
+
+    group_by: str | None = None
+
+
 class DatasetConfig(_Model):
     name: str
     task: str = ""
@@ -179,6 +187,9 @@ class DatasetConfig(_Model):
     # gold values marking rows outside this task (HASOC's sub-task B/C column is NONE where sub-task
     # A is NOT): such rows are read, left out and counted per split as "label_excluded"
     exclude_labels: list[str] = Field(default_factory=list)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    # keep only the rows whose metadata field (a key of columns.metadata) holds one of these values
+    where: dict[str, list[str]] = Field(default_factory=dict)
 
     # set by load_dataset_config: where the YAML was and whether it is a builtin one
     config_path: Path | None = Field(default=None, exclude=True)
@@ -243,6 +254,20 @@ class DatasetConfig(_Model):
                 raise ValueError(
                     f"files.{split}.lines: a line range is read from CoNLL files only (format: conll)"
                 )
+        fields = self.metadata_fields()
+        for field_name, column in [
+            ("split.group_by", self.split.group_by),
+            *[("where", k) for k in self.where],
+        ]:
+            if column is not None and column not in fields:
+                known = ", ".join(sorted(fields)) or "none (add the column to columns.metadata)"
+                raise ValueError(
+                    f"{field_name}: unknown column {column!r}; expected a metadata field named in "
+                    f"columns.metadata: {known}"
+                )
+        for column, values in self.where.items():
+            if not values:
+                raise ValueError(f"where.{column}: an empty list keeps no row; expected at least one value")
         try:
             schema = self.label_schema.to_schema()
         except ValueError as exc:
@@ -276,6 +301,14 @@ class DatasetConfig(_Model):
             return schema
         extra = [Label(value) for value in self.exclude_labels]
         return LabelSchema(labels=[*schema.labels, *extra], name=schema.name, wordings=schema.wordings)
+
+    def metadata_fields(self) -> set[str]:
+        """The metadata fields read from columns (``columns.metadata`` and per-split overrides)."""
+        fields = set(self.columns.metadata)
+        for spec in self.split_files().values():
+            if spec.columns is not None and spec.columns.metadata:
+                fields.update(spec.columns.metadata)
+        return fields
 
     def split_files(self) -> dict[str, FileSpec]:
         """split -> FileSpec; a single ``file`` is the split 'all' (to be split by ``prepare``)."""
@@ -317,6 +350,7 @@ class RawDataset:
     config: DatasetConfig | None = None
     task_type: str = CLASSIFICATION  # a name in socialens.core.registry.TASKS
     repaired: dict[str, Counter] = field(default_factory=dict)  # split -> repair -> count
+    filtered: dict[str, int] = field(default_factory=dict)  # split -> rows the YAML's ``where`` left out
 
     @property
     def n_dropped(self) -> int:
@@ -511,6 +545,7 @@ def load_dataset(
     splits: dict[str, list[Example]] = {}
     dropped: dict[str, Counter] = {}
     repaired: dict[str, Counter] = {}
+    filtered: dict[str, int] = {}
     for split, spec in config.split_files().items():
         for subset in subsets:
             columns = config.columns.model_copy()
@@ -574,7 +609,10 @@ def load_dataset(
             if config.subsets is not None and columns.id:
                 for example in result.examples:
                     example.id = f"{subset.name or subset.path}-{example.id}"
-            splits.setdefault(split, []).extend(result.examples)
+            kept = [ex for ex in result.examples if matches_where(ex, config.where)]
+            if config.where:
+                filtered[split] = filtered.get(split, 0) + len(result.examples) - len(kept)
+            splits.setdefault(split, []).extend(kept)
             dropped.setdefault(split, Counter()).update(result.dropped)
             repaired.setdefault(split, Counter()).update(result.repaired)
             if excluded:
@@ -590,4 +628,10 @@ def load_dataset(
         config=config,
         task_type=config.task_type,
         repaired=repaired,
+        filtered=filtered,
     )
+
+
+def matches_where(example: Example, where: dict[str, list[str]]) -> bool:
+    """Whether every field ``where`` names holds one of its values (compared as trimmed text)."""
+    return all(str(example.metadata.get(column, "")).strip() in values for column, values in where.items())

@@ -19,8 +19,10 @@ from socialens.core.errors import DataError
 from socialens.core.types import Example, LabelSchema, Split
 from socialens.data.datasets import RawDataset
 from socialens.data.normalise import normalise_text
+from socialens.data.splits import describe_leakage, group_leakage, grouped_split
 from socialens.data.targets import CLASSIFICATION, LABEL, REPAIRS, check_target, stratify_key, target_form
 from socialens.data.targets import class_counts as target_class_counts
+
 
 def _labels(examples: list[Example], task_type: str | None = None) -> list[str]:
     """The stratification key of each example (``""`` where it has none)."""
@@ -120,6 +122,10 @@ def prepare(
     }
     task_type = raw.task_type
     script_options = raw.config.normalise if raw.config is not None else None
+    group_by = raw.config.split.group_by if raw.config is not None else None
+    if raw.filtered:
+        stats["where_dropped"] = dict(raw.filtered)
+        stats["where"] = dict(raw.config.where) if raw.config is not None else {}
     repaired = {name: dict(c) for name, c in raw.repaired.items() if c}
     if repaired:
         stats["reader_repaired"] = repaired
@@ -151,26 +157,35 @@ def prepare(
         stats["duplicates_dropped"][name] = {"exact": exact, "normalised": norm}
         cleaned[name] = unique
 
-    # 2. the three splits
+    # 2. the three splits (whole groups on one side when the YAML says split.group_by)
     train_r, dev_r, test_r = split_ratios
     present = set(cleaned)
+    how = "stratified"
+
+    def carve(examples: list[Example], fraction: float) -> tuple[list[Example], list[Example]]:
+        nonlocal how
+        if group_by is None:
+            return stratified_split(examples, fraction, seed, task_type=task_type)
+        kept, out, how = grouped_split(examples, fraction, seed, group_by, task_type=task_type)
+        return kept, out
+
     if {"train", "dev", "test"} <= present:
         train, dev, test = cleaned["train"], cleaned["dev"], cleaned["test"]
         created = "given"
     elif {"train", "test"} <= present:
-        train, dev = stratified_split(cleaned["train"], dev_fraction, seed, task_type=task_type)
+        train, dev = carve(cleaned["train"], dev_fraction)
         test = cleaned["test"]
-        created = f"dev carved from train ({dev_fraction:.0%}, stratified)"
+        created = f"dev carved from train ({dev_fraction:.0%}, {how})"
     elif "train" in present or "all" in present:
         pool = cleaned.get("all", []) + cleaned.get("train", [])
         if "dev" in present:  # train + dev: carve the test split from train
-            train, test = stratified_split(pool, test_r / (train_r + test_r), seed, task_type=task_type)
+            train, test = carve(pool, test_r / (train_r + test_r))
             dev = cleaned["dev"]
-            created = "test carved from train (stratified)"
+            created = f"test carved from train ({how})"
         else:
-            rest, test = stratified_split(pool, test_r, seed, task_type=task_type)
-            train, dev = stratified_split(rest, dev_r / (train_r + dev_r), seed, task_type=task_type)
-            created = f"stratified {train_r:.0%}/{dev_r:.0%}/{test_r:.0%} split"
+            rest, test = carve(pool, test_r)
+            train, dev = carve(rest, dev_r / (train_r + dev_r))
+            created = f"{how} {train_r:.0%}/{dev_r:.0%}/{test_r:.0%} split"
     else:
         raise DataError(f"dataset '{raw.name}': no train split (found: {', '.join(sorted(present))})")
     stats["splits_created"] = created
@@ -194,6 +209,8 @@ def prepare(
         stats["capped"] = len(rest)
 
     parts = {"train": train, "dev": dev, "test": test}
+    if group_by is not None:
+        stats["group_leakage"] = group_leakage(parts, group_by)
     stats["rows_after"] = {name: len(rows) for name, rows in parts.items()}
     stats["class_counts"] = {name: class_counts(rows, task_type) for name, rows in parts.items()}
     task = raw.config.task if raw.config is not None and raw.config.task else ""
@@ -222,6 +239,11 @@ def describe_stats(stats: dict[str, Any]) -> list[str]:
     for split, reasons in stats.get("reader_dropped", {}).items():
         for reason, count in sorted(reasons.items()):
             lines.append(f"bad rows dropped from {split}: {count:,} ({reason})")
+    for split, count in stats.get("where_dropped", {}).items():
+        kept = "; ".join(
+            f"{column} in {', '.join(values)}" for column, values in stats.get("where", {}).items()
+        )
+        lines.append(f"rows left out by the YAML's where ({kept}) from {split}: {count:,}")
     for split, kinds in stats.get("reader_repaired", {}).items():
         for kind, count in sorted(kinds.items()):
             lines.append(f"repaired in {split}: {count:,} ({REPAIRS.get(kind, kind)})")
@@ -247,6 +269,8 @@ def describe_stats(stats: dict[str, Any]) -> list[str]:
         )
     lines.append(f"dev texts also in train (kept): {stats.get('dev_in_train', 0):,}")
     lines.append(f"splits: {stats.get('splits_created', 'given')}, seed {stats.get('seed', 0)}")
+    if "group_leakage" in stats:
+        lines.append(describe_leakage(stats["group_leakage"]))
     cap = stats.get("cap")
     if cap is None:
         lines.append("cap: none (the whole training split is used)")
