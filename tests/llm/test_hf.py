@@ -152,6 +152,28 @@ def test_score_matches_a_from_scratch_reference(backend):
     assert all(v < 0 and math.isfinite(v) for v in scores.logprobs)
 
 
+def test_score_batch_equals_score_one_at_a_time(backend):
+    """Batched scoring (prefix once, padded suffixes, label tails) gives each prompt's own scores:
+    texts of different lengths, over two forward-pass chunks, one-token, multi-token and merging
+    labels. Measured difference on this model: about 1e-5 (float32)."""
+    texts = QUESTIONS + [ask("The senator said the vaccine data was faked, " * 3), ask("no")]
+    labels = ["false", "false claim", "true", "neither true nor false", "\n\nYes"]
+    backend.options.batch_texts = 2
+    try:
+        batched = backend.score_batch(texts, labels)
+    finally:
+        backend.options.batch_texts = 8
+    alone = [backend.score(t, labels) for t in texts]
+    assert all(s.error is None for s in batched) and len(batched) == len(texts)
+    pairs = zip(batched, alone, strict=True)
+    worst = max(abs(a - b) for x, y in pairs for a, b in zip(x.logprobs, y.logprobs, strict=True))
+    assert worst < 1e-4
+    assert [s.continuation_tokens for s in batched] == [s.continuation_tokens for s in alone]
+    assert [s.tokens_in for s in batched] == [s.tokens_in for s in alone]
+    assert len(backend.scorer.prefix.ids) > 10  # the chat template's head and the system text
+    assert backend.score_batch([], labels) == []
+
+
 def test_lora_adapter_is_applied(backend, tmp_path):
     import torch
     from peft import LoraConfig, get_peft_model
@@ -166,7 +188,10 @@ def test_lora_adapter_is_applied(backend, tmp_path):
     try:
         assert tuned.model_id.endswith(f"+lora:{tmp_path / 'adapter'}")
         plain = backend.score(QUESTIONS[2], ["Hello"]).logprobs[0]
-        assert tuned.score(QUESTIONS[2], ["Hello"]).logprobs[0] != pytest.approx(plain, abs=1e-3)
+        tuned_score = tuned.score(QUESTIONS[2], ["Hello"]).logprobs[0]
+        assert tuned_score != pytest.approx(plain, abs=1e-3)
+        [batched] = tuned.score_batch(QUESTIONS[2:], ["Hello"])  # through the peft wrapper too
+        assert batched.logprobs[0] == pytest.approx(tuned_score, abs=1e-4)
     finally:
         tuned.close()
 

@@ -14,6 +14,10 @@ grammar, and not part of the answer). Scoring runs the prompt once and scores al
 continuations as one batch on a copy of its key/value cache; as in the llamacpp backend, a
 continuation follows the prompt directly after a chat template and after one space after a plain
 ``Answer:`` prompt, and when the boundary merges tokens the differing tail is scored.
+``score_batch`` scores many prompts at once (``batch_texts`` per forward pass, their common prefix
+run once and its cache kept for the next batch: ``socialens.llm.hf_scoring``) and gives what
+``score`` gives prompt by prompt, within float rounding (about 1e-5 measured on SmolLM2).
+``device: auto`` (the default) runs on CUDA when torch sees a device, else on the CPU.
 
 ``params.json_schema`` is not enforced here: transformers has no JSON-schema constraint of its own,
 and a token-level JSON automaton over the tokenizer's vocabulary (what llama.cpp's grammar does) is
@@ -48,6 +52,7 @@ from socialens.llm.base import (
     Scores,
     render_plain,
 )
+from socialens.llm.hf_scoring import BatchScorer, TokenRequest, output_cache
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +106,15 @@ def model_folder(model: str) -> str:
     return resolved
 
 
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a CUDA device, else ``cpu``; anything else as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 class _ChoiceTrie:
     """Token sequences of the allowed answers: which tokens may follow a generated prefix."""
 
@@ -125,8 +139,9 @@ class HFBackend:
 
     class Options(FamilyParams):
         adapter: str | None = None  # a LoRA adapter folder (peft) applied on top
-        batch_size: int = Field(8, ge=1)
-        device: str = "cpu"
+        batch_size: int = Field(8, ge=1)  # prompts per generate pass; continuations per score pass
+        batch_texts: int = Field(8, ge=1)  # texts per forward pass in score_batch (as in llamacpp)
+        device: str = "auto"  # auto: cuda when torch sees one, else cpu; or any torch device name
         dtype: Literal["float32", "float16", "bfloat16"] = "float32"
         # torch CPU threads while generating/scoring (restored after); None: torch's default. On a
         # machine shared with other busy processes, fewer threads than cores can be many times faster.
@@ -141,6 +156,7 @@ class HFBackend:
         except ImportError:
             raise ConfigError("the hf backend needs torch and transformers: pip install socialens") from None
         self._torch = torch
+        self.device = resolve_device(self.options.device)
         self.model_id = resolve_model(model)
         folder = model_folder(model)
         dtype = getattr(torch, self.options.dtype)
@@ -158,7 +174,7 @@ class HFBackend:
             self.model_id += f"+lora:{adapter}"
         if self.options.dtype != "float32":
             self.model_id += f"@{self.options.dtype}"
-        self.model.to(self.options.device)
+        self.model.to(self.device)
         self.model.eval()
         tok = self.tokenizer
         if tok.pad_token_id is None:
@@ -166,6 +182,7 @@ class HFBackend:
         tok.padding_side = "left"
         self.eos_ids = self._eos_ids()
         self.has_chat_template = bool(getattr(tok, "chat_template", None))
+        self.scorer = BatchScorer(self.model, tok.pad_token_id, self.options.batch_texts)
 
     def _eos_ids(self) -> list[int]:
         found = self.model.generation_config.eos_token_id
@@ -210,7 +227,7 @@ class HFBackend:
         full_ids = [self._encode(t) for t in texts]
         ids = [self._truncate(i) for i in full_ids]
         batch = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
-        batch = {k: v.to(self.options.device) for k, v in batch.items()}
+        batch = {k: v.to(self.device) for k, v in batch.items()}
         width = batch["input_ids"].shape[1]
         kwargs: dict[str, Any] = {
             "max_new_tokens": params.max_tokens,
@@ -323,7 +340,7 @@ class HFBackend:
         shared = min([len(prompt_ids)] + [common for _, common in pairs])
         if shared == 0:
             raise ValueError("cannot score after an empty prompt")
-        device = self.options.device
+        device = self.device
         logprobs: list[float] = [0.0] * len(continuations)
         counts = [len(full) - common for full, common in pairs]
         todo = [i for i, n in enumerate(counts) if n > 0]
@@ -340,10 +357,10 @@ class HFBackend:
                 mask = torch.tensor(
                     [[1] * (shared + len(t)) + [0] * (width - len(t)) for t in tails], device=device
                 )
-                cache = copy.deepcopy(out.past_key_values)
+                cache = copy.deepcopy(output_cache(out))
                 cache.batch_repeat_interleave(len(rows))
                 step = self.model(
-                    input_ids=input_ids, attention_mask=mask, past_key_values=cache, use_cache=True
+                    input_ids=input_ids, attention_mask=mask, use_cache=True, **{self.scorer.cache_arg: cache}
                 )
                 lp = torch.log_softmax(step.logits.float(), dim=-1)
                 for b, r in enumerate(rows):
@@ -362,8 +379,37 @@ class HFBackend:
         )
 
     def score_batch(self, prompts: list[Messages], continuations: list[str]) -> list[Scores]:
-        """One Scores per prompt, in order, each as ``score(prompt, continuations)`` would give."""
-        return [self.score(prompt, continuations) for prompt in prompts]
+        """One Scores per prompt, in order, each as ``score(prompt, continuations)`` would give
+        (within float rounding): ``batch_texts`` prompts per forward pass, their common prefix
+        run once (``socialens.llm.hf_scoring``). A batch that fails is scored one prompt at a
+        time, so one bad prompt gets the error and the others their scores."""
+        start = time.perf_counter()
+        try:
+            requests = [self._token_request(prompt, continuations) for prompt in prompts]
+            self.scorer.batch_texts = self.options.batch_texts
+            with torch_threads(self.options.threads):
+                values = self.scorer.score(requests)
+        except Exception:  # noqa: BLE001 - each prompt then gets its own result or error
+            log.exception("hf batched scoring failed; scoring the %d prompts one at a time", len(prompts))
+            return [self.score(prompt, continuations) for prompt in prompts]
+        latency = (time.perf_counter() - start) / max(len(prompts), 1)
+        return [
+            Scores(
+                logprobs=logprobs,
+                tokens_in=len(request.prompt_ids),
+                continuation_tokens=[
+                    len(s) - b for s, b in zip(request.sequences, request.starts, strict=True)
+                ],
+                latency_s=latency,
+            )
+            for request, logprobs in zip(requests, values, strict=True)
+        ]
+
+    def _token_request(self, prompt: Messages, continuations: list[str]) -> TokenRequest:
+        text = self.render(prompt)
+        prompt_ids = self._encode(text)  # not truncated: scoring needs the whole prompt
+        pairs = [self._tail_ids(text, prompt_ids, self.answer_prefix + c) for c in continuations]
+        return TokenRequest(prompt_ids, [full for full, _ in pairs], [common for _, common in pairs])
 
     def close(self) -> None:
         self.model = None
