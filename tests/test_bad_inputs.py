@@ -197,6 +197,57 @@ def chat_records(tmp_path: Path) -> Path:
     return folder
 
 
+# ------------------------------------------------------------------ run folders as model sources (issue 15)
+
+
+def fake_run(tmp_path: Path, recommendations: dict) -> Path:
+    """A run folder as bench writes it, reduced to what ``serve runs/<name>`` reads."""
+    run = tmp_path / "runs" / "t"
+    run.mkdir(parents=True)
+    (run / "experiment.yaml").write_text("name: t\n", encoding="utf-8")
+    (run / "summary.json").write_text(json.dumps({"recommendations": recommendations, "rows": []}))
+    return run
+
+
+def recommendation(dataset: str, model: str = "tf", model_dir: str | None = None) -> dict:
+    return {"recommended": model, "model_dir": model_dir or f"{dataset}/{model}/seed-0/model"}
+
+
+def serve_run_several_datasets(tmp_path):
+    run = fake_run(tmp_path, {"a": recommendation("a"), "b": recommendation("b")})
+    return ["serve", str(run)], 2
+
+
+def serve_run_no_kept_model(tmp_path):
+    return ["serve", str(fake_run(tmp_path, {"tiny": recommendation("tiny")}))], 2
+
+
+def predict_run_model_dir_escapes(tmp_path):
+    outside = tfidf_model(tmp_path)  # a real model, outside the run folder
+    run = fake_run(tmp_path, {"tiny": recommendation("tiny", model_dir="../../model")})
+    assert (run / "../../model").resolve() == outside.resolve()
+    return predict_args(run, texts_csv(tmp_path)), 2
+
+
+def serve_dataset_not_a_run(tmp_path):
+    (tmp_path / "somewhere").mkdir()
+    return ["serve", str(tmp_path / "somewhere"), "--dataset", "tiny"], 2
+
+
+def export_run_unknown_dataset(tmp_path):
+    run = fake_run(tmp_path, {"tiny": recommendation("tiny")})
+    return ["export", "onnx", str(run), "--dataset", "other"], 2
+
+
+def bench_save_models_bad_value(tmp_path):
+    config = tmp_path / "experiment.yaml"
+    config.write_text(
+        "name: t\ndatasets: [builtin:reddit-misinfo-demo]\nmodels:\n  - {id: tf, family: tfidf}\n"
+        "save_models: sometimes\n"
+    )
+    return ["bench", str(config), "--output-dir", str(tmp_path / "runs")], 2
+
+
 # ------------------------------------------------------------------ the cases
 
 
@@ -707,6 +758,12 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "data-split-spans-off-tokens": data_split_spans_off_tokens,
     "data-split-multilabel-unknown-label": data_split_multilabel_unknown_label,
     "data-split-unknown-task-type": data_split_unknown_task_type,
+    "serve-run-several-datasets": serve_run_several_datasets,
+    "serve-run-no-kept-model": serve_run_no_kept_model,
+    "predict-run-model-dir-escapes": predict_run_model_dir_escapes,
+    "serve-dataset-not-a-run": serve_dataset_not_a_run,
+    "export-run-unknown-dataset": export_run_unknown_dataset,
+    "bench-save-models-bad-value": bench_save_models_bad_value,
 }
 
 DOC_CASES = doc_cases()

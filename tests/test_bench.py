@@ -1,3 +1,4 @@
+import io
 import json
 from pathlib import Path
 
@@ -430,7 +431,10 @@ def test_a_model_without_the_language_is_warned_before_training_and_collapse_is_
     rows = {row["model"]: row for row in json.loads((run_dir / "summary.json").read_text())["rows"]}
     assert rows["tf"]["aggregate"]["collapse"]["seeds"] == 1  # from its records: one class for all
     summary = (run_dir / "summary.md").read_text()
-    assert summary.splitlines()[0].endswith("| predict ex/s | flags |")
+    header = next(
+        line for line in summary.splitlines() if line.startswith("| dataset |")
+    )  # under the recommendation
+    assert header.endswith("| predict ex/s | flags |")
     tf_line = next(line for line in summary.splitlines() if line.startswith("| ar-sarcasm | tf |"))
     label = rows["tf"]["aggregate"]["collapse"]["labels"][0]
     assert tf_line.endswith(f"| collapsed: predicts {label} for 100% of the test set |")
@@ -630,8 +634,8 @@ def test_a_multilabel_dataset_gets_its_own_summary_table_and_report(tmp_path):
     assert rows["tiny-ml"]["aggregate"]["per_class_f1"].keys() == set(ML_WORDS)
     assert rows["tiny-ml"]["ci"]["macro_f1"] is not None
     # one table per task: classification's as it always was, then the label sets'
-    tables = run.summary_md.read_text().split("\n\n")
-    assert len(tables) == 2
+    tables = [part for part in run.summary_md.read_text().split("\n\n") if part.startswith("|")]
+    assert len(tables) == 2  # under the recommendations
     assert tables[0].splitlines()[0] == (
         "| dataset | model | seeds | macro-F1 | 95% CI | accuracy | F1 belief | F1 debunk | F1 other "
         "| non-ok rate | train s | predict ex/s | flags |"
@@ -729,3 +733,89 @@ def test_summary_rows_of_named_entities(tmp_path):
         .splitlines()[0]
         .startswith("| dataset | model | seeds | micro-F1 |")
     )
+
+
+# ---------------------------------------------------------------- recommendation and kept models
+
+WEAK = "  - {id: weak, family: tfidf, max_features: 3}\n"
+
+
+def test_bench_recommends_from_records_and_keeps_only_the_recommended_model(tmp_path):
+    from socialens.bench import print_recommendations
+
+    experiment = make_experiment(tmp_path, TFIDF + WEAK)
+    result = run_bench(experiment, console=Console(quiet=True))
+    run_dir = tmp_path / "runs" / "t"
+    rec = result.recommendations["tiny"]
+    assert rec["recommended"] == rec["best"] == "tf" and rec["metric"] == "macro_f1"
+    [pair] = rec["comparisons"]
+    assert pair["model"] == "weak" and pair["significant"] is True and pair["difference"] > 0.5
+    assert pair["ci"][0] > 0 and pair["mcnemar"]["seed"] == 0 and pair["n"] == 9
+    assert rec["sentence"].startswith("tiny: recommended model tf: best macro-F1, 1.000; its lead over")
+    weakest = {m["model"]: m["weakest_class"] for m in rec["models"]}
+    assert weakest["weak"] == {"label": "debunk", "f1": 0.0}
+    # save_models: best (the default): only seed 0 of the recommended model keeps its model folder
+    kept = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("model") if p.is_dir())
+    assert kept == ["tiny/tf/seed-0/model"] and rec["model_kept"] is True
+    card = (run_dir / "tiny" / "tf" / "seed-0" / "model" / "MODEL_CARD.md").read_text()
+    for part in (
+        "# Model card: tf on tiny",
+        "train 63, dev 18, test 9",
+        "runner-up: weak",
+        "| debunk | 1.000 |",
+    ):
+        assert part in card
+    assert "| macro-F1 | 1.000 | [" in card and "per 1,000 classifications" in card
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["recommendations"]["tiny"]["model_dir"] == "tiny/tf/seed-0/model"
+    lines = (run_dir / "summary.md").read_text().splitlines()
+    assert lines[0] == f"**{rec['sentence']}**"
+    assert any(line.startswith("- tf - weak: +") and "significant" in line for line in lines[:6])
+    assert any(line.startswith("- weakest class per model (F1): tf ") for line in lines[:6])
+    out = io.StringIO()
+    print_recommendations(result.recommendations, Console(file=out, width=100))
+    printed = out.getvalue()
+    assert rec["sentence"][:60] in printed.replace("\n", " ") and "weakest class per model" in printed
+
+
+@pytest.mark.parametrize("mode, kept", [("none", 0), ("all", 4)])
+def test_save_models_none_and_all(tmp_path, mode, kept):
+    experiment = make_experiment(tmp_path, TFIDF + WEAK).model_copy(update={"save_models": mode})
+    result = run_bench(experiment, console=Console(quiet=True))
+    run_dir = tmp_path / "runs" / "t"
+    assert len([p for p in run_dir.rglob("model") if p.is_dir()]) == kept
+    assert result.recommendations["tiny"]["model_kept"] is (mode == "all")
+    assert len(list(run_dir.rglob("MODEL_CARD.md"))) == (mode == "all")
+
+
+def test_a_bad_save_models_value_is_a_one_line_error(tmp_path):
+    write_tiny_dataset(tmp_path)
+    (tmp_path / "exp.yaml").write_text(
+        f"name: t\ndatasets: [{tmp_path / 'tiny.yaml'}]\nmodels:\n{TFIDF}save_models: sometimes\n"
+    )
+    with pytest.raises(ConfigError) as error:
+        load_experiment(tmp_path / "exp.yaml")
+    assert str(error.value) == (
+        f"{tmp_path / 'exp.yaml'}: field 'save_models' = 'sometimes': Input should be 'none', 'best' or 'all'"
+    )
+
+
+def test_ties_go_to_the_cheaper_model_and_the_sentence_says_so(tmp_path):
+    from socialens.evaluation.recommendation import recommend_run
+
+    experiment = make_experiment(tmp_path, TFIDF + "  - {id: tf2, family: tfidf, C: 2.0}\n", seeds="[0]")
+    run_bench(experiment, console=Console(quiet=True))
+    run_dir = tmp_path / "runs" / "t"
+    # the same predictions, so the same score; make tf2's prediction time far longer than tf's
+    metrics_path = run_dir / "tiny" / "tf" / "seed-0" / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    metrics["costs"]["predict_time_s"] = 3600.0
+    metrics_path.write_text(json.dumps(metrics))
+    rec = recommend_run(run_dir)["tiny"]
+    assert rec["best"] == "tf" and rec["recommended"] == "tf2" and rec["tied_with_best"] == ["tf2"]
+    assert rec["comparisons"][0]["significant"] is False
+    assert rec["sentence"].startswith(
+        "tiny: recommended model tf2 (macro-F1 1.000): tf scores the same (1.000)"
+    )
+    assert "is not significant (95% CI [+0.000, +0.000] contains 0" in rec["sentence"]
+    assert "and tf2 is cheaper (" in rec["sentence"]

@@ -35,6 +35,8 @@ from socialens.core.types import Split, Status, error_records, read_records, wri
 from socialens.evaluation.energy import EnergyMeter
 from socialens.evaluation.flags import row_flags
 from socialens.evaluation.metrics import aggregate_seeds, check_metric_name, compute_metrics, official_metric
+from socialens.evaluation.model_card import keep_models
+from socialens.evaluation.recommendation import RECOMMENDATIONS_KEY, recommend_run, recommendation_lines
 from socialens.evaluation.tables import print_fitted, score_cells, score_columns, seed_cis, split_by_task
 from socialens.experiment import EnergySettings, Experiment, ModelEntry, validate_model_params
 
@@ -54,6 +56,8 @@ class BenchResult:
     run_dir: Path
     cells: list[CellResult] = field(default_factory=list)
     summary: list[dict[str, Any]] = field(default_factory=list)
+    # {dataset: evaluation.recommendation dict}, computed from the run's records after the grid
+    recommendations: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def all_error_cells(self) -> list[CellResult]:
         """Cells that ran but whose every prediction is an error (a dead server, a broken model):
@@ -289,10 +293,13 @@ def run_bench(
     data_root: str | None = None,
     output_dir: str | None = None,
     console: Console | None = None,
-    save_models: bool = False,
+    save_models: bool | str | None = None,
     no_cache: bool = False,
 ) -> BenchResult:
+    """Run the grid; ``save_models`` (none | best | all; True: all, False: none) overrides the
+    experiment's ``save_models``."""
     console = console or Console()
+    keep = save_models_mode(experiment, save_models)
     check_places(experiment, data_root, output_dir)
     data_root = data_root or experiment.data_root
     layout = RunLayout.of(output_dir or experiment.output_dir, experiment.name)
@@ -361,7 +368,7 @@ def run_bench(
                         seed,
                         inside_run_dir(run_dir, layout.cell(split.name, entry.id, seed).dir),
                         force,
-                        save_models,
+                        keep != "none",
                         console,
                         StageProgress(progress),
                     )
@@ -372,8 +379,22 @@ def run_bench(
                 row = summarise(split, entry, per_seed, dataset_entry)
                 row["language_coverage"] = coverage
                 result.summary.append(row)
-    write_summary(layout, result.summary, result.cells)
+    result.recommendations = recommend_run(run_dir)
+    for dataset, rec in result.recommendations.items():
+        rec["model_kept"] = keep_models(layout, dataset, rec, keep)
+    write_summary(layout, result.summary, result.cells, result.recommendations)
     return result
+
+
+def save_models_mode(experiment: Experiment, override: bool | str | None) -> str:
+    """The ``save_models`` mode of a run: the caller's (``--save-models``) else the experiment's."""
+    if override is None:
+        return experiment.save_models
+    if isinstance(override, bool):
+        return "all" if override else "none"
+    if override not in ("none", "best", "all"):
+        raise ConfigError(f"--save-models {override}: expected none, best or all")
+    return override
 
 
 def check_language_coverage(split: Split, entry: ModelEntry, params, model_dir: Path, console: Console):
@@ -552,10 +573,20 @@ def summary_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
     return header, body
 
 
-def write_summary(layout: RunLayout | Path, rows: list[dict[str, Any]], cells: list[CellResult]) -> None:
-    """``summary.md`` (one table per task, the failed cells below) and ``summary.json``."""
+def write_summary(
+    layout: RunLayout | Path,
+    rows: list[dict[str, Any]],
+    cells: list[CellResult],
+    recommendations: dict[str, dict[str, Any]] | None = None,
+) -> None:
+    """``summary.md`` (the recommendation per dataset, one table per task, the failed cells below)
+    and ``summary.json``."""
     layout = layout if isinstance(layout, RunLayout) else RunLayout(layout)
+    recommendations = recommendations or {}
     lines: list[str] = []
+    for rec in recommendations.values():
+        first, *rest = recommendation_lines(rec)
+        lines += [f"**{first}**", "", *(f"- {line.strip()}" for line in rest), ""]
     for task_rows in split_by_task(rows) or [[]]:
         header, body = summary_table(task_rows)
         if lines:
@@ -570,10 +601,26 @@ def write_summary(layout: RunLayout | Path, rows: list[dict[str, Any]], cells: l
     layout.summary_md.write_text("\n".join(lines) + "\n", encoding="utf-8")
     layout.summary_json.write_text(
         json.dumps(
-            {"rows": rows, "cells": [c.__dict__ | {"metrics": None} for c in cells]}, indent=2, default=str
+            {
+                RECOMMENDATIONS_KEY: recommendations,
+                "rows": rows,
+                "cells": [c.__dict__ | {"metrics": None} for c in cells],
+            },
+            indent=2,
+            default=str,
         ),
         encoding="utf-8",
     )
+
+
+def print_recommendations(recommendations: dict[str, dict[str, Any]], console: Console) -> None:
+    """The recommendation sentence of each dataset, its paired differences and weakest classes."""
+    for rec in recommendations.values():
+        for line in recommendation_lines(rec):
+            console.print(Text(line), highlight=False, soft_wrap=True)
+        if not rec.get("model_kept"):
+            continue
+        console.print(Text(f"  kept: {rec['model_dir']} (with MODEL_CARD.md)"), highlight=False, soft_wrap=True)
 
 
 def print_summary(rows: list[dict[str, Any]], console: Console) -> None:

@@ -121,6 +121,28 @@ AllowKeyEnv = Annotated[
 ]
 
 
+RunDataset = Annotated[
+    str | None,
+    typer.Option(help="with a run folder: the dataset whose recommended model to use (needed when it has several)"),
+]
+MODEL_OR_RUN = "a model directory written by train or bench, or a run folder (its recommended model)"
+
+
+def _run_model(path: Path, dataset: str | None):
+    """The model a command uses (``evaluation.run_models.RunModel``): ``path``, or the recommended
+    model of a run folder (one line says which)."""
+    from socialens.evaluation.run_models import resolve_model
+
+    found = resolve_model(path, dataset)
+    if found.describe():
+        console.print(found.describe(), highlight=False, soft_wrap=True)
+    return found
+
+
+def _model_of(path: Path, dataset: str | None) -> Path:
+    return _run_model(path, dataset).path
+
+
 def _load_options(trust_pickle: bool, allow_endpoint: list[str] | None, allow_key_env: list[str] | None):
     """The load_classifier keywords for what the user allowed on the command line."""
     return {
@@ -169,14 +191,20 @@ def bench(
     output_dir: Annotated[
         str | None, typer.Option(help="where runs/<name>/ goes (default: the config's)")
     ] = None,
-    save_models: Annotated[bool, typer.Option(help="keep each trained model in its cell folder")] = False,
+    save_models: Annotated[
+        str | None,
+        typer.Option(
+            help="none | best (the recommended model per dataset) | all: trained models kept in their "
+            "cell folders (default: the experiment's save_models, else best)"
+        ),
+    ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="bypass the LLM response cache")] = False,
     allow_endpoint: AllowEndpoint = None,
     allow_key_env: AllowKeyEnv = None,
 ) -> None:
     """Run an experiment grid, print the comparison table and write runs/<name>/."""
     try:
-        from socialens.bench import print_summary, run_bench
+        from socialens.bench import print_recommendations, print_summary, run_bench
         from socialens.experiment import load_experiment
 
         experiment = load_experiment(config)
@@ -193,6 +221,7 @@ def bench(
         )
     except SocialensError as exc:
         _fail(exc)
+    print_recommendations(result.recommendations, console)
     print_summary(result.summary, console)
     console.print(f"results: {result.run_dir}/summary.md, summary.json, and one folder per cell")
     try:  # a failed report must not lose the bench results: they are on disk already
@@ -448,7 +477,8 @@ def _recorded_dev_set(model_dir: Path):
 @export_app.command("onnx")
 def export_onnx_command(
     model_dir: Annotated[
-        Path, typer.Argument(help="a model directory of the encoder family, written by train or bench")
+        Path,
+        typer.Argument(help="a model directory of the encoder family, or a run folder (its recommended model)"),
     ],
     dev: Annotated[
         Path | None,
@@ -468,6 +498,7 @@ def export_onnx_command(
         float, typer.Option(help="label agreement with torch that auto asks of the dynamic scheme")
     ] = 0.995,
     trust_pickle: TrustPickle = False,
+    dataset: RunDataset = None,
 ) -> None:
     """Export a fine-tuned encoder to ONNX int8, checked against torch; predict and serve then use it.
 
@@ -478,6 +509,7 @@ def export_onnx_command(
     from socialens.serving.onnx_export import check_model_dir, export_onnx
 
     try:
+        model_dir = _model_of(model_dir, dataset)
         schema = check_model_info(model_dir, check_model_dir(model_dir))
         if dev is not None:
             examples = read_examples(
@@ -593,7 +625,7 @@ def _score_splits(classifier, split, out: Path) -> None:
 
 @app.command()
 def predict(
-    model_dir: Annotated[Path, typer.Argument(help="a model directory written by train or bench")],
+    model_dir: Annotated[Path, typer.Argument(help=MODEL_OR_RUN)],
     input: Annotated[Path, typer.Argument(help="CSV, TSV, JSONL or Parquet file to label")],
     out: Annotated[Path, typer.Option(help="output file: .jsonl, .csv or .parquet")],
     text: Annotated[str, typer.Option(help="text column")] = "text",
@@ -621,6 +653,7 @@ def predict(
     allow_endpoint: AllowEndpoint = None,
     allow_key_env: AllowKeyEnv = None,
     quoting: Annotated[str, typer.Option(help=QUOTING_HELP + " (CSV and TSV input)")] = "minimal",
+    dataset: RunDataset = None,
 ) -> None:
     """Label a file of any size, streaming; every input row yields exactly one output row.
     An interrupted run restarted with the same arguments resumes where it stopped."""
@@ -639,6 +672,7 @@ def predict(
                 raise SocialensError(f"--engine {engine}: expected local or ray")
             _check_at_least(batch_size=batch_size, chunk_size=chunk_size, ray_actors=ray_actors)
             load_options = _load_options(trust_pickle, allow_endpoint, allow_key_env)
+            model_dir = _model_of(model_dir, dataset)
             classifier = load_classifier(model_dir, **load_options)
             if label is not None and TASKS.get(classifier.task_type).target_form != "label":
                 raise SocialensError(
@@ -693,7 +727,7 @@ def predict(
 
 @app.command()
 def serve(
-    model_dir: Annotated[Path, typer.Argument(help="a model directory written by train or bench")],
+    model_dir: Annotated[Path, typer.Argument(help=MODEL_OR_RUN)],
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port, 1-65535")] = 8080,
     token_env: Annotated[
@@ -727,6 +761,7 @@ def serve(
     trust_pickle: TrustPickle = False,
     allow_endpoint: AllowEndpoint = None,
     allow_key_env: AllowKeyEnv = None,
+    dataset: RunDataset = None,
 ) -> None:
     """Serve a trained model over HTTP: POST /v1/classify, GET /v1/model, /healthz, docs at /docs."""
     from socialens.serving.app import ServiceSettings
@@ -747,8 +782,15 @@ def serve(
             max_connections=max_connections,
             max_connections_per_client=max_connections_per_client,
         )
+        found = _run_model(model_dir, dataset)
+        model_dir = found.path
         server = build_server(
-            model_dir, host, port, settings, **_load_options(trust_pickle, allow_endpoint, allow_key_env)
+            model_dir,
+            host,
+            port,
+            settings,
+            model_id=found.model,
+            **_load_options(trust_pickle, allow_endpoint, allow_key_env),
         )
     except SocialensError as exc:
         _fail(exc)

@@ -4,7 +4,7 @@ errors that name the file, the field, the value and what was expected."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -96,6 +96,9 @@ class Experiment(BaseModel):
     bootstrap: int = Field(default=1000, ge=0)
     slice_by: list[str] = Field(default_factory=lambda: ["topic", "language"])
     energy: EnergySettings = Field(default_factory=lambda: EnergySettings())
+    # which trained models bench keeps in their cell folders: none, the recommended one per
+    # dataset (its seed 0, else its first seed), or every cell's
+    save_models: Literal["none", "best", "all"] = "best"
     # the experiment file it was loaded from (set by load_experiment; None when built in code):
     # the folder its paths may point into
     _source: Path | None = PrivateAttr(default=None)

@@ -534,3 +534,55 @@ def test_a_collapsed_model_and_an_uncovered_language_are_flagged(run_dir):
     html = (run_dir / "report.html").read_text(encoding="utf-8")
     assert html.count('<tr class="flagged">') == 2
     assert '<td class="flags">collapsed: predicts neg for 100% of the test set</td>' in html
+
+
+# ---------------------------------------------------------------- the recommendation (issue 15)
+
+
+def test_the_report_leads_with_the_recommendation(built):
+    report, run_dir = built
+    [rec] = report["recommendations"]
+    assert rec["dataset"] == "demo" and rec["run"] == "demo-run" and rec["recommended"] in MODELS
+    assert report["datasets"]["demo"]["recommendations"][0]["sentence"] == rec["sentence"]
+    assert {c["model"] for c in rec["comparisons"]} == set(MODELS) - {rec["best"]}
+    assert rec["weakest"].startswith("weakest class per model (F1): tfidf ")
+    html = (run_dir / "report.html").read_text(encoding="utf-8")
+    sentence = html.index('<p class="recommendation"><b>')
+    assert sentence < html.index('class="leaderboard"') and sentence < html.index("Generated ")
+    assert rec["lines"][0] in html and rec["weakest"] in html
+    markdown = (run_dir / "report.md").read_text(encoding="utf-8").splitlines()
+    assert markdown[2] == f"**{rec['sentence']}**"
+
+
+FIRST_SCREEN_CHECK = """<script>
+window.addEventListener("load", () => {
+  const box = document.querySelector("#recommendation .recommendation").getBoundingClientRect();
+  const out = document.createElement("pre");
+  out.id = "first-screen";
+  out.textContent = JSON.stringify({top: box.top, bottom: box.bottom, height: window.innerHeight,
+                                    width: window.innerWidth, scrollY: window.scrollY});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+@pytest.mark.slow
+def test_the_recommendation_is_on_the_first_screen_in_headless_chromium(built, tmp_path, chromium):
+    _, run_dir = built
+    probe = tmp_path / "first-screen.html"
+    html = (run_dir / "report.html").read_text(encoding="utf-8")
+    probe.write_text(html.replace("</body>", FIRST_SCREEN_CHECK + "</body>"), encoding="utf-8")
+    dom = _chromium(
+        chromium,
+        tmp_path,
+        "--window-size=1280,800",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        probe.as_uri(),
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    found = re.search(r'<pre id="first-screen">([^<]*)</pre>', dom.stdout)
+    assert found, "the first-screen check did not run"
+    box = json.loads(found.group(1).replace("&quot;", '"'))
+    assert box["width"] == 1280 and box["scrollY"] == 0
+    assert 0 <= box["top"] < box["bottom"] <= box["height"], box  # seen without scrolling

@@ -177,14 +177,20 @@ def build_server(
     port: int = 8080,
     settings: ServiceSettings | None = None,
     log_level: str = "info",
+    model_id: str | None = None,
     **load_options,
 ):
     """A configured ``uvicorn.Server`` for the model in ``model_dir`` (not yet started);
-    ``load_options`` go to ``load_classifier`` (what the user trusts the directory with)."""
+    ``load_options`` go to ``load_classifier`` (what the user trusts the directory with);
+    ``model_id`` replaces the folder name as the id answers carry (a run's model folders are all
+    called ``model``: its model entry's id says more)."""
     import uvicorn
 
     settings = settings or ServiceSettings()
     check_port(port)
     check_settings(settings)
-    app = create_app(load_served_model(model_dir, **load_options), settings, access_logger())
+    served = load_served_model(model_dir, **load_options)
+    if model_id:
+        served.ref = served.ref.model_copy(update={"id": model_id})
+    app = create_app(served, settings, access_logger())
     return uvicorn.Server(uvicorn_config(app, host, port, settings, log_level))

@@ -35,6 +35,7 @@ from socialens.core.types import PredictionRecord
 from socialens.core.yaml_io import load_yaml_text
 from socialens.evaluation.costs import DEFAULT_HARDWARE_PRICE_PER_HOUR, aggregate_costs, cell_costs
 from socialens.evaluation.metrics import NON_OK_COLUMNS, aggregate_seeds, compute_metrics, official_metric
+from socialens.evaluation.recommendation import comparison_lines, recommend_run, weakest_line
 from socialens.evaluation.report import plots
 from socialens.evaluation.report.render import render_html, render_markdown
 from socialens.evaluation.report.tables import (
@@ -83,6 +84,16 @@ def build_report(
                 f"{run_dir}: no prediction records found; expected a run folder written by bench "
                 "(<dataset>/<model>/seed-<n>/predictions.jsonl)"
             )
+    recommendations = [
+        rec | {"run": run["name"], "lines": comparison_lines(rec), "weakest": weakest_line(rec)}
+        for run_dir, run in zip(run_dirs, runs, strict=True)
+        for rec in recommend_run(
+            run_dir,
+            n_bootstrap=n_bootstrap,
+            hardware_price_per_hour=hardware_price_per_hour,
+            metric_cis=False,
+        ).values()
+    ]
     datasets: dict[str, Any] = {}
     for name in dict.fromkeys(row["dataset"] for row in rows):
         ds_rows = [row for row in rows if row["dataset"] == name]
@@ -102,11 +113,13 @@ def build_report(
                 for item in row["_task_tables"]
             ],
             "error_browser": [b for b in browsers if b["dataset"] == name],
+            "recommendations": [rec for rec in recommendations if rec["dataset"] == name],
         }
     report = {
         "generated_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "hardware_price_per_hour": hardware_price_per_hour,
         "energy_note": energy_note(rows),
+        "recommendations": recommendations,
         "runs": runs,
         "environment": environment(),
         "datasets": datasets,

@@ -37,6 +37,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = [
         "# socialens report",
         "",
+        *[f"**{_md_escape(rec['sentence'])}**\n" for rec in report.get("recommendations", [])],
         f"Generated {report['generated_at']}. Best value per column in **bold** (none where every model "
         "has the same value).",
     ]
@@ -49,6 +50,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     for name, dataset in report["datasets"].items():
         table = dataset["table"]
         lines += [f"## {name}", ""]
+        for rec in dataset.get("recommendations", []):
+            lines += [_md_escape(rec["sentence"]), ""]
+            lines += [f"- {_md_escape(line)}" for line in [*rec["lines"], rec["weakest"]] if line] + [""]
         body = [
             [
                 f"**{c['text']}**" if c["best"] else c["text"]
