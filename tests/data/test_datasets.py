@@ -306,6 +306,28 @@ EXPECTED = {
         "train": {"negative": 4621, "neutral": 5747, "positive": 2180},
         "test": {"negative": 1677, "neutral": 748, "positive": 575},
     },
+    "arsarcasm_v2-dialect": {
+        "train": {"msa": 8562, "egypt": 2675, "gulf": 644, "levant": 624, "magreb": 43},
+        "test": {"msa": 2323, "egypt": 306, "gulf": 322, "levant": 47, "magreb": 2},
+    },
+    # HASOC 2019 Hindi, as its README's table; B and C only on the HOF rows (NONE excluded)
+    "hasoc2019_hi-a": {
+        "train": {"offensive": 2469, "not offensive": 2196},
+        "test": {"offensive": 605, "not offensive": 713},
+    },
+    "hasoc2019_hi-b": {
+        "train": {"hate": 556, "offensive": 676, "profane": 1237},
+        "test": {"hate": 190, "offensive": 197, "profane": 218},
+    },
+    "hasoc2019_hi-c": {
+        "train": {"targeted": 1545, "untargeted": 924},
+        "test": {"targeted": 542, "untargeted": 63},
+    },
+}
+# rows a YAML's exclude_labels leaves out (reason label_excluded): the NOT rows of HASOC B and C
+EXCLUDED = {
+    "hasoc2019_hi-b": {"train": 2196, "test": 713},
+    "hasoc2019_hi-c": {"train": 2196, "test": 713},
 }
 TOTALS = {
     "checkthat2024_task1_checkworthy_en": {"train": 22501, "dev": 1032, "test": 341},
@@ -373,7 +395,8 @@ def test_split_and_where_errors_name_the_field_the_value_and_what_was_expected(t
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_real_dataset_counts(shared_datasets, name):
     raw = load_dataset(CONFIGS / f"{name}.yaml", data_root=shared_datasets)
-    assert raw.n_dropped == 0
+    dropped = {split: dict(reasons) for split, reasons in raw.dropped.items() if reasons}
+    assert dropped == {split: {"label_excluded": n} for split, n in EXCLUDED.get(name, {}).items()}
     counts = {split: dict(Counter(ex.label for ex in rows)) for split, rows in raw.splits.items()}
     assert counts == EXPECTED[name]
     for split, total in TOTALS.get(name, {}).items():
@@ -573,3 +596,35 @@ def test_an_archive_named_as_a_file_without_member_lists_the_members(tmp_path):
         f"{archive}: this is a zip archive with members OLIDv1.0/train.tsv, OLIDv1.0/test.tsv; "
         "name a member (member: in the dataset YAML, --member on the command line) or unzip it"
     )
+
+
+EXCLUDING = """
+name: tiny-excluding
+format: csv
+file: d.csv
+columns: {text: text, label: sub}
+exclude_labels: [NONE]
+schema:
+  labels: [x, y]
+"""
+
+
+def test_exclude_labels_leaves_out_and_counts_rows_outside_the_task(tmp_path):
+    (tmp_path / "d.csv").write_text(
+        "text,sub\nfirst text,x\nsecond text,NONE\nthird text,y\n", encoding="utf-8"
+    )
+    raw = load_dataset(write_yaml(tmp_path, EXCLUDING))
+    assert [(ex.text, ex.label) for ex in raw.splits["all"]] == [("first text", "x"), ("third text", "y")]
+    assert raw.dropped["all"] == Counter({"label_excluded": 1})
+    assert raw.schema.names == ["x", "y"]  # the excluded value is no label of the task
+
+
+def test_exclude_labels_still_rejects_other_unknown_labels(tmp_path):
+    (tmp_path / "d.csv").write_text("text,sub\nfirst text,x\nsecond text,z\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"d\.csv:3: unknown label in column 'sub'"):
+        load_dataset(write_yaml(tmp_path, EXCLUDING))
+
+
+def test_exclude_labels_must_be_outside_the_schema(tmp_path):
+    with pytest.raises(ConfigError, match=r"exclude_labels: 'X' is the schema label 'x'"):
+        load_dataset_config(write_yaml(tmp_path, EXCLUDING.replace("[NONE]", "[X]")))

@@ -36,7 +36,14 @@ ARABIC_TATWEEL = "\u0640"
 # harakat and tanwin, superscript (dagger) alef, Quranic annotation marks
 ARABIC_DIACRITICS = regex.compile("[\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06dc\u06df-\u06e8\u06ea-\u06ed]")
 ARABIC_LETTER_VARIANTS = str.maketrans(
-    {"\u0623": "\u0627", "\u0625": "\u0627", "\u0622": "\u0627", "\u0671": "\u0627", "\u0649": "\u064a", "\u0629": "\u0647"}
+    {
+        "\u0623": "\u0627",
+        "\u0625": "\u0627",
+        "\u0622": "\u0627",
+        "\u0671": "\u0627",
+        "\u0649": "\u064a",
+        "\u0629": "\u0647",
+    }
 )
 DEVANAGARI_NUKTA = "\u093c"
 _REMOVE_ZERO_WIDTH = str.maketrans(dict.fromkeys(ZERO_WIDTH))
