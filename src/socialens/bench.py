@@ -382,6 +382,7 @@ def run_bench(
     result.recommendations = recommend_run(run_dir)
     for dataset, rec in result.recommendations.items():
         rec["model_kept"] = keep_models(layout, dataset, rec, keep)
+        rec["save_models"] = keep
     write_summary(layout, result.summary, result.cells, result.recommendations)
     return result
 
@@ -618,9 +619,16 @@ def print_recommendations(recommendations: dict[str, dict[str, Any]], console: C
     for rec in recommendations.values():
         for line in recommendation_lines(rec):
             console.print(Text(line), highlight=False, soft_wrap=True)
-        if not rec.get("model_kept"):
+        if rec.get("model_kept"):
+            line = f"  kept: {rec['model_dir']} (with MODEL_CARD.md)"
+        elif rec.get("save_models", "none") != "none":
+            line = (
+                f"  not kept: {rec['model_dir']} has no saved model (its cell finished in an earlier run "
+                "that kept no model); run bench again with --force to retrain and keep it"
+            )
+        else:
             continue
-        console.print(Text(f"  kept: {rec['model_dir']} (with MODEL_CARD.md)"), highlight=False, soft_wrap=True)
+        console.print(Text(line), highlight=False, soft_wrap=True)
 
 
 def print_summary(rows: list[dict[str, Any]], console: Console) -> None:

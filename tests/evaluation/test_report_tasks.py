@@ -280,3 +280,26 @@ def test_task_report_fits_the_page_in_headless_chromium(task_report, tmp_path, w
     assert layout["innerWidth"] == width and layout["tables"] >= 10
     assert layout["overflowing"] == [], f"tables wider than the page at {width} px"
     assert layout["scrollWidth"] <= layout["clientWidth"]
+
+
+def test_every_task_gets_a_recommendation_through_its_own_metric(task_report):
+    report, _ = task_report
+    recs = {rec["dataset"]: rec for rec in report["recommendations"]}
+    assert {d: (r["metric"], r["recommended"]) for d, r in recs.items()} == {
+        "ner": ("micro_f1", "encoder"),
+        "hostility": ("macro_f1", "tfidf"),
+        "xlsum": ("rouge2", "exact"),
+    }
+    [ner] = recs["ner"]["comparisons"]
+    assert ner["model"] == "llm" and ner["difference"] == pytest.approx(0.05) and ner["mcnemar"] is None
+    assert ner["significant"] is False and ner["ci"][0] <= 0 <= ner["ci"][1]  # 2 sentences: wide
+    [xlsum] = recs["xlsum"]["comparisons"]
+    assert xlsum["difference"] == pytest.approx(0.5) and xlsum["n_bootstrap"] == 50
+    assert "the only model with results" in recs["hostility"]["sentence"]
+    weakest = {m["model"]: m["weakest_class"] for m in recs["ner"]["models"]}
+    assert weakest == {
+        "encoder": {"label": "LOC", "f1": pytest.approx(2 / 3)},
+        "llm": {"label": "PER", "f1": 0.5},
+    }
+    assert all(m["weakest_class"] is None for m in recs["xlsum"]["models"])  # no classes
+    assert recs["xlsum"]["weakest"] is None

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,6 +20,8 @@ from socialens.cli import app
 from socialens.core.errors import ConfigError
 from socialens.serving.app import ServiceSettings
 from socialens.serving.server import build_server, check_port, check_settings, read_token
+
+TINY_CSV_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "bench"
 
 
 def free_port() -> int:
@@ -142,3 +145,70 @@ def test_sigterm_finishes_the_in_flight_request_then_exits(tfidf_model_dir):
     assert [(e["path"], e["status"], e["n_texts"]) for e in access][-1] == ("/v1/classify", 200, 1)
     assert "Application shutdown complete" in stderr and "Finished server process" in stderr
     assert "debunked" not in stderr + stdout
+
+
+@pytest.mark.slow
+def test_serve_a_run_folder_serves_its_recommended_model(tmp_path):
+    """`socialens serve runs/<name>` as in the README: a real bench run, a real server on 127.0.0.1."""
+    from rich.console import Console
+
+    from socialens.bench import run_bench
+    from socialens.experiment import load_experiment
+
+    tiny = tmp_path / "tiny.csv"
+    tiny.write_bytes((TINY_CSV_DIR / "tiny.csv").read_bytes())
+    (tmp_path / "tiny.yaml").write_text(
+        (TINY_CSV_DIR / "tiny.yaml").read_text().replace("path: .", f"path: {tmp_path}")
+    )
+    (tmp_path / "exp.yaml").write_text(
+        f"name: t\noutput_dir: {tmp_path / 'runs'}\ndatasets: [{tmp_path / 'tiny.yaml'}]\n"
+        "models:\n  - {id: tf, family: tfidf}\n  - {id: weak, family: tfidf, max_features: 3}\n"
+        "seeds: [0]\nbootstrap: 100\nenergy: {enabled: false}\n"
+    )
+    result = run_bench(load_experiment(tmp_path / "exp.yaml"), console=Console(quiet=True))
+    assert result.recommendations["tiny"]["recommended"] == "tf"
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SERVE_TEST_TOKEN": "tok"}
+    command = [
+        sys.executable,
+        "-m",
+        "socialens.cli",
+        "serve",
+        str(tmp_path / "runs" / "t"),
+        "--port",
+        str(port),
+    ]
+    process = subprocess.Popen(
+        [*command, "--token-env", "SERVE_TEST_TOKEN"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.1)
+        body = {"texts": ["This was debunked years ago"], "ids": ["c1"]}
+        response = httpx.post(
+            f"{url}/v1/classify", json=body, headers={"Authorization": "Bearer tok"}, timeout=30
+        )
+        model = httpx.get(f"{url}/v1/model", headers={"Authorization": "Bearer tok"}, timeout=30).json()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=30)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["model"]["id"] == "tf" and answer["model"]["family"] == "tfidf"
+    assert [(r["id"], r["label"], r["status"]) for r in answer["results"]] == [("c1", "debunk", "ok")]
+    assert model["evaluation"]["test"]["source"] == "bench cell metrics.json"
+    assert model["evaluation"]["test"]["macro_f1"] == 1.0
+    served = tmp_path / "runs" / "t" / "tiny" / "tf" / "seed-0" / "model"
+    assert f"using the recommended model of tiny, tf ({served.resolve()})" in stdout.replace("\n", "")
