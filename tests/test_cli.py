@@ -249,3 +249,35 @@ def test_train_and_predict_show_plain_progress_lines_when_output_is_no_terminal(
     assert result.exit_code == 0, result.output
     assert re.search(r"^predict: 5 rows \(100% of the input\), [\d,]+ rows/s, ", result.output, re.M)
     assert "\x1b[" not in result.output
+
+
+def test_bench_prints_the_recommendation_and_predict_takes_the_run_folder(tmp_path):
+    (tmp_path / "tiny.csv").write_bytes((FIXTURES / "tiny.csv").read_bytes())
+    (tmp_path / "tiny.yaml").write_text(
+        (FIXTURES / "tiny.yaml").read_text().replace("path: .", f"path: {tmp_path}")
+    )
+    (tmp_path / "exp.yaml").write_text(
+        f"name: t\noutput_dir: {tmp_path / 'runs'}\ndatasets: [{tmp_path / 'tiny.yaml'}]\n"
+        "models:\n  - {id: tf, family: tfidf}\n  - {id: weak, family: tfidf, max_features: 3}\n"
+        "seeds: [0]\nbootstrap: 100\nenergy: {enabled: false}\n"
+    )
+    bench = invoke("bench", tmp_path / "exp.yaml")
+    assert bench.exit_code == 0, bench.output
+    output = bench.output.replace("\n", " ")
+    # the sentence, the pairwise difference and the weakest classes come before the table
+    sentence = output.index("tiny: recommended model tf: best macro-F1, 1.000")
+    assert sentence < output.index("tf - weak: +") < output.index("weakest class per model (F1): tf ")
+    assert output.index("weakest class per model") < output.index("test-set scores")
+    assert "kept: tiny/tf/seed-0/model (with MODEL_CARD.md)" in output
+    run = tmp_path / "runs" / "t"
+    predicted = invoke(
+        "predict", run, FIXTURES / "tiny.csv", "--out", tmp_path / "out.jsonl", "--label", "label"
+    )
+    assert predicted.exit_code == 0, predicted.output
+    assert "using the recommended model of tiny, tf" in predicted.output.replace("\n", " ")
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 90
+    exported = invoke("export", "onnx", run)  # the recommended model is a TF-IDF: no ONNX path
+    assert (
+        exported.exit_code == 2
+        and "ONNX export needs an 'encoder' model, this one is 'tfidf'" in exported.output
+    )
