@@ -114,7 +114,12 @@ def test_terminal_summary_never_cuts_a_model_name(tmp_path):
 @pytest.mark.slow
 def test_demo_config_loads():
     experiment = load_experiment(Path(__file__).parents[1] / "configs" / "demo.yaml")
-    assert {m.family for m in experiment.models} == {"tfidf", "encoder"}
+    assert [m.family for m in experiment.models] == ["tfidf", "encoder", "prompted", "prompted"]
+    prompted = [m.params for m in experiment.models if m.family == "prompted"]
+    assert [(p["backend"], p["decoding"], p["wording"]) for p in prompted] == [
+        ("llamacpp", "scored", "universal"),
+        ("llamacpp", "scored", "topic"),
+    ]
 
 
 def test_test_sample_is_stratified_and_fixed(tmp_path):
