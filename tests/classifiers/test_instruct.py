@@ -128,3 +128,28 @@ def test_a_folder_from_instruct_train_loads_as_a_model(demo, fitted, tmp_path):
     assert not write_trained_model_info(
         folder, [{**r, "dataset": i % 2} for i, r in enumerate(records)], "x", LoraParams()
     )
+
+
+def test_a_base_model_without_a_chat_template_is_tuned_and_asked_in_plain_text(demo):
+    """Gemma 3 270M (base, no chat template): trained on the plain rendering, then scored after the
+    same plain prompt by the hf backend; an untuned prompted Gemma is asked the same."""
+    schema, train, test = demo
+    lora = LoraParams(max_steps=1, batch_size=4, max_length=200, num_threads=1, learning_rate=1e-3, r=4)
+    params = InstructParams(
+        model="builtin:gemma3-270m", lora=lora, decoding="scored", max_text_chars=120, threads=1
+    )
+    fitted = InstructClassifier(params, seed=0).fit(train[::3], schema=schema)
+    assert fitted.training_["steps"] == 1 and fitted.training_["loss_after"] < fitted.training_["loss_before"]
+    backend = getattr(
+        fitted.evaluator.backend, "backend", fitted.evaluator.backend
+    )  # under the cache wrapper
+    assert not backend.has_chat_template
+    prompt = fitted.evaluator.prompts(test[:1])[0]
+    assert backend.render(prompt).endswith("\n\nAnswer:")
+    untuned = PromptedClassifier(
+        PromptedParams(backend="hf", model="builtin:gemma3-270m", prompt="instruction", max_text_chars=120)
+    ).fit([], schema=schema)
+    assert untuned.prompts(test[:1]) == [prompt]
+    (record,) = fitted.predict(test[:1])
+    assert record.status is Status.OK and record.predicted in schema.names
+    assert abs(sum(record.scores.values()) - 1) < 1e-5

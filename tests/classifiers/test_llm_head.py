@@ -58,3 +58,20 @@ def test_fit_predict_save_load(demo, tmp_path):
     for a, b in zip(records, again, strict=True):
         assert a.predicted == b.predicted
         assert all(abs(a.scores[k] - b.scores[k]) < 1e-5 for k in a.scores)
+
+
+def test_gemma_base_model_head_starts_uniform_and_learns(demo):
+    """Gemma 3 270M: its final hidden states are large (norms in the hundreds), so the head starts
+    at zero; the first loss is then ln(#labels), not ~10 as with transformers' N(0, 0.02) head."""
+    import math
+
+    schema, train, test = demo
+    params = LLMHeadParams(
+        model="builtin:gemma3-270m", epochs=2, batch_size=6, max_length=48, num_threads=1, lora_r=4
+    )
+    model = LLMHeadClassifier(params, seed=0).fit(train[::2], schema=schema)
+    assert model.tokenizer_.padding_side == "right"
+    first, second = model.training_["train_loss_by_epoch"]
+    assert abs(first - math.log(len(schema.names))) < 0.25 and second < first
+    records = model.predict(test[:2])
+    assert all(r.status is Status.OK and abs(sum(r.scores.values()) - 1) < 1e-5 for r in records)

@@ -12,6 +12,7 @@ import pytest
 
 from socialens.core.errors import ConfigError, DataError
 from socialens.data.datasets import load_dataset, load_dataset_config
+from socialens.llm.base import render_plain
 from socialens.llm.prompts import default_instruction
 from socialens.tuning.instructions import chat_messages
 from socialens.tuning.lora import (
@@ -19,6 +20,7 @@ from socialens.tuning.lora import (
     LoraParams,
     check_qlora_available,
     encode_chat,
+    has_chat_template,
     last_checkpoint,
     read_chat_records,
     train_lora,
@@ -125,6 +127,47 @@ def test_a_long_record_loses_the_end_of_its_text_not_its_instruction(long_messag
 def test_max_length_below_the_instruction_and_answer_is_a_config_error(records, tokenizer):
     with pytest.raises(ConfigError, match=r"max_length 40 is too small .* need \d+ tokens"):
         encode_chat(tokenizer, records[0]["messages"], max_length=40)
+
+
+GEMMA = "builtin:gemma3-270m"  # a base model: no chat template
+
+
+@pytest.fixture(scope="module")
+def gemma_tokenizer():
+    from transformers import AutoTokenizer
+
+    from socialens.llm.hf import model_folder
+
+    return AutoTokenizer.from_pretrained(model_folder(GEMMA))
+
+
+def test_a_base_model_learns_the_answer_after_the_plain_prompt_the_backend_sends(records, gemma_tokenizer):
+    tok = gemma_tokenizer
+    assert not has_chat_template(tok)
+    messages = records[0]["messages"]
+    row, truncated = encode_chat(tok, messages, max_length=1024)
+    assert not truncated
+    # The prompt is exactly what the hf backend encodes for generation (plain rendering, BOS added).
+    prompt_ids = tok(render_plain(messages[:-1]))["input_ids"]
+    assert prompt_ids[0] == tok.bos_token_id and tok.decode(prompt_ids).endswith("\n\nAnswer:")
+    assert row["input_ids"][: len(prompt_ids)] == prompt_ids
+    assert row["labels"][: len(prompt_ids)] == [IGNORE_INDEX] * len(prompt_ids)
+    # Only " Label: <label>" and the end-of-sequence token are learned.
+    answer = _answer_ids(row)
+    assert answer[-1] == tok.eos_token_id and row["input_ids"][len(prompt_ids) :] == answer
+    assert tok.decode(answer[:-1]) == f" Label: {records[0]['label']}"
+
+
+def test_a_long_base_model_record_keeps_its_instruction_and_answer(long_messages, gemma_tokenizer):
+    tok = gemma_tokenizer
+    whole, _ = encode_chat(tok, long_messages, max_length=4096)
+    limit = len(whole["input_ids"]) // 2
+    cut, truncated = encode_chat(tok, long_messages, max_length=limit)
+    assert truncated and limit - 3 <= len(cut["input_ids"]) <= limit
+    decoded = tok.decode(cut["input_ids"])
+    instruction = long_messages[1]["content"].split("\n\nText: ", 1)[0]
+    assert instruction in decoded and "…\n\nAnswer:" in decoded
+    assert _answer_ids(cut) == _answer_ids(whole)
 
 
 def test_a_few_steps_lower_the_answer_loss(records, tmp_path):

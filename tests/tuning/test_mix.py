@@ -256,7 +256,7 @@ def test_cli_instruct_build(mix_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_real_four_dataset_mix_in_every_order(shared_datasets, tmp_path):
+def test_real_five_dataset_three_language_mix_in_every_order(shared_datasets, tmp_path):
     loaded = load_mix(REPO_ROOT / "configs" / "instruct-mix.yaml")
     seen = {}
     for shuffle in SHUFFLES:
@@ -269,9 +269,13 @@ def test_real_four_dataset_mix_in_every_order(shared_datasets, tmp_path):
             console=Console(quiet=True),
         )
         train = stats["splits"]["train"]
-        assert train["by_language"] == {"ar": 40, "en": 120}
+        assert train["by_language"] == {"ar": 40, "en": 120, "hi": 40}
         assert set(train["by_task"]) == {"fake_news", "hate_speech", "offensive_language", "sarcasm"}
         assert train["by_label"]["ct_fan_22"].keys() == {"false", "partially false", "true", "other"}
+        if shuffle == "by_task":  # one block per task: English and Hindi offensive language shuffled together
+            assert train["runs"]["task"] == 4 and train["runs"]["language"] > 3
+        if shuffle == "alphabetical":
+            assert train["runs"]["language"] == 3 and train["runs"]["dataset"] == 5
         seen[shuffle] = [r["id"] for r in read_records(tmp_path / shuffle / "train.jsonl")]
     assert len({tuple(ids) for ids in seen.values()}) == 4
     assert all(sorted(ids) == sorted(seen["random"]) for ids in seen.values())

@@ -3,6 +3,14 @@ head, trained with LoRA (peft task SEQ_CLS; the new ``score`` head is trained in
 
 No prompt, no generation, no parsing: the head reads the last token's hidden state and gives a
 probability per label, so every record is ``ok`` with per-label scores, as the encoder family's.
+
+Pooling reads the last non-pad token whatever the padding side (transformers' sequence
+classification heads search from the right for the pad id); texts are padded on the right here,
+Gemma's tokenizer pads on the left by default. The new head starts at zero (``head_init``): a
+base model's final hidden states can be large and uneven (Gemma 3 270M: norms of 90-900 on the same
+batch, against SmolLM2's 40-55), so the usual N(0, 0.02) head starts Gemma at logits near +-10
+and a first loss near 10 instead of ln(#labels); at zero every model starts from uniform
+probabilities and AdamW scales the head's updates itself.
 Batching follows the encoder family: dynamic padding with length-grouped training batches, and
 prediction sorted by token length, each batch padded only to its longest member. Only the adapter
 and the head are saved; the base weights are re-read from the model reference on load.
@@ -55,11 +63,13 @@ class LLMHeadParams(FamilyParams):
     max_length: int = Field(256, ge=8)
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     class_weights: Literal["balanced"] | None = "balanced"
+    # zeros: uniform probabilities at the start (see the module docstring); normal: transformers' N(0, 0.02)
+    head_init: Literal["zeros", "normal"] = "zeros"
     group_by_length: bool = True
     num_threads: int | None = Field(None, ge=1)
 
 
-def _base_model(reference: str, names: list[str]):
+def _base_model(reference: str, names: list[str], head_init: str | None = None):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -80,6 +90,12 @@ def _base_model(reference: str, names: list[str]):
         dtype=torch.float32,
         trust_remote_code=False,
     )
+    head = getattr(model, "score", None)
+    if head_init == "zeros" and head is not None:
+        with torch.no_grad():
+            head.weight.zero_()
+            if getattr(head, "bias", None) is not None:
+                head.bias.zero_()
     return model, tokenizer
 
 
@@ -144,7 +160,7 @@ class LLMHeadClassifier:
             PeakMemory() as memory,
         ):
             set_seed(self.seed)
-            model, self.tokenizer_ = _base_model(p.model, names)
+            model, self.tokenizer_ = _base_model(p.model, names, p.head_init)
             config = LoraConfig(
                 r=p.lora_r,
                 lora_alpha=p.lora_alpha,

@@ -7,6 +7,13 @@ chat template twice, once up to the assistant turn (``add_generation_prompt=True
 full; the prompt's tokens must be a prefix of the full conversation's, and they get the label
 -100, so only "Label: <label><end of turn>" is learned.
 
+A base model without a chat template (``builtin:gemma3-270m``) is trained on the plain rendering
+the hf and llamacpp backends ask it in (``llm.base.render_plain``: the system and user texts, then
+``Answer:``), with BOS as the tokenizer adds it; the answer follows after one space and ends in
+the end-of-sequence token, so the tuned model learns to stop where generation stops: the tokens
+trained on are the prompt's, as the backend encodes them, followed by ``" Label: <label>"`` and
+EOS.
+
 Output folder (``out_dir``)::
 
     adapter/            adapter_model.safetensors + adapter_config.json (+ the tokenizer)
@@ -50,6 +57,7 @@ from socialens.core.errors import ConfigError, DataError
 from socialens.core.params import FamilyParams
 from socialens.core.progress import ProgressHook
 from socialens.core.runtime import quiet_transformers, torch_threads
+from socialens.llm.base import ANSWER_PREFIX_PLAIN, render_plain
 from socialens.llm.prompts import join_record, split_record, text_start
 from socialens.tuning.memory import (
     IGNORE_INDEX,
@@ -213,8 +221,14 @@ def encode_chat(
 ELLIPSIS = "…"  # marks an example text cut to fit max_length
 
 
+def has_chat_template(tokenizer) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
 def _encode_conversation(tokenizer, messages: list[dict[str, str]]) -> dict[str, list[int]]:
     prompt, answer = split_record(messages)
+    if not has_chat_template(tokenizer):
+        return _encode_plain(tokenizer, prompt, answer)
     prompt_text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
     full_text = tokenizer.apply_chat_template(join_record(prompt, answer), tokenize=False)
     if not full_text.startswith(prompt_text):
@@ -227,6 +241,20 @@ def _encode_conversation(tokenizer, messages: list[dict[str, str]]) -> dict[str,
     full_ids = tokenizer(full_text, add_special_tokens=False)["input_ids"]
     if full_ids[: len(prompt_ids)] != prompt_ids:
         raise ConfigError("the prompt's tokens are not a prefix of the conversation's; cannot mask them")
+    labels = [IGNORE_INDEX] * len(prompt_ids) + full_ids[len(prompt_ids) :]
+    return {"input_ids": full_ids, "attention_mask": [1] * len(full_ids), "labels": labels}
+
+
+def _encode_plain(tokenizer, prompt: list[dict[str, str]], answer: str) -> dict[str, list[int]]:
+    """A base model's record: the prompt exactly as the hf backend encodes it for generation
+    (plain rendering, special tokens added), then the answer's own tokens and EOS. Concatenating
+    ids, not re-tokenizing the joined text, keeps the prompt a prefix by construction and is what
+    the model sees when it generates after the prompt."""
+    if tokenizer.eos_token_id is None:
+        raise ConfigError("the tokenizer has no end-of-sequence token; cannot end the answer")
+    prompt_ids = tokenizer(render_plain(prompt), add_special_tokens=True)["input_ids"]
+    answer_ids = tokenizer(ANSWER_PREFIX_PLAIN + answer, add_special_tokens=False)["input_ids"]
+    full_ids = prompt_ids + answer_ids + [tokenizer.eos_token_id]
     labels = [IGNORE_INDEX] * len(prompt_ids) + full_ids[len(prompt_ids) :]
     return {"input_ids": full_ids, "attention_mask": [1] * len(full_ids), "labels": labels}
 
@@ -308,8 +336,8 @@ def _load_base(base: str, params: LoraParams):
 
     folder = model_folder(base)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    if not getattr(tokenizer, "chat_template", None):
-        raise ConfigError(f"{base}: the model has no chat template; instruction tuning needs one")
+    if not has_chat_template(tokenizer):
+        log.info("%s has no chat template: records are trained in the plain rendering", base)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
@@ -526,6 +554,7 @@ __all__ = [
     "answer_loss",
     "check_qlora_available",
     "encode_chat",
+    "has_chat_template",
     "last_checkpoint",
     "read_chat_records",
     "train_lora",
