@@ -588,9 +588,9 @@ def write_summary(
     for rec in recommendations.values():
         first, *rest = recommendation_lines(rec)
         lines += [f"**{first}**", "", *(f"- {line.strip()}" for line in rest), ""]
-    for task_rows in split_by_task(rows) or [[]]:
+    for index, task_rows in enumerate(split_by_task(rows) or [[]]):
         header, body = summary_table(task_rows)
-        if lines:
+        if index:
             lines.append("")
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(cells_) + " |" for cells_ in body]

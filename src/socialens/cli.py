@@ -192,10 +192,11 @@ def bench(
         str | None, typer.Option(help="where runs/<name>/ goes (default: the config's)")
     ] = None,
     save_models: Annotated[
-        str | None,
+        bool | None,
         typer.Option(
-            help="none | best (the recommended model per dataset) | all: trained models kept in their "
-            "cell folders (default: the experiment's save_models, else best)"
+            "--save-models/--no-save-models",
+            help="keep every cell's trained model (save_models: all) / none of them (none); default: the "
+            "experiment's save_models, else best (the recommended model of each dataset)",
         ),
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="bypass the LLM response cache")] = False,
