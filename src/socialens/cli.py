@@ -123,7 +123,9 @@ AllowKeyEnv = Annotated[
 
 RunDataset = Annotated[
     str | None,
-    typer.Option(help="with a run folder: the dataset whose recommended model to use (needed when it has several)"),
+    typer.Option(
+        help="with a run folder: the dataset whose recommended model to use (needed when it has several)"
+    ),
 ]
 MODEL_OR_RUN = "a model directory written by train or bench, or a run folder (its recommended model)"
 
@@ -479,7 +481,9 @@ def _recorded_dev_set(model_dir: Path):
 def export_onnx_command(
     model_dir: Annotated[
         Path,
-        typer.Argument(help="a model directory of the encoder family, or a run folder (its recommended model)"),
+        typer.Argument(
+            help="a model directory of the encoder family, or a run folder (its recommended model)"
+        ),
     ],
     dev: Annotated[
         Path | None,
