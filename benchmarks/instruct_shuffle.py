@@ -3,8 +3,10 @@ four orders (alphabetical, within_language, by_task, random), one short LoRA run
 per order, then macro-F1 on a stratified test sample of every dataset.
 
 Data: configs/instruct-mix.yaml (tweeteval-hate, tweeteval-offensive, ct_fan_22 in English,
-arsarcasm_v2-sarcasm in Arabic), each dataset capped (stratified) at --cap training examples, one
-of its hand-written instructions sampled per example (socialens.tuning.mix.build_mix).
+arsarcasm_v2-sarcasm in Arabic, hasoc2019_hi-a in Hindi), each dataset capped (stratified) at --cap
+training examples, one of its hand-written instructions sampled per example
+(socialens.tuning.mix.build_mix). --base picks the model (SmolLM2 by default; builtin:gemma3-270m,
+a base model, is trained and scored in the plain rendering).
 
 Training: socialens.tuning.lora.train_lora, identical parameters and seed for every order; the
 Trainer is made to read the records in file order (a random sampler would erase the difference
@@ -59,6 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-text-chars", type=int, default=240, help="texts cut to this length (articles)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy CPU)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--base", default=BASE, help="the model tuned (builtin:<name>, folder or hub id)")
     parser.add_argument("--work-dir", default=None, help="keep the built sets and adapters here")
     parser.add_argument("--out", default=None, help="write the results as JSON")
     args = parser.parse_args(argv)
@@ -93,7 +96,7 @@ def evaluate(
     from socialens.tuning.instructions import ANSWER_PREFIX
 
     console.log(f"scoring {len(test_records)} test prompts ({'tuned' if adapter else 'untuned'})")
-    backend = get_backend("hf")(BASE, adapter=adapter, threads=args.threads, batch_size=8)
+    backend = get_backend("hf")(args.base, adapter=adapter, threads=args.threads, batch_size=8)
     task = progress.add_task(f"scoring ({'tuned' if adapter else 'untuned'})", total=len(test_records))
     gold: dict[str, list[str]] = {}
     predicted: dict[str, list[str]] = {}
@@ -177,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
                 progress.update(bar, completed=done, total=total)
 
             console.log(f"training on the {shuffle} order ({len(records)} records)")
-            report = train_lora(records, BASE, work / shuffle / "lora", params, progress=on_progress)
+            report = train_lora(records, args.base, work / shuffle / "lora", params, progress=on_progress)
             losses = [entry["loss"] for entry in report.losses]
             tail = losses[-max(1, len(losses) // 5) :]
             results[shuffle] = {
