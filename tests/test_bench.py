@@ -824,3 +824,24 @@ def test_ties_go_to_the_cheaper_model_and_the_sentence_says_so(tmp_path):
     )
     assert "is not significant (95% CI [+0.000, +0.000] contains 0" in rec["sentence"]
     assert "and tf2 is cheaper (" in rec["sentence"]
+
+
+def test_a_model_that_cannot_be_saved_keeps_its_cell_and_says_so(tmp_path, monkeypatch):
+    from socialens.classifiers.tfidf import TfidfClassifier
+
+    def refuse(self, directory):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(TfidfClassifier, "save", refuse)
+    experiment = make_experiment(tmp_path, TFIDF, seeds="[0]")
+    out = io.StringIO()
+    result = run_bench(experiment, console=Console(file=out, width=300))
+    assert [c.status for c in result.cells] == ["done"]
+    printed = out.getvalue()
+    assert "model not saved: tiny / tf / seed 0: OSError: No space left on device" in printed
+    assert result.recommendations["tiny"]["model_kept"] is False
+    from socialens.bench import print_recommendations
+
+    out = io.StringIO()
+    print_recommendations(result.recommendations, Console(file=out, width=300))
+    assert "not kept: tiny/tf/seed-0/model has no saved model" in out.getvalue()

@@ -154,8 +154,12 @@ def run_cell(
     stopped = classifier.stopped_  # an LLM server that stopped answering
     cell_dir.mkdir(parents=True, exist_ok=True)
     write_records(cell_dir / PREDICTIONS_FILE, records)
+    save_error = None
     if save_model:
-        classifier.save(cell_dir / MODEL_DIR)
+        try:
+            classifier.save(cell_dir / MODEL_DIR)
+        except Exception as exc:  # noqa: BLE001 - the cell's records stand; only the kept model is lost
+            save_error = f"{type(exc).__name__}: {exc}"
     return {
         "train_time_s": train_time,
         "train_examples_per_s": len(split.train) / train_time if train_time > 0 else None,
@@ -170,6 +174,7 @@ def run_cell(
         "cost_per_1000": 1000 * sum(r.cost for r in records) / max(1, len(records)),
         "mean_latency_s": sum(r.latency_s for r in records) / max(1, len(records)),
         "stopped": stopped,
+        "save_error": save_error,
         **energy_fields(train_meter, predict_meter),
     }
 
@@ -470,6 +475,11 @@ def _run_or_skip(
             if cell_progress is not None:
                 cell_progress.close()
         metrics = score_cell(cell_dir, split, experiment, seed)
+        if costs["save_error"]:
+            console.print(
+                Text(f"model not saved: {split.name} / {entry.id} / seed {seed}: {costs['save_error']}"),
+                soft_wrap=True,
+            )
         if costs["stopped"]:
             console.print(
                 Text.assemble(
@@ -624,7 +634,7 @@ def print_recommendations(recommendations: dict[str, dict[str, Any]], console: C
         elif rec.get("save_models", "none") != "none":
             line = (
                 f"  not kept: {rec['model_dir']} has no saved model (its cell finished in an earlier run "
-                "that kept no model); run bench again with --force to retrain and keep it"
+                "that kept no model, or saving it failed); run bench again with --force to retrain and keep it"
             )
         else:
             continue
