@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from socialens.core.types import Label, LabelSchema
+from socialens.data.datasets import load_dataset_config
 from socialens.tasks.label_parsing import LabelParser, ParseResult, failure_reason, is_refusal, parse_label
 
 SCHEMAS = {
@@ -26,6 +27,8 @@ SCHEMAS = {
 CASES = yaml.safe_load(
     (Path(__file__).parent / "fixtures" / "parsing_cases.yaml").read_text(encoding="utf-8")
 )
+REAL = yaml.safe_load((Path(__file__).parent / "fixtures" / "real_outputs.yaml").read_text(encoding="utf-8"))
+DATASET_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "datasets"
 
 
 def test_fixture_is_big_enough():
@@ -42,6 +45,54 @@ def test_parse_table(case):
         assert (result.label, result.status) == (None, expect), result
     else:
         assert (result.label, result.status) == (expect, "ok"), result
+
+
+def test_real_outputs_fixture_covers_both_languages_and_models():
+    assert len(REAL) >= 60
+    assert {case["dataset"] for case in REAL} == {"arsarcasm_v2-sarcasm", "hasoc2019_hi-a"}
+    assert {case["model"] for case in REAL} == {"smollm2", "gemma3"}
+    assert sum("was" in case for case in REAL) == 20  # the answers the earlier parser misread
+
+
+@pytest.mark.parametrize("case", REAL, ids=[f"{i}-{c['dataset']}-{c['model']}" for i, c in enumerate(REAL)])
+def test_parse_real_outputs(case):
+    schema = load_dataset_config(DATASET_CONFIGS / f"{case['dataset']}.yaml").to_schema()
+    result = parse_label(case["output"], schema)
+    expect = str(case["expect"])
+    if expect in ("refused", "invalid"):
+        assert (result.label, result.status) == (None, expect), result
+    else:
+        assert (result.label, result.status) == (expect, "ok"), result
+
+
+@pytest.mark.parametrize(
+    ("output", "expect"),
+    [
+        ("The tweet is sarcastic.", "sarcastic"),  # "is sarcastic" is not close to "not sarcastic"
+        ("Not sarcastic, sarcastic", "invalid"),  # the "not" is the first label's
+        ("1. The tweet means what it says; it is not sarcastic.", "not sarcastic"),  # a description
+        ("The tweet means what it says", "not sarcastic"),  # the start of one
+        ("- sarcastic: mocks\n- not sarcastic: means it", "invalid"),  # the prompt's list echoed
+        ("<b>Sarcastic</b>", "sarcastic"),
+        ("2) not sarcastic", "not sarcastic"),
+    ],
+)
+def test_echoes_descriptions_and_markup(output, expect):
+    schema = LabelSchema(
+        [
+            Label("not sarcastic", "The tweet means what it says; it is not sarcastic.", ("FALSE",)),
+            Label("sarcastic", "The tweet is sarcastic: it mocks or says the opposite.", ("TRUE",)),
+        ]
+    )
+    result = parse_label(output, schema)
+    assert (result.label or result.status) == expect, result
+
+
+def test_a_negation_alias_is_a_label_only_as_the_answer():
+    schema = LabelSchema([Label("not offensive", aliases=("NOT",)), Label("offensive", aliases=("HOF",))])
+    assert parse_label("NOT", schema).label == "not offensive"
+    assert parse_label("Answer: NOT", schema).label == "not offensive"
+    assert parse_label("I am not a political activist.", schema).status == "invalid"
 
 
 def test_methods_are_reported():

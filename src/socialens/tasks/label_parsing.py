@@ -11,35 +11,44 @@ Rules, in order (the first that decides wins; ``method`` names it):
 1. ``empty``: nothing left after removing ``<think>...</think>`` blocks and whitespace -> invalid.
 2. ``exact``: the whole answer, once normalised (case, NFKC/NFKD accents, punctuation, markdown,
    quotes, ``_``/``-``/spaces), is a label name or alias, or its Arabic/Hindi equivalent
-   (``transliteration``) -> ok.
+   (``transliteration``: Arabic and Hindi label words translated, Arabic- and Devanagari-script
+   spellings romanised; see ``socialens.tasks.transliteration``) -> ok. ``description``: the
+   answer is a label's description, or starts with it (small models echo them from the prompt).
 3. ``json``: a JSON object anywhere (also in a fenced block, with single quotes, trailing commas,
    bare keys, Python literals, or cut off before its closing brace) with a key ``label``, ``answer``,
    ``class``, ``category``, ``prediction`` (and a few variants, also nested) -> the value is
    resolved like a short answer (exact, then mention, then fuzzy: ``json+fuzzy``). A label key whose
    value names no label -> refused if the text is a refusal, else invalid (``json-unknown-label``).
-4. ``first-token``: the answer starts with a label followed by a delimiter ("Debunk. The comment
-   ..." / "belief\\n\\nExplanation: ...") -> ok.
-5. ``cue``: a label right after an answer cue: "Label: X", "Answer: X", "The answer is X",
+4. Echoes of the prompt: two or more lines each starting with a different label ("- not
+   sarcastic: ...\n- sarcastic: ...") -> invalid (``ambiguous``); lines that are label
+   descriptions ("1. The post contains no hate speech, ...") -> that label when they all name one
+   (``description``), invalid (``ambiguous``) when they name several.
+5. ``first-token``: the answer starts with a label followed by a delimiter ("Debunk. The comment
+   ..." / "belief\n\nExplanation: ...") -> ok.
+6. ``cue``: a label right after an answer cue: "Label: X", "Answer: X", "The answer is X",
    "I would classify this as X", "falls under X", Arabic/Hindi "التصنيف:"/"लेबल:" -> ok when the
    cues name one label; invalid (``ambiguous``) when they name several.
-6. ``refusal``: refusal language ("I can't help with", "I cannot classify", "as an AI", "I'm not
+7. ``refusal``: refusal language ("I can't help with", "I cannot classify", "as an AI", "I'm not
    able to", "against my guidelines", "content policy", "I won't", apology + sensitive/harmful
    content; Arabic "لا أستطيع", "عذراً، لا يمكنني"; Hindi "मैं इसमें मदद नहीं कर सकता", ...) ->
    refused. Checked only after the structured answers above, so a refusal that still gives a
    "Label: X" line counts as an answer, and before any loose matching in prose.
-7. ``match``: label names/aliases mentioned in the prose, on word boundaries ("other" is not in
+8. ``match``: label names/aliases mentioned in the prose, on word boundaries ("other" is not in
    "another", "true" not in "untrue"), the longest mention winning over one it contains ("false"
    inside "partially false", "hate" inside "not hate"), a mention close to a longer label
-   ("partly false", "non hate") read as that label, negated mentions dropped ("not belief",
-   "rather than belief", "neither supports nor refutes"), aliases used as verbs after a pronoun
-   ("I believe") and common words after a determiner or before "than" ("the other", "other than")
-   ignored. One label left -> ok; several -> invalid (``ambiguous``); only negated ones -> invalid
-   (``negated``). Arabic/Hindi label words are mapped to English by a small built-in dictionary
-   first when the text itself names no label (``transliteration``).
-8. ``fuzzy``: a word or phrase whose difflib similarity to a label name/alias is at least
-   ``threshold`` (same first letter, forms of 4+ characters): "belif", "debunked" -> ok when one
-   label fits; invalid (``ambiguous``) when several do.
-9. ``no-match`` -> invalid.
+   ("partly false", "non hate"; not "is sarcastic" for "not sarcastic": the words around the
+   mention must be close too) read as that label, negated mentions dropped ("not belief",
+   "rather than belief", "neither supports nor refutes"; a "not" inside the previous mention is
+   that mention's, so "not sarcastic, sarcastic" names two labels), aliases used as verbs after a
+   pronoun ("I believe") and common words after a determiner or before "than" ("the other",
+   "other than") ignored. One label left -> ok; several -> invalid (``ambiguous``); only negated
+   ones -> invalid (``negated``). When the text names no label, it is read again with Arabic and
+   Hindi label words translated and Arabic/Devanagari-script spellings romanised
+   (``transliteration``).
+9. ``fuzzy``: a word or phrase whose similarity (rapidfuzz's normalised Indel ratio) to a label
+   name/alias is at least ``threshold`` (same first letter, forms of 4+ characters): "belif",
+   "debunked" -> ok when one label fits; invalid (``ambiguous``) when several do.
+10. ``no-match`` -> invalid.
 
 The ``style`` argument only orders rules 2 and 3 (``json`` tries JSON first); both styles accept
 both answer forms. Outputs longer than ``MAX_CHARS`` are truncated before parsing.
@@ -48,7 +57,6 @@ both answer forms. Outputs longer than ``MAX_CHARS`` are truncated before parsin
 from __future__ import annotations
 
 import ast
-import difflib
 import json
 import re
 import unicodedata
@@ -57,6 +65,12 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from socialens.core.types import LabelSchema
+from socialens.tasks.transliteration import (
+    romanise_tokens,
+    similarity,
+    skeleton_vocabulary,
+    translate_words,
+)
 
 Status = Literal["ok", "refused", "invalid"]
 
@@ -128,127 +142,6 @@ def _tokens(text: str) -> list[str]:
     signs are marks); apostrophes dropped ("isn't" -> "isnt"); anything else splits words."""
     light = _light(text).replace("'", "")
     return "".join(ch if unicodedata.category(ch)[0] in "LNM" else " " for ch in light).split()
-
-
-# --------------------------------------------------------------------------- transliteration
-
-# Common label words in Arabic and Hindi -> the English word(s) a schema would use. Keys are
-# normalised like the text (alef forms unified, ة -> ه, diacritics and nukta removed).
-_NATIVE_WORDS: dict[str, str] = {
-    # Arabic
-    "نعم": "yes",
-    "لا": "no",
-    "ليس": "not",
-    "ليست": "not",
-    "غير": "not",
-    "ساخر": "sarcastic",
-    "ساخره": "sarcastic",
-    "سخريه": "sarcasm",
-    "تهكم": "sarcasm",
-    "كاذب": "false",
-    "كاذبه": "false",
-    "خاطي": "false",
-    "خاطيء": "false",
-    "خاطئ": "false",
-    "خطا": "false",
-    "مزيف": "fake",
-    "زائف": "fake",
-    "صحيح": "true",
-    "صحيحه": "true",
-    "حقيقي": "real",
-    "صادق": "true",
-    "جزييا": "partially",
-    "جزئيا": "partially",
-    "كراهيه": "hate",
-    "مسيء": "offensive",
-    "مسيي": "offensive",
-    "ايجابي": "positive",
-    "سلبي": "negative",
-    "محايد": "neutral",
-    "اخري": "other",
-    "اخر": "other",
-    "اعتقاد": "belief",
-    "تصديق": "belief",
-    "دحض": "debunk",
-    "تفنيد": "debunk",
-    "التصنيف": "label",
-    "تصنيف": "label",
-    "الاجابه": "answer",
-    "اجابه": "answer",
-    "الفيه": "category",
-    "فيه": "category",
-    # Hindi
-    "हाँ": "yes",
-    "हां": "yes",
-    "नहीं": "no",
-    "नही": "no",
-    "व्यंग्य": "sarcasm",
-    "व्यंग्यात्मक": "sarcastic",
-    "झूठा": "false",
-    "झूठ": "false",
-    "गलत": "false",
-    "असत्य": "false",
-    "सच": "true",
-    "सत्य": "true",
-    "सही": "true",
-    "आंशिक": "partially",
-    "आंशिक रूप से": "partially",
-    "नफरत": "hate",
-    "घृणा": "hate",
-    "अपमानजनक": "offensive",
-    "सकारात्मक": "positive",
-    "नकारात्मक": "negative",
-    "तटस्थ": "neutral",
-    "अन्य": "other",
-    "विश्वास": "belief",
-    "खंडन": "debunk",
-    "लेबल": "label",
-    "उत्तर": "answer",
-    "जवाब": "answer",
-    "श्रेणी": "category",
-}
-# Hindi negation follows the word: "नफरत नहीं" = "not hate".
-_NATIVE_PHRASES: dict[tuple[str, ...], tuple[str, ...]] = {
-    ("नफरत", "नहीं"): ("not", "hate"),
-    ("घृणा", "नहीं"): ("not", "hate"),
-    ("व्यंग्य", "नहीं"): ("not", "sarcastic"),
-    ("व्यंग्यात्मक", "नहीं"): ("not", "sarcastic"),
-}
-_AR_PREFIXES = ("وال", "بال", "فال", "لل", "ال", "و", "ب", "ف", "ل")
-_AR_SUFFIXES = ("ا", "ه")
-
-
-def _native_key(token: str) -> str | None:
-    if token in _NATIVE_WORDS:
-        return token
-    stems = [token]
-    for prefix in _AR_PREFIXES:
-        if token.startswith(prefix) and len(token) - len(prefix) >= 3:
-            stems.append(token[len(prefix) :])
-    for stem in list(stems):
-        for suffix in _AR_SUFFIXES:
-            if stem.endswith(suffix) and len(stem) - len(suffix) >= 3:
-                stems.append(stem[: -len(suffix)])
-    return next((s for s in stems if s in _NATIVE_WORDS), None)
-
-
-def _transliterate(tokens: list[str]) -> list[str]:
-    out: list[str] = []
-    i = 0
-    while i < len(tokens):
-        pair = tuple(tokens[i : i + 2])
-        if pair in _NATIVE_PHRASES:
-            out.extend(_NATIVE_PHRASES[pair])
-            i += 2
-            continue
-        if tokens[i : i + 3] == ["आंशिक", "रूप", "से"]:
-            out.append("partially")
-            i += 3
-            continue
-        key = _native_key(tokens[i])
-        out.extend(_NATIVE_WORDS[key].split() if key else [tokens[i]])
-        i += 1
-    return out
 
 
 # --------------------------------------------------------------------------- refusals
@@ -523,6 +416,20 @@ class _Matcher:
         self.fuzzy_forms = [
             (" ".join(f), len(f), lab) for f, (lab, _) in forms.items() if len(" ".join(f)) >= 4
         ]
+        # the words an Arabic- or Devanagari-script spelling may stand for: the labels' own, and
+        # "not" for the mention filter ("नॉट सार्कास्टिक" = "not sarcastic")
+        words = {word for form in forms for word in form} | {"not"}
+        self.script_vocabulary = skeleton_vocabulary(sorted(words))
+        # small models often answer with a label's description, echoed from the prompt
+        self.descriptions = [
+            (tuple(_tokens(label.description)), label.name)
+            for label in schema.labels
+            if len(_tokens(label.description)) >= _MIN_DESCRIPTION_TOKENS
+        ]
+
+    def to_latin(self, tokens: list[str]) -> list[str]:
+        """Arabic and Hindi label words translated, then tokens in those scripts romanised."""
+        return romanise_tokens(translate_words(tokens), self.script_vocabulary)
 
     # -- whole short answers
 
@@ -530,12 +437,24 @@ class _Matcher:
         hit = self.forms.get(tuple(tokens))
         return hit[0] if hit else None
 
+    def described(self, tokens: list[str]) -> str | None:
+        """The one label whose description the answer is, or starts with ("The post contains
+        no hate speech, offensive language or profanity" for a description that goes on)."""
+        if len(tokens) < _MIN_DESCRIPTION_TOKENS:
+            return None
+        size = len(tokens)
+        labels = {label for words, label in self.descriptions if list(words[:size]) == tokens}
+        return labels.pop() if len(labels) == 1 else None
+
     def resolve(self, text: str) -> tuple[str | None, str]:
         tokens = _tokens(text)
         label = self.lookup(tokens)
         if label:
             return label, "exact"
-        native = _transliterate(tokens)
+        label = self.described(tokens)
+        if label:
+            return label, "description"
+        native = self.to_latin(tokens)
         if native != tokens:
             label = self.lookup(native)
             if label:
@@ -563,17 +482,16 @@ class _Matcher:
                 gram = " ".join(tokens[i : i + length])
                 if gram[0] != form[0]:
                     continue
-                matcher = difflib.SequenceMatcher(None, gram, form, autojunk=False)
-                if matcher.real_quick_ratio() < threshold or matcher.quick_ratio() < threshold:
-                    continue
-                ratio = matcher.ratio()
-                if ratio >= threshold:
+                ratio = similarity(gram, form, cutoff=threshold)
+                if ratio and ratio >= threshold:
                     found.append(_Mention(i, i + length, label, False, ratio))
         return found
 
     def extend_to_longer(self, mentions: list[_Mention], tokens: list[str], threshold: float) -> None:
         """A mention inside a phrase close to a longer label form ("partly false" ~ "partially
-        false", "non hate" ~ "not hate") is read as that longer label."""
+        false", "non hate" ~ "not hate") is read as that longer label. The words around the
+        mention must themselves be close to the form's other words: "is sarcastic" is as close
+        to "not sarcastic" as "non hate" is to "not hate", but "is" is not "not"."""
         bar = max(threshold, 0.8)
         for mention in mentions:
             span = mention.end - mention.start
@@ -589,11 +507,26 @@ class _Matcher:
                     end = start + len(form)
                     if start < 0 or end > len(tokens):
                         continue
-                    ratio = difflib.SequenceMatcher(None, " ".join(tokens[start:end]), " ".join(form)).ratio()
+                    ratio = similarity(" ".join(tokens[start:end]), " ".join(form))
+                    extra = tokens[start : mention.start] + tokens[mention.end : end]
+                    form_extra = [*form[:offset], *form[offset + span :]]
+                    if similarity(" ".join(extra), " ".join(form_extra)) < _EXTRA_WORDS_SIMILARITY:
+                        continue
                     if ratio >= bar and (best is None or ratio > best[0]):
                         best = (ratio, label, start, end)
             if best:
                 mention.label, mention.start, mention.end, mention.alias = best[1], best[2], best[3], False
+
+
+_MIN_DESCRIPTION_TOKENS = 5
+# a list item's start: bullets, markdown, and a number "1." / "2)" followed by a space
+_ITEM_START = r"^[\s>*#•\-–—`\"']*(?:\(?\d{1,2}[.)]\s+)?"
+_LIST_ITEM = re.compile(_ITEM_START + r"([^:\n]{1,60}?)\s*(?::|$)", re.MULTILINE)
+_LINE_START = re.compile(_ITEM_START)
+_HTML_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]{0,9}\s*/?>")  # <strong>, </b>, <br/>
+_MAX_DESCRIBED_LINES = 20
+_MAX_LIST_ITEMS = 40
+_EXTRA_WORDS_SIMILARITY = 0.6  # "non" ~ "not" (0.67), "partly" ~ "partially" (0.8); "is" ~ "not" is 0.4
 
 
 def _drop_contained(mentions: list[_Mention]) -> list[_Mention]:
@@ -618,7 +551,9 @@ def _filter(mentions: list[_Mention], tokens: list[str]) -> tuple[list[_Mention]
     negated_any = False
     previous: tuple[_Mention, bool] | None = None
     for m in mentions:
-        before = tokens[max(0, m.start - 2) : m.start]
+        # a negation inside the previous mention is that label's ("not sarcastic, sarcastic")
+        window_start = max(0, m.start - 2, previous[0].end if previous is not None else 0)
+        before = tokens[window_start : m.start]
         after = tokens[m.end : m.end + 1]
         word = " ".join(tokens[m.start : m.end])
         negated = any(t in _NEGATIONS for t in before)
@@ -637,6 +572,8 @@ def _filter(mentions: list[_Mention], tokens: list[str]) -> tuple[list[_Mention]
         previous = (m, False)
         if m.alias and before and before[-1] in _PRONOUNS:
             continue  # "I believe ...", "they support ..."
+        if m.alias and word in _NEGATIONS and after:
+            continue  # HASOC's alias NOT is "not" in "I am not a political activist"
         if word in _COMMON_WORDS and ((before and before[-1] in _DETERMINERS) or after == ["than"]):
             continue  # "the other", "each other", "other than"
         kept.append(m)
@@ -700,7 +637,7 @@ def _prose(text: str, matcher: _Matcher, threshold: float) -> tuple[str | None, 
     tokens = _tokens(text)
     for how, toks in (("match", tokens), ("transliteration", None)):
         if toks is None:
-            toks = _transliterate(tokens)
+            toks = matcher.to_latin(tokens)
             if toks == tokens:
                 continue
         found = matcher.mentions(toks)
@@ -716,6 +653,7 @@ def _prose(text: str, matcher: _Matcher, threshold: float) -> tuple[str | None, 
         if negated:
             return None, "negated"
         break  # only ignored mentions ("the other"): look for near-misses
+    tokens = matcher.to_latin(tokens)  # "سخرية" -> "sarcasm" ~ "sarcastic"
     fuzzy = matcher.fuzzy_mentions(tokens, threshold)
     kept, negated = _filter(_drop_contained(fuzzy), tokens)
     labels = {m.label for m in kept}
@@ -727,7 +665,7 @@ def _prose(text: str, matcher: _Matcher, threshold: float) -> tuple[str | None, 
 
 
 def _parse(text: str, schema: LabelSchema, style: str, threshold: float) -> ParseResult:
-    text = _strip_think(text[:MAX_CHARS]).strip()
+    text = _HTML_TAG.sub("", _strip_think(text[:MAX_CHARS])).strip()
     if not text.strip("\x00 \t\r\n\"'`*"):
         return ParseResult(None, "invalid", "empty")
     matcher = _matcher(schema)
@@ -758,7 +696,17 @@ def _parse(text: str, schema: LabelSchema, style: str, threshold: float) -> Pars
         if result is not None:
             return result
 
-    parts = _FIRST_SEGMENT.split(text.lstrip("*#>`\"' \t\n-"), maxsplit=1)
+    listed_labels = {matcher.resolve(item)[0] for item in _LIST_ITEM.findall(text)[:_MAX_LIST_ITEMS]} - {None}
+    if len(listed_labels) > 1:  # "- not sarcastic: ...\n- sarcastic: ...": the prompt's list echoed
+        return ParseResult(None, "invalid", "ambiguous")
+    lines = [_tokens(_LINE_START.sub("", line)) for line in text.splitlines()[:_MAX_DESCRIBED_LINES]]
+    described = {matcher.described(line) for line in lines} - {None}
+    if len(described) == 1:  # "1. The post contains no hate speech, ...": one label's description
+        return ParseResult(described.pop(), "ok", "description")
+    if len(described) > 1:
+        return ParseResult(None, "invalid", "ambiguous")
+
+    parts = _FIRST_SEGMENT.split(_LINE_START.sub("", text.lstrip("*#>`\"' \t\n-")), maxsplit=1)
     if parts[0] and len(parts[0]) <= 100:
         label, how = matcher.resolve(parts[0])
         rest = _tokens(parts[1][:80]) if len(parts) > 1 else []
@@ -767,7 +715,7 @@ def _parse(text: str, schema: LabelSchema, style: str, threshold: float) -> Pars
             return ParseResult(label, "ok", "first-token" if how == "exact" else how)
 
     tokens = _tokens(text)
-    for toks in (tokens, _transliterate(tokens)):
+    for toks in (tokens, matcher.to_latin(tokens)):
         found = matcher.mentions(toks)
         matcher.extend_to_longer(found, toks, threshold)
         kept, _ = _filter(_drop_contained(found), toks)
@@ -798,7 +746,7 @@ def parse_label(
     """Parse one LLM answer into a label of ``schema`` (see the module docstring for the rules).
 
     ``style`` is the prompt style ("serial" or "json"; anything else reads as "serial");
-    ``threshold`` the least difflib similarity for a fuzzy match. Never raises on any input.
+    ``threshold`` the least similarity (rapidfuzz's normalised Indel ratio) for a fuzzy match. Never raises on any input.
     """
     try:
         return _parse(_as_text(output), schema, str(style), float(threshold))
