@@ -845,3 +845,12 @@ def test_a_model_that_cannot_be_saved_keeps_its_cell_and_says_so(tmp_path, monke
     out = io.StringIO()
     print_recommendations(result.recommendations, Console(file=out, width=300))
     assert "not kept: tiny/tf/seed-0/model has no saved model" in out.getvalue()
+
+
+def test_the_recommendation_is_over_the_experiments_models_only(tmp_path):
+    run_bench(make_experiment(tmp_path, TFIDF + WEAK, seeds="[0]"), console=Console(quiet=True))
+    # the same run with the weak model removed: its old cells stay in the folder, unrecommended
+    result = run_bench(make_experiment(tmp_path, WEAK, seeds="[0]"), console=Console(quiet=True))
+    rec = result.recommendations["tiny"]
+    assert rec["recommended"] == "weak" and [m["model"] for m in rec["models"]] == ["weak"]
+    assert (tmp_path / "runs" / "t" / "tiny" / "tf" / "seed-0" / "predictions.jsonl").is_file()

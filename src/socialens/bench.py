@@ -384,7 +384,12 @@ def run_bench(
                 row = summarise(split, entry, per_seed, dataset_entry)
                 row["language_coverage"] = coverage
                 result.summary.append(row)
-    result.recommendations = recommend_run(run_dir)
+    # over this experiment's models: a run folder may still hold cells of models since removed
+    result.recommendations = recommend_run(
+        run_dir,
+        only_models=[entry.id for entry in experiment.models],
+        only_datasets=list(dict.fromkeys(row["dataset"] for row in result.summary)),
+    )
     for dataset, rec in result.recommendations.items():
         rec["model_kept"] = keep_models(layout, dataset, rec, keep)
         rec["save_models"] = keep

@@ -61,15 +61,19 @@ def candidates(
     n_bootstrap: int,
     hardware_price_per_hour: float,
     metric_cis: bool = True,
+    only_models: list[str] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(dataset info, one candidate per model with readable cells) of one dataset of a run;
-    ``metric_cis`` False skips each model's own bootstrap intervals (the paired test is apart)."""
+    ``metric_cis`` False skips each model's own bootstrap intervals (the paired test is apart);
+    ``only_models`` leaves out the other model folders (those of models no longer in the
+    experiment)."""
     experiment = load_yaml_text(layout.experiment_file.read_text(encoding="utf-8")) or {}
     order = [m.get("id") for m in experiment.get("models", []) if isinstance(m, dict)]
     entries = {m.get("id"): m for m in experiment.get("models", []) if isinstance(m, dict)}
     split = read_json(layout.split_file(dataset))
     labels = [label["name"] for label in split.get("schema", {}).get("labels", [])]
     models = sorted(layout.models(dataset), key=lambda m: (order.index(m) if m in order else len(order), m))
+    models = [m for m in models if only_models is None or m in only_models]
     # without split.json (an old or hand-made run) the cells' metrics.json say the task and labels
     stored = [read_json(cell.metrics) for model in models for cell in layout.cells(dataset, model)]
     task_type = (
@@ -267,6 +271,8 @@ def recommend_run(
     n_bootstrap: int | None = None,
     hardware_price_per_hour: float = DEFAULT_HARDWARE_PRICE_PER_HOUR,
     metric_cis: bool = True,
+    only_models: list[str] | None = None,
+    only_datasets: list[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The recommendation of every dataset of a run folder, from its records: {dataset: dict}
     (``n_bootstrap`` default: the experiment's ``bootstrap``)."""
@@ -279,12 +285,15 @@ def recommend_run(
     for dataset in layout.datasets():
         if not layout.experiment_file.is_file():
             break
+        if only_datasets is not None and dataset not in only_datasets:
+            continue
         info, found = candidates(
             layout,
             dataset,
             n_bootstrap=boot,
             hardware_price_per_hour=hardware_price_per_hour,
             metric_cis=metric_cis,
+            only_models=only_models,
         )
         result = recommend(dataset, info, found, n_bootstrap=boot)
         if result is not None:
