@@ -31,13 +31,14 @@ and g/j folded, ``m`` before another consonant read as ``n``, and doubled letter
 of a schema matches neither.
 
 Fuzzy matching of Latin words (``belif`` -> "belief") is ``similarity``: rapidfuzz's normalised
-Indel similarity (the ratio difflib computes, faster).
+Indel similarity (the ratio difflib computes).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 from anyascii import anyascii
 from rapidfuzz import fuzz
@@ -128,9 +129,12 @@ _AR_SUFFIXES = ("ا", "ه")
 _LONGEST_PHRASE = max(len(phrase) for phrase in NATIVE_PHRASES)
 
 
+@lru_cache(maxsize=8192)
 def _native_key(token: str) -> str | None:
     if token in NATIVE_WORDS:
         return token
+    if not has_other_script(token):  # every key is Arabic or Devanagari
+        return None
     stems = [token]
     for prefix in _AR_PREFIXES:
         if token.startswith(prefix) and len(token) - len(prefix) >= 3:
@@ -144,6 +148,8 @@ def _native_key(token: str) -> str | None:
 
 def translate_words(tokens: list[str]) -> list[str]:
     """``tokens`` with the Arabic and Hindi label words of the glossary replaced by English ones."""
+    if not any(has_other_script(token) for token in tokens):
+        return list(tokens)
     out: list[str] = []
     i = 0
     while i < len(tokens):
@@ -183,6 +189,7 @@ def has_other_script(token: str) -> bool:
     return bool(_OTHER_SCRIPT.search(token))
 
 
+@lru_cache(maxsize=8192)
 def romanise(token: str) -> str:
     """``token`` in lower-case Latin letters only (anyascii; hamza and ain marks dropped)."""
     return _NOT_LETTER.sub("", anyascii(token).lower())
@@ -221,11 +228,13 @@ def romanise_tokens(tokens: list[str], vocabulary: dict[str, str]) -> list[str]:
     out = []
     for token in tokens:
         latin = romanise(token) if has_other_script(token) else ""
+        if not latin:
+            out.append(token)
+            continue
         key = skeleton(latin)
         if len(key) < MIN_SKELETON:
             key = latin.translate(_VOWEL_LETTERS)
-        word = vocabulary.get(key) if latin else None
-        out.append(word or token)
+        out.append(vocabulary.get(key) or token)
     return out
 
 
