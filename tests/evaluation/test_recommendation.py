@@ -51,7 +51,7 @@ def test_accuracy_needs_mcnemar_too_and_a_tie_goes_to_the_cheaper_model(tmp_path
     assert pair["mcnemar"]["p_exact"] == 0.0625  # 2 / 2**5: not below 0.05
     assert pair["significant"] is False and rec["recommended"] == "b"
     assert rec["sentence"].startswith(
-        "ds: recommended model b (accuracy (the dataset's official metric) 0.750): a scores higher (1.000), "
+        "ds: recommended model b (accuracy 0.750, the dataset's official metric): a scores higher (1.000), "
         "but its lead of +0.250 is not significant (95% CI [+"
     )
     assert "; McNemar exact p = 0.06), and b is cheaper (" in rec["sentence"]

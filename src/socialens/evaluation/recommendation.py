@@ -322,14 +322,15 @@ def sentence(rec: dict[str, Any]) -> str:
     """The one sentence that leads bench's output and the report for a dataset."""
     models = {m["model"]: m for m in rec["models"]}
     best, chosen = models[rec["best"]], models[rec["recommended"]]
-    metric = rec["metric_title"] + (" (the dataset's official metric)" if rec["official"] else "")
+    metric = rec["metric_title"]
+    official = ", the dataset's official metric" if rec["official"] else ""
     head = f"{rec['dataset']}: recommended model {chosen['model']}"
     if len(models) == 1:
-        return f"{head}, the only model with results ({metric} {_num(chosen['value'])})."
+        return f"{head}, the only model with results ({metric} {_num(chosen['value'])}{official})."
     by_model = {c["model"]: c for c in rec["comparisons"]}
     if chosen is best:
         tied = rec["tied_with_best"]
-        text = f"{head}: best {metric}, {_num(best['value'])}"
+        text = f"{head}: best {metric}, {_num(best['value'])}{official}"
         if not tied:
             return (
                 text + "; its lead over every other model is significant "
@@ -361,7 +362,7 @@ def sentence(rec: dict[str, Any]) -> str:
     else:
         ahead = "higher" if rec["better"] == "max" else "lower (better)"
     return (
-        f"{head} ({metric} {_num(chosen['value'])}): {best['model']} scores {ahead} ({_num(best['value'])}), "
+        f"{head} ({metric} {_num(chosen['value'])}{official}): {best['model']} scores {ahead} ({_num(best['value'])}), "
         "but its lead of "
         f"{lead['difference']:+.3f} is not significant ({_ci(lead['ci'])} contains 0{extra}), "
         f"and {chosen['model']} is {cheaper}."
