@@ -29,6 +29,11 @@ def _interval(ci: Any) -> str:
     return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if isinstance(ci, list | tuple) and len(ci) == 2 else "n/a"
 
 
+def _money(model: dict[str, Any]) -> str:
+    cost = model.get("cost_per_1000")
+    return "n/a" if cost is None else f"{cost:.2g} {model.get('currency') or 'USD'}"
+
+
 def _plain(text: Any) -> str:
     """A name or value from the run's files as Markdown table text (no cell breaks, no HTML)."""
     return str(text).replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
@@ -97,9 +102,14 @@ def model_card(
     lines += ["", "## Compared with", ""]
     if others:
         runner = others[0]
+        role = (
+            "best model (this one is as good within the CI, and cheaper)"
+            if runner["model"] == rec["best"]
+            else "runner-up"
+        )
         lines.append(
-            f"- runner-up: {_plain(runner['model'])} ({rec['metric_title']} {_num(runner['value'])} vs "
-            f"{_num(model['value'])}, mean over seeds)"
+            f"- {role}: {_plain(runner['model'])} ({rec['metric_title']} {_num(runner['value'])} vs "
+            f"{_num(model['value'])} here, means over seeds; {_money(runner)} per 1k classifications)"
         )
         lines += [f"- {_plain(line)}" for line in comparison_lines(rec)]
     else:
@@ -110,7 +120,7 @@ def model_card(
     lines += ["", "## Cost", ""]
     costs = cell_metrics.get("costs") or {}
     lines += [
-        f"- per 1,000 classifications: {_num(model['cost_per_1000'])} {model.get('currency') or 'USD'} "
+        f"- per 1,000 classifications: {_money(model)} "
         "(API prices, or the hardware's price per hour for the prediction time)",
         f"- mean latency: {1000 * model['latency_mean_s']:.1f} ms a text"
         if model.get("latency_mean_s") is not None
