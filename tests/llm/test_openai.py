@@ -24,12 +24,8 @@ import pytest
 from socialens.core.errors import ConfigError
 from socialens.llm.base import BACKENDS, GenerationParams
 from socialens.llm.openai import OpenAIBackend
-from socialens.llm.openai_probe import (
-    CHAT_PROBE_ORDER,
-    PROBE_MESSAGES,
-    SCORE_PROBE_PROMPT,
-    TEXT_PROBE_ORDER,
-)
+from socialens.llm.openai_probe import CHAT_PROBE_ORDER, PROBE_MESSAGES, TEXT_PROBE_ORDER
+from socialens.llm.openai_scoring import SCORE_PROBE_PROMPT
 
 _spec = importlib.util.spec_from_file_location("fault_server", Path(__file__).with_name("fault_server.py"))
 fault_server = importlib.util.module_from_spec(_spec)
@@ -427,20 +423,22 @@ def test_threads_sharing_a_backend_probe_once(make, server):
 
 
 @pytest.mark.parametrize("refusal", [None, 404], ids=["ignored", "refused"])
-def test_a_server_without_prompt_logprobs_is_one_config_error_for_scoring(make, server, refusal):
+def test_a_server_giving_no_log_probabilities_is_one_config_error_for_scoring(make, server, refusal):
     server.supports = set(FEATURES) - {"echo"}
     server.rejects = {"echo": refusal} if refusal else {}
     backend = make()
     with pytest.raises(ConfigError) as error:
         backend.score(prompts(1)[0], ["no", "yes"])
     message = str(error.value)
-    assert "\n" not in message and message.startswith("openai backend: scored decoding needs prompt log-prob")
-    assert f"the server at {server.base_url} does not give" in message
-    assert ("HTTP 404" if refusal else "no echoed prompt log-probabilities") in message
+    assert "\n" not in message and message.startswith("openai backend: scored decoding needs label log-prob")
+    assert f"the server at {server.base_url} gives in none of the forms tried" in message
+    echo = "HTTP 404" if refusal else "no echoed prompt log-probabilities"
+    tried = f"(echo: {echo}; prompt_logprobs: no prompt_logprobs; top_logprobs: no top_logprobs)"
+    assert tried in message
     assert message.endswith("use decoding: constrained or decoding: generate")
     with pytest.raises(ConfigError, match="scored decoding needs"):
-        backend.score(prompts(1)[0], ["no", "yes"])
-    assert len(server.requests) == 1  # the one probe; no text was sent
+        backend.score_batch(prompts(2), ["no", "yes"])
+    assert len(server.requests) == 3  # one probe per method; no text was sent
 
 
 # -- llama-cpp-python's own OpenAI-compatible server ----------------------------------------------------
@@ -514,6 +512,32 @@ def test_real_llama_cpp_server(llama_server):
         assert all(math.isfinite(v) and v < 0 for v in scores.logprobs)
     finally:
         base.close()
+
+
+@pytest.mark.slow
+def test_scoring_on_llama_cpp_server_echo_and_chat_top_logprobs(llama_server):
+    """llama-cpp-python's server echoes prompt log-probabilities (auto picks echo, exact) and lists
+    chat top_logprobs (scoring: top_logprobs, the first answer token after its chat template)."""
+    question = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
+    labels = ["Paris", "London", "a banana"]
+    auto = OpenAIBackend("smollm2", base_url=llama_server, api_key_env=None, timeout_s=60, concurrency=2)
+    first = OpenAIBackend(
+        "smollm2", base_url=llama_server, api_key_env=None, timeout_s=60, scoring="top_logprobs"
+    )
+    try:
+        [exact] = auto.score_batch([question], labels)
+        assert auto.scoring.mode == "echo" and exact.error is None
+        assert exact.continuation_tokens[0] >= 1 and all(math.isfinite(v) and v < 0 for v in exact.logprobs)
+        batch = first.score_batch([question, question], labels)
+        assert first.scoring.mode == "top_logprobs"
+        assert all(s.error is None and s.continuation_tokens == [1, 1, 1] for s in batch)
+        assert batch[0].logprobs == batch[1].logprobs  # greedy server, same prompt
+        paris, london, banana = batch[0].logprobs
+        assert paris > london  # the first answer token after the chat template
+        assert banana <= london or banana == min(batch[0].logprobs)
+    finally:
+        auto.close()
+        first.close()
 
 
 @pytest.mark.slow

@@ -23,10 +23,12 @@ matching JSON form (``openai_probe``: found by a probe for a ``base_url`` when t
 not yet known); a server that takes none answers freely, the parser reads the text, and
 ``json_schema_fallback`` says why (logged once).
 
-Scoring (``score``) needs prompt log-probabilities, which only a completions endpoint that echoes
-the prompt with ``logprobs`` gives (vLLM, llama-cpp-python's server), so it always goes to
-``/completions`` with the plain-text prompt, whatever ``chat`` says (no chat template is applied);
-before the first score one probe checks the endpoint does echo them (a ConfigError when not).
+Scoring (``score`` / ``score_batch``) reads label log-probabilities in the best form the server
+gives (``socialens.llm.openai_scoring``: ``echo`` or vLLM's ``prompt_logprobs``, exact, on
+``/completions`` with the plain-text prompt; else ``top_logprobs``, the label's first token
+only), found by one probe before the first score or set by ``scoring:``; a server that gives none
+is one ConfigError. All requests of a batch (one per text and label, or one per text for
+``top_logprobs``) go through the same bounded pool as generation.
 
 Failing fast (``socialens.llm.failures``): once ``max_connection_failures`` prompts in a row have
 failed to reach the server (connection error or timeout after all their retries), the backend is
@@ -69,6 +71,17 @@ from socialens.llm.openai_probe import (
     json_answer,
     json_schema_args,
 )
+from socialens.llm.openai_scoring import (
+    TOP_LOGPROBS,
+    MalformedScores,
+    ScoringCapability,
+    echo_score,
+    first_token_alternatives,
+    first_token_scores,
+    prompt_logprobs_score,
+    scoring_request,
+    usage_prompt_tokens,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +120,8 @@ class OpenAIBackend:
             "auto", "json_schema", "json_object", "structured_outputs", "guided_choice", "grammar", "none"
         ] = "auto"
         chat: bool = True  # True: /chat/completions; False: /completions (base models)
+        # how scored decoding reads label log-probabilities (socialens.llm.openai_scoring)
+        scoring: Literal["auto", "echo", "prompt_logprobs", "top_logprobs"] = "auto"
         # prompts in a row that fail to connect (after their retries) before the rest fail at once
         max_connection_failures: int = Field(3, ge=1)
 
@@ -127,6 +142,15 @@ class OpenAIBackend:
         # asked of the server once, when first needed (None: not yet known)
         self.capabilities = ServerCapabilities(
             self._probe_send, model, server=base.rstrip("/"), chat=self.options.chat, constrained_mode=mode
+        )
+        scoring: str | None = self.options.scoring
+        if scoring == "auto":
+            # OpenAI's own chat models echo no prompt: the first answer token's top_logprobs
+            scoring = "top_logprobs" if self.options.base_url is None else None
+        else:  # a chosen method scores differently from another: keep their cache entries apart
+            self.model_id += f"#scoring={scoring}"
+        self.scoring = ScoringCapability(
+            self._probe_send, model, server=base.rstrip("/"), chat=self.options.chat, mode=scoring
         )
         api_key = self._read_key()
         try:
@@ -209,20 +233,36 @@ class OpenAIBackend:
         return [future.result() for future in futures]
 
     def score(self, prompt: Messages, continuations: list[str]) -> Scores:
-        failure = self.capabilities.check_scoring()
+        return self.score_batch([prompt], continuations)[0]
+
+    def score_batch(self, prompts: list[Messages], continuations: list[str]) -> list[Scores]:
+        """One Scores per prompt, in order, each as ``score(prompt, continuations)`` would give; every
+        request of the batch is in the pool at once, ``concurrency`` of them in flight."""
+        if not prompts:
+            return []
+        failure = self.scoring.resolve()
         if failure is not None:
-            return Scores(logprobs=[], error=failure)
-        start = time.perf_counter()
-        text = render_plain(prompt)  # the completions endpoint, whatever ``chat`` says
+            return [Scores(logprobs=[], error=failure) for _ in prompts]
+        mode = self.scoring.mode
+        if mode == "top_logprobs":
+            futures = [self._pool.submit(self._first_token_one, p, continuations) for p in prompts]
+            return [future.result() for future in futures]
         # As in the local backends: the answer follows a plain "Answer:" prompt after one space.
-        futures = [self._pool.submit(self._score_one, text, ANSWER_PREFIX_PLAIN + c) for c in continuations]
+        rows = [
+            [self._pool.submit(self._score_one, mode, p, ANSWER_PREFIX_PLAIN + c) for c in continuations]
+            for p in prompts
+        ]
+        return [self._collect(row) for row in rows]
+
+    def _collect(self, futures) -> Scores:
         results, errors = [], []
         for future in futures:
             try:
                 results.append(future.result())
             except _Failure as failure:
                 errors.append(str(failure))
-        latency = time.perf_counter() - start
+        began = min((r[3] for r in results), default=0.0)
+        latency = max((r[4] for r in results), default=began) - began
         if errors:
             return Scores(logprobs=[], latency_s=latency, error=errors[0])
         self.failures.answered()
@@ -232,10 +272,6 @@ class OpenAIBackend:
             continuation_tokens=[r[1] for r in results],
             latency_s=latency,
         )
-
-    def score_batch(self, prompts: list[Messages], continuations: list[str]) -> list[Scores]:
-        """One Scores per prompt, in order, each as ``score(prompt, continuations)`` would give."""
-        return [self.score(prompt, continuations) for prompt in prompts]
 
     def close(self) -> None:
         if not self._closed:
@@ -352,37 +388,50 @@ class OpenAIBackend:
             error=error,
         )
 
-    def _score_one(self, prompt_text: str, continuation: str) -> tuple[float, int, int]:
-        full = prompt_text + continuation
-        response = self._call(
-            lambda: self._client.completions.create(
-                model=self.model, prompt=full, max_tokens=1, temperature=0.0, echo=True, logprobs=1
+    def _score_one(
+        self, mode: str, prompt: Messages, continuation: str
+    ) -> tuple[float, int, int, float, float]:
+        """(summed log-probability, continuation tokens, prompt tokens, start, end) of one label."""
+        start = time.perf_counter()
+        _, args = scoring_request(mode, self.model, prompt, continuation, self.options.chat)
+        response = self._call(lambda: self._client.completions.create(**args))
+        try:
+            if mode == "echo":
+                total, count, n_prompt = echo_score(response, render_plain(prompt), continuation)
+            else:
+                total, count, n_prompt = prompt_logprobs_score(response, continuation)
+        except MalformedScores as error:
+            raise _Failure(f"malformed response ({error})") from None
+        return total, count, n_prompt, start, time.perf_counter()
+
+    def _first_token_one(self, prompt: Messages, labels: list[str]) -> Scores:
+        """Every label's score from one request: the first answer token's listed alternatives."""
+        start = time.perf_counter()
+        chat, args = scoring_request("top_logprobs", self.model, prompt, None, self.options.chat)
+        create = self._client.chat.completions.create if chat else self._client.completions.create
+        try:
+            response = self._call(lambda: create(**args))
+        except _Failure as failure:
+            return Scores(logprobs=[], latency_s=time.perf_counter() - start, error=str(failure))
+        latency = time.perf_counter() - start
+        alternatives = first_token_alternatives(response)
+        if alternatives is None:
+            return Scores(logprobs=[], latency_s=latency, error="malformed response (no top_logprobs)")
+        self.failures.answered()
+        scores = first_token_scores(alternatives, labels)
+        if scores is None:
+            return Scores(
+                logprobs=[],
+                tokens_in=usage_prompt_tokens(response),
+                latency_s=latency,
+                error=f"no label begins any of the server's {TOP_LOGPROBS} most likely first answer tokens",
             )
+        return Scores(
+            logprobs=scores,
+            tokens_in=usage_prompt_tokens(response),
+            continuation_tokens=[1] * len(labels),
+            latency_s=latency,
         )
-        logprobs = getattr(_first_choice(response), "logprobs", None)
-        tokens = getattr(logprobs, "tokens", None)
-        values = getattr(logprobs, "token_logprobs", None)
-        offsets = getattr(logprobs, "text_offset", None)
-        if not tokens or values is None or offsets is None:
-            raise ConfigError(
-                f"openai backend: scored decoding isn't supported by the endpoint at {self.model_id}: its "
-                "completions endpoint returned no echoed prompt log-probabilities; use constrained decoding"
-            )
-        boundary = len(prompt_text)
-        total, count, n_prompt = 0.0, 0, 0
-        for token, value, offset in zip(tokens, values, offsets, strict=False):
-            if offset >= len(full):
-                break  # the generated token after the echoed prompt
-            if offset + len(token) <= boundary:
-                n_prompt += 1
-                continue
-            # A token overlapping the continuation (one straddling the boundary included: the
-            # differing tail is scored, as in the local backends).
-            if value is None:
-                raise MalformedResponse("echoed continuation token without a log-probability")
-            total += float(value)
-            count += 1
-        return total, count, n_prompt
 
     def _call(self, request):
         """Run ``request`` with our retries; return its response or raise _Failure."""

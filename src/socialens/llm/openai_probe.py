@@ -16,8 +16,8 @@ a reply restricted to two made-up words no model says unprompted (``PROBE_CHOICE
 in turn (``CHAT_PROBE_ORDER`` or, for the completions endpoint, ``TEXT_PROBE_ORDER``), and the
 first form whose answer is one of them is the server's. A form the server refuses
 (``REJECTED_STATUSES``) or ignores (free text back) is passed over; when none is left,
-``probe_constrained`` returns None. The scoring probe asks the completions endpoint to echo a short
-prompt with log-probabilities, which scored decoding needs. A probe request that fails for another
+``probe_constrained`` returns None. (Which scoring request a server answers is probed the same
+way, in ``socialens.llm.openai_scoring``.) A probe request that fails for another
 reason (a timeout, a 502/503/504 or 429 after the retries, a refused connection, a wrong key)
 decides nothing: ``ProbeFailed`` is raised and the caller probes again next time.
 
@@ -69,8 +69,6 @@ REJECTED_STATUSES = frozenset({400, 404, 405, 415, 422, 500, 501})
 PROBE_CHOICES = ("zqx-ok", "zqx-yes")
 PROBE_MESSAGES: Messages = [{"role": "user", "content": "Reply with one word."}]
 PROBE_MAX_TOKENS = 8
-SCORE_PROBE_PROMPT = "The capital of France is Paris"
-SCORE_PROBE_CHECK = "capital of France"
 
 
 class ProbeFailed(Exception):
@@ -282,32 +280,6 @@ def probe_constrained(send: Send, model: str, chat: bool) -> tuple[str | None, l
     return None, tried
 
 
-def probe_scoring(send: Send, model: str) -> str | None:
-    """None when the completions endpoint echoes a prompt with its log-probabilities (what
-    scored decoding needs), else what it did instead (``"HTTP 404"``, ``"no echoed log-probabilities"``)."""
-    args = {
-        "model": model,
-        "prompt": SCORE_PROBE_PROMPT,
-        "max_tokens": 1,
-        "temperature": 0.0,
-        "echo": True,
-        "logprobs": 1,
-    }
-    response = send(False, args)
-    if isinstance(response, RefusedResponse):
-        return f"HTTP {response.status}"
-    choices = getattr(response, "choices", None) or [None]
-    logprobs = getattr(choices[0], "logprobs", None)
-    tokens = getattr(logprobs, "tokens", None)
-    values = getattr(logprobs, "token_logprobs", None)
-    offsets = getattr(logprobs, "text_offset", None)
-    # Echoed: the returned tokens spell the prompt (a server may add a BOS piece) with values.
-    echoed = "".join(t for t in tokens or () if isinstance(t, str))
-    if SCORE_PROBE_CHECK in echoed and values and offsets and any(v is not None for v in values):
-        return None
-    return "no echoed prompt log-probabilities"
-
-
 class ServerCapabilities:
     """What one backend's server was found to support, each asked once, when first needed, and
     kept for the backend's life (thread-safe: the first caller probes, the others wait for it)."""
@@ -318,10 +290,8 @@ class ServerCapabilities:
         self.server = server  # as error messages name it
         self.chat = chat
         self.constrained_mode = constrained_mode  # None: to be found by probe_constrained
-        self.scoring_checked = False
-        # the one-line errors of probes that found a feature missing
+        # the one-line error of a probe that found no constrained form
         self.constrained_verdict: str | None = None
-        self.scoring_verdict: str | None = None
         # the JSON-schema form (None: free generation, ``json_verdict`` says why); known once checked
         self.json_mode: str | None = None
         self.json_checked = False
@@ -384,25 +354,3 @@ class ServerCapabilities:
                     "or set the backend option constrained: to the form it takes"
                 )
             raise ConfigError(self.constrained_verdict)
-
-    def check_scoring(self) -> str | None:
-        """None once the completions endpoint was found to echo prompt log-probabilities; the error
-        text of a probe that failed for a passing reason (asked again next time); a ConfigError
-        when it does not give them."""
-        with self.lock:
-            if self.scoring_checked:
-                return None
-            if self.scoring_verdict is None:
-                try:
-                    problem = probe_scoring(self.send, self.model)
-                except ProbeFailed as failure:
-                    return str(failure)
-                if problem is None:
-                    self.scoring_checked = True
-                    return None
-                self.scoring_verdict = (
-                    "openai backend: scored decoding needs prompt log-probabilities from the completions "
-                    f"endpoint (echo with logprobs), which the server at {self.server} does not give "
-                    f"({problem}); use decoding: constrained or decoding: generate"
-                )
-            raise ConfigError(self.scoring_verdict)
