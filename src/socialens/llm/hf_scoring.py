@@ -7,10 +7,11 @@ Over a batch of texts the same prompt template makes most of each prompt identic
 1. the **prefix**: the tokens every prompt of the batch starts with (system text, instructions,
    the template's head), once, kept in a ``DynamicCache`` (and kept across calls while the next
    batch starts with the same tokens);
-2. the **suffixes**: each prompt's own tokens after the prefix, ``batch_texts`` prompts per pass on
-   the prefix cache expanded to the batch, right-padded, with an attention mask that hides the pads
-   and explicit position ids, so a padded row computes what it would alone; only the logits of
-   each row's last real token are projected onto the vocabulary (``logits_to_keep``);
+2. the **suffixes**: each prompt's own tokens after the prefix, ``batch_texts`` prompts of similar
+   length per pass on the prefix cache expanded to the batch, right-padded, with an attention mask
+   that hides the pads and explicit position ids, so a padded row computes what it would alone;
+   only the logits of each row's last real token are projected onto the vocabulary
+   (``logits_to_keep``);
 3. the **label tails**: only for labels of more than one token, every (prompt, label) row on its
    prompt's cache, the label's tokens but the last (whose next-token logits no score needs).
 
@@ -108,16 +109,22 @@ class BatchScorer:
         for request in requests:
             if request.shared == 0:
                 raise ValueError("cannot score after an empty prompt")
+        # Prompts of similar length share a pass, so that few pads are computed; results go back
+        # in the callers' order.
+        order = sorted(range(len(requests)), key=lambda i: requests[i].shared)
+        results: list[list[float] | None] = [None] * len(requests)
         with torch.no_grad():
             prefix = self._prefix_for(requests)
-            results: list[list[float]] = []
-            for i in range(0, len(requests), self.batch_texts):
-                chunk = requests[i : i + self.batch_texts]
+            for i in range(0, len(order), self.batch_texts):
+                rows = order[i : i + self.batch_texts]
+                chunk = [requests[r] for r in rows]
                 if self._pads_reach_the_window(chunk):
-                    for request in chunk:  # alone, a row has pads only after its real tokens
-                        results.extend(self._score_chunk([request], prefix))
+                    # alone, a row has pads only after its real tokens
+                    values = [v for request in chunk for v in self._score_chunk([request], prefix)]
                 else:
-                    results.extend(self._score_chunk(chunk, prefix))
+                    values = self._score_chunk(chunk, prefix)
+                for r, value in zip(rows, values, strict=True):
+                    results[r] = value
         return results
 
     def _pads_reach_the_window(self, chunk: Sequence[TokenRequest]) -> bool:
