@@ -8,6 +8,7 @@ minute longer than the others.
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -172,6 +173,30 @@ def test_score_batch_equals_score_one_at_a_time(backend):
     assert [s.tokens_in for s in batched] == [s.tokens_in for s in alone]
     assert len(backend.scorer.prefix.ids) > 10  # the chat template's head and the system text
     assert backend.score_batch([], labels) == []
+
+
+def test_prompted_scored_on_hf_gives_each_text_its_own_scores(backend):
+    """family prompted, decoding scored, backend hf: one record per text, probabilities from the
+    label log-probabilities that scoring the text alone gives."""
+    from socialens.classifiers.prompted import PromptedClassifier, PromptedParams
+    from socialens.core.types import Example, LabelSchema, Status
+
+    schema = LabelSchema.from_names(["belief", "debunk", "other"])
+    texts = ["Vaccines cause autism, wake up", "No, satellites clearly show warming.", "lol", "Source?"]
+    examples = [Example(f"t{i}", text, "other") for i, text in enumerate(texts)]
+    params = PromptedParams(backend="hf", decoding="scored", cache=False, system_prompt="Classify.")
+    classifier = PromptedClassifier(params).fit(examples, schema=schema)
+    try:
+        records = classifier.predict(examples)
+        alone = [backend.score(m, schema.names) for m in classifier.prompts(examples)]
+    finally:
+        classifier.backend.close()
+    assert [r.id for r in records] == ["t0", "t1", "t2", "t3"]
+    assert all(r.status == Status.OK and r.predicted in schema.names for r in records)
+    for record, scores in zip(records, alone, strict=True):
+        expected = dict(zip(schema.names, scores.logprobs, strict=True))
+        assert json.loads(record.raw_output) == pytest.approx(expected, abs=1e-4)
+        assert sum(record.scores.values()) == pytest.approx(1)
 
 
 def test_lora_adapter_is_applied(backend, tmp_path):
