@@ -186,3 +186,18 @@ def test_token_level_scorer_on_hand_made_ids(tiny):
             )
     with pytest.raises(ValueError, match="empty prompt"):
         scorer.score([TokenRequest([], [[1]], [0])])
+
+
+def test_older_transformers_logits_to_keep_gives_the_same_scores(tiny):
+    """Before transformers 5, a logits_to_keep tensor kept the same positions in every row: the
+    positions any row needs are kept and each row reads its own."""
+    _, backend = tiny
+    assert backend.scorer.per_row_logits  # the installed transformers takes (batch, positions)
+    per_row = backend.score_batch(PROMPTS, LABELS)
+    backend.scorer.per_row_logits = False
+    try:
+        shared = backend.score_batch(PROMPTS, LABELS)
+    finally:
+        backend.scorer.per_row_logits = True
+    for a, b in zip(per_row, shared, strict=True):
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)

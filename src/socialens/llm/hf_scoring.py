@@ -52,6 +52,16 @@ def sliding_window(model: Any) -> int | None:
     return window if isinstance(window, int) and window > 0 else None
 
 
+def per_row_logits_to_keep() -> bool:
+    """Whether ``logits_to_keep`` takes a (batch, positions) tensor, one position list per row
+    (transformers 5; before, a tensor held positions kept in every row)."""
+    try:
+        from transformers.modeling_utils import slice_logits_to_keep  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def output_cache(output: Any) -> Any:
     """The key/value cache of a forward pass's output, under either name."""
     found = output.get("cache") if hasattr(output, "get") else None
@@ -95,6 +105,7 @@ class BatchScorer:
     def __post_init__(self) -> None:
         self.cache_arg = cache_keyword(self.model)
         self.window = sliding_window(self.model)
+        self.per_row_logits = per_row_logits_to_keep()
 
     @property
     def device(self) -> Any:
@@ -177,7 +188,12 @@ class BatchScorer:
             cache.batch_select_indices(torch.zeros(rows, dtype=torch.long, device=device))
         input_ids = torch.tensor([s + [pad] * (width - len(s)) for s in suffixes], device=device)
         positions = torch.arange(start, start + width, device=device).expand(rows, width)
-        keep = torch.tensor([[len(s) - 1] for s in suffixes], device=device)
+        ends = [len(s) - 1 for s in suffixes]
+        if self.per_row_logits:
+            keep = torch.tensor([[end] for end in ends], device=device)  # (rows, 1): each row its own
+        else:  # a 1-D tensor keeps the same positions in every row: those that any row needs
+            needed = sorted(set(ends))
+            keep = torch.tensor(needed, device=device)
         out = self.model(
             input_ids=input_ids,
             attention_mask=mask,
@@ -187,7 +203,12 @@ class BatchScorer:
             logits_to_keep=keep,
         )
         # on the CPU: the sums below read single values, which on an accelerator is one sync each
-        last = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()  # (rows, vocab)
+        logits = (
+            out.logits[:, -1]
+            if self.per_row_logits
+            else out.logits[torch.arange(rows), [needed.index(e) for e in ends]]
+        )
+        last = torch.log_softmax(logits.float(), dim=-1).cpu()  # (rows, vocab)
 
         # Pass 3: the rows whose tail (tokens after ``shared``) has more than one token.
         tails = [
