@@ -4,7 +4,7 @@
 
     <output_dir>/<experiment>/                      RunLayout(root)
         experiment.yaml                             the resolved experiment (experiment_file)
-        summary.md, summary.json                    the summary table and its rows
+        summary.md, summary.json                    the recommendation per dataset, the summary table and its rows
         report.html, report.md, report.json         socialens report (report_files)
         <dataset>/
             split.json                              schema, split statistics, task type
@@ -15,7 +15,8 @@
                     predictions.jsonl               one PredictionRecord per test example
                     metrics.json                    metrics, costs and cell fingerprint
                     error.txt                       the traceback of a failed cell
-                    model/                          the trained model (bench --save-models)
+                    model/                          the trained model (save_models: best keeps only the
+                                                    recommended one, with MODEL_CARD.md; all: every cell's)
 
 Names under a run (dataset, model id) are safe names (``core.paths``), so a path built here never
 leaves its run; bench still checks each folder it writes (``bench.inside_run_dir``) against
