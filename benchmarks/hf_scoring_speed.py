@@ -7,12 +7,13 @@ default (`family: prompted`, `prompt: serial`, `decoding: scored`, built by
 socialens.llm.prompts.PromptBuilder from the dataset's label schema, label answers as prompted
 scores them), in one run:
 
-(a) batched (ours): ``score_batch`` over blocks of ``--batch-texts`` texts: the prompts' common
-                    prefix once (kept across blocks), padded suffixes, labels on the caches.
+(a) batched (ours): ``score_batch`` over chunks of ``--chunk`` texts (as ``family: prompted``
+                    calls it), ``--batch-texts`` per forward pass: the prompts' common prefix once
+                    (kept across chunks), padded suffixes, labels on the caches.
 (b) one at a time:  ``score(prompt, labels)`` per text: the whole prompt, then every label on a
                     copy of its cache (what the hf backend did before issue 14).
 
-The two take turns over the same blocks of texts, so a burst of load from other work slows both
+The two take turns over the same chunks of texts, so a burst of load from other work slows both
 alike. The run checks that both pick the same label for every text and prints the largest
 difference of a label log-probability between them.
 
@@ -52,6 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", default="builtin:smollm2-135m-instruct")
     parser.add_argument("--batch-texts", type=int, default=8, help="texts per batched forward pass")
     parser.add_argument(
+        "--chunk", type=int, default=16, help="texts per score_batch call (prompted's chunk_size default: 16)"
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -85,13 +89,13 @@ def main(argv: list[str] | None = None) -> None:
     ]
     console.print(
         f"{dataset}: {len(texts)} texts, labels {labels} ({label_tokens} tokens); model {args.model} on "
-        f"{backend.device}, {args.threads} thread(s), batch_texts {args.batch_texts}; loaded in {load_s:.1f} s"
+        f"{backend.device}, {args.threads} thread(s), batch_texts {args.batch_texts}, chunk {args.chunk}; loaded in {load_s:.1f} s"
     )
     backend.score_batch(prompts[:2], continuations)  # warm-up, not timed
     backend.score(prompts[0], continuations)
     batched, alone = [], []
     seconds = {"batched": 0.0, "one_at_a_time": 0.0}
-    block = args.batch_texts
+    block = args.chunk
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console, transient=True
     ) as progress:
@@ -139,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
             "device": backend.device,
             "threads": args.threads,
             "batch_texts": args.batch_texts,
+            "chunk": args.chunk,
             "label_tokens": label_tokens,
             "seconds": seconds,
             "texts_per_s": rate,
