@@ -92,7 +92,11 @@ def test_save_load_round_trip(smollm2, tmp_path):
     loaded = PromptedClassifier.load(tmp_path / "model")
     loaded._backend = smollm2
     assert loaded.schema.names == SCHEMA.names and loaded.task == "misinformation response"
-    assert [r.scores for r in loaded.predict(EXAMPLES)] == [r.scores for r in clf.predict(EXAMPLES)]
+    again, first = loaded.predict(EXAMPLES), clf.predict(EXAMPLES)
+    # batched scores round with their batch (llamacpp_batch): the same labels, close probabilities
+    assert [r.predicted for r in again] == [r.predicted for r in first]
+    for a, b in zip(again, first, strict=True):
+        assert a.scores == pytest.approx(b.scores, abs=0.05)
 
 
 def test_a_saved_cache_path_does_not_choose_where_a_loaded_model_writes(smollm2, tmp_path):
@@ -191,3 +195,30 @@ def _rows(path):
             return db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
         except sqlite3.OperationalError:
             return 0
+
+
+def test_scored_few_shot_fixed_goes_in_one_batch_with_the_shots_as_the_shared_prefix(smollm2):
+    import numpy as np
+
+    pool = [Example(f"p{i}", f"{t} (variant {i})", lab) for i, (_, t, lab) in enumerate(TEXTS * 2)]
+    params = PromptedParams(shots=3, shot_selection="fixed", decoding="scored", cache=False)
+    clf = PromptedClassifier(params, backend=smollm2).fit(pool, schema=SCHEMA)
+    prompts = clf.prompts(EXAMPLES)
+    tokens = [smollm2.tokenize(smollm2.render(p)) for p in prompts]
+    shared = min(
+        next((k for k, (x, y) in enumerate(zip(tokens[0], t, strict=False)) if x != y), len(t))
+        for t in tokens[1:]
+    )
+    assert shared > 150  # system text and the three shots
+    decoded, calls = smollm2.engine.tokens_decoded, smollm2.engine.decode_calls
+    records = clf.predict(EXAMPLES)
+    assert smollm2.engine.decode_calls - calls <= 3  # prefix, the suffixes, the label tokens
+    assert smollm2.engine.tokens_decoded - decoded < sum(len(t) for t in tokens) - 2 * shared
+    assert [r.tokens_in for r in records] == [len(t) for t in tokens]
+    continuations = [clf.builder.answer(name) for name in SCHEMA.names]
+    for record, prompt in zip(records, prompts, strict=True):  # the scores of one text at a time
+        alone = smollm2.score(prompt, continuations)
+        batched = json.loads(record.raw_output)
+        assert record.status == Status.OK and record.predicted == max(batched, key=batched.get)
+        # within the rounding of other batch shapes (tests/llm/test_llamacpp.py, SCORE_TOLERANCE)
+        np.testing.assert_allclose([batched[n] for n in SCHEMA.names], alone.logprobs, atol=0.5)

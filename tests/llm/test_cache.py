@@ -58,3 +58,16 @@ def test_no_cache_always_calls(smollm2):
     backend.generate([ask("x")], GenerationParams(max_tokens=3))
     backend.generate([ask("x")], GenerationParams(max_tokens=3))
     assert backend.calls == 2
+
+
+def test_score_batch_sends_only_the_misses_in_one_batch_and_stores_each(tmp_path, smollm2):
+    backend = CachedBackend(smollm2, ResponseCache(tmp_path / "c.sqlite"))
+    first = backend.score_batch([ask("nice day"), ask("go home")], ["yes", "no"])
+    assert backend.calls == 2 and not any(s.cached for s in first)
+    again = CachedBackend(smollm2, ResponseCache(tmp_path / "c.sqlite"))
+    mixed = again.score_batch([ask("go home"), ask("new text"), ask("nice day")], ["yes", "no"])
+    assert again.calls == 1  # only "new text" reached the model
+    assert [s.cached for s in mixed] == [True, False, True]
+    assert mixed[0].logprobs == first[1].logprobs and mixed[2].logprobs == first[0].logprobs
+    assert again.score(ask("new text"), ["yes", "no"]).cached  # stored by score_batch, hit by score
+    assert again.score_batch([ask("nice day")], ["no", "yes"])[0].cached is False  # other continuations

@@ -270,3 +270,115 @@ def test_cache_key_leaves_json_schema_out_when_unset():
         "choices": None,
     }
     assert GenerationParams(json_schema='{"type": "array"}').cache_key()["json_schema"] == '{"type": "array"}'
+
+
+# -- batched scoring and constrained decoding (issue 14) ---------------------------------------
+
+SYSTEM = "You classify social-media posts about immigration and women. " * 3  # a long shared prefix
+BATCH_TEXTS = [
+    "I love how this community helps each other out.",
+    "Go back to where you came from, nobody wants you here.",
+    "Women should not be allowed to vote, send them home.",
+    "Refugees welcome! Our town is better with our new neighbours.",
+    "@user the match last night was a disaster lol",
+    "The vaccine study was retracted last year, read the notice.",
+]
+LABELS = ["hate", "not-hate", "partially false"]
+# Largest |log-probability| difference between a batched and a one-at-a-time score measured on
+# these texts (other batch shapes round differently in llama.cpp's quantised kernels); the bound
+# leaves room above it. benchmarks/llm_decoding_speed.py reports it over 200 TweetEval texts.
+SCORE_TOLERANCE = 0.5
+
+
+def shared_prompt(text: str) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": f"Is this post hateful? Text: {text}\nAnswer with the label only."},
+    ]
+
+
+def assert_same_scores(batched, single):
+    for got, want in zip(batched, single, strict=True):
+        assert got.error is None and want.error is None
+        assert got.continuation_tokens == want.continuation_tokens and got.tokens_in == want.tokens_in
+        np.testing.assert_allclose(got.logprobs, want.logprobs, atol=SCORE_TOLERANCE)
+        assert int(np.argmax(got.logprobs)) == int(np.argmax(want.logprobs))
+
+
+@pytest.mark.parametrize("which", ["smollm", "gemma"])
+def test_score_batch_agrees_with_score_in_few_decode_calls(which, request):
+    backend = request.getfixturevalue(which)
+    assert backend.engine is not None and not backend.flash_attn
+    prompts = [shared_prompt(t) for t in BATCH_TEXTS]
+    single = [backend.score(p, LABELS) for p in prompts]
+    calls, fallbacks = backend.engine.decode_calls, backend.batch_fallbacks
+    batched = backend.score_batch(prompts, LABELS)
+    assert_same_scores(batched, single)
+    assert backend.batch_fallbacks == fallbacks
+    # the prefix (already in sequence 0 from the last score), one batch of suffixes, one of labels
+    assert backend.engine.decode_calls - calls <= 3
+    assert all(s.latency_s > 0 for s in batched)
+    # the same group from the same cache state gives the same numbers, and the KV cache is back
+    # to one sequence: one-at-a-time scoring goes on from there
+    assert [s.logprobs for s in backend.score_batch(prompts, LABELS)] == [s.logprobs for s in batched]
+    assert_same_scores([backend.score(prompts[0], LABELS)], single[:1])
+
+
+def test_a_prompt_too_long_for_a_batch_is_scored_alone_and_every_prompt_gets_scores(smollm):
+    too_long = [{"role": "user", "content": "word " * (N_CTX + 50)}]  # longer than the context
+    long = [{"role": "user", "content": "Is this hateful? " + "a post that goes on " * 25}]
+    prompts = [shared_prompt(BATCH_TEXTS[0]), too_long, shared_prompt(BATCH_TEXTS[1]), long]
+    fallbacks = smollm.batch_fallbacks
+    batched = smollm.score_batch(prompts, LABELS)
+    assert len(batched) == 4
+    assert batched[1].error and "n_ctx" in batched[1].error and batched[1].logprobs == []
+    assert smollm.batch_fallbacks == fallbacks + 1
+    single = [smollm.score(p, LABELS) for p in prompts]
+    assert_same_scores([batched[i] for i in (0, 2, 3)], [single[i] for i in (0, 2, 3)])
+
+
+@pytest.mark.parametrize(
+    "choices",
+    [
+        ("hate", "hateful", "not-hate"),
+        ("false", "partially false", "true"),
+        ('{"label": "belief"}', '{"label": "other"}'),
+    ],
+)
+def test_batched_constrained_decoding_equals_the_grammar_one_at_a_time(smollm, choices):
+    prompts = [shared_prompt(t) for t in BATCH_TEXTS]
+    params = GenerationParams(choices=choices)
+    single = [smollm.generate([p], params)[0] for p in prompts]  # one prompt: llama.cpp's grammar sampler
+    calls = smollm.engine.decode_calls
+    batched = smollm.generate(prompts, params)
+    assert [c.text for c in batched] == [c.text for c in single]
+    assert all(c.text in choices and c.error is None and c.finish_reason == "stop" for c in batched)
+    assert [c.tokens_in for c in batched] == [c.tokens_in for c in single]
+    # the same text; on a near tie the tokens spelling it may differ ('"' 'other' / '"other')
+    assert all(0 < c.tokens_out <= abs(s.tokens_out) + 2 for c, s in zip(batched, single, strict=True))
+    # a decode call a generated token for all texts together, not one per text
+    steps = max(c.tokens_out for c in batched)
+    assert smollm.engine.decode_calls - calls <= 2 + steps
+
+
+def test_batch_texts_one_keeps_the_one_sequence_path():
+    backend = _builtin_with("builtin:smollm2-135m-instruct", batch_texts=1)
+    try:
+        assert backend.engine is None and not backend.flash_attn
+        prompts = [shared_prompt(t) for t in BATCH_TEXTS[:2]]
+        scores = backend.score_batch(prompts, LABELS)
+        assert [s.logprobs for s in scores] == [backend.score(p, LABELS).logprobs for p in prompts]
+    finally:
+        backend.close()
+
+
+def _builtin_with(name: str, **options) -> LlamaCppBackend:
+    try:
+        return LlamaCppBackend(name, n_ctx=N_CTX, n_threads=1, **options)
+    except ConfigError as error:
+        pytest.skip(str(error))
+
+
+def test_batch_texts_is_validated():
+    with pytest.raises(Exception, match="batch_texts"):
+        LlamaCppBackend.Options(batch_texts=0)

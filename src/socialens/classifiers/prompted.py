@@ -52,6 +52,8 @@ BACKEND_OPTION_FIELDS = (
     "extra_buffers",
     "adapter",
     "batch_size",
+    "batch_texts",
+    "flash_attn",
     "device",
 )
 
@@ -106,6 +108,10 @@ class PromptedParams(FamilyParams):
     extra_buffers: ExtraBuffers | None = None  # llamacpp: weight-repacking buffer types
     adapter: str | None = None
     batch_size: int | None = None
+    # llamacpp / hf: texts scored (llamacpp: also constrained-decoded) together in one batch;
+    # llamacpp's default sizes groups by n_ctx and n_batch, 1 is one text at a time.
+    batch_texts: int | None = Field(default=None, ge=1)
+    flash_attn: bool | None = None  # llamacpp: llama.cpp's flash attention (default off)
     device: str | None = None
     backend_options: dict = Field(default_factory=dict)
 
@@ -378,7 +384,11 @@ class PromptedClassifier:
         several prompts at once (openai's concurrency, hf's batch)."""
         raw = getattr(self.backend, "backend", self.backend)
         options = getattr(raw, "options", None)
-        parallel = max(getattr(options, "concurrency", 1) or 1, getattr(options, "batch_size", 1) or 1)
+        parallel = max(
+            getattr(options, "concurrency", 1) or 1,
+            getattr(options, "batch_size", 1) or 1,
+            getattr(raw, "batch_texts", None) or getattr(options, "batch_texts", 1) or 1,
+        )
         return min(self.params.chunk_size, max(ESTIMATE_TEXTS, parallel))
 
     def predict(self, examples: list[Example]) -> list[PredictionRecord]:
@@ -509,8 +519,8 @@ class PromptedClassifier:
         names = self.schema.names
         continuations = [self.builder.answer(name) for name in names]
         records = []
-        for ex, messages in zip(chunk, self.prompts(chunk), strict=True):
-            scores = self.backend.score(messages, continuations)
+        batch = self.backend.score_batch(self.prompts(chunk), continuations)  # the chunk in one call
+        for ex, scores in zip(chunk, batch, strict=True):
             usage = dict(latency_s=scores.latency_s, tokens_in=scores.tokens_in, tokens_out=0)
             if scores.error is not None:
                 records.append(

@@ -100,7 +100,15 @@ class LLMBackend(Protocol):
     def score(self, prompt: Messages, continuations: list[str]) -> Scores:
         """Summed log-probability of each continuation as the start of the assistant's answer."""
 
+    def score_batch(self, prompts: list[Messages], continuations: list[str]) -> list[Scores]:
+        """One Scores per prompt, in order, each as score(prompt, continuations) would give."""
+
     def close(self) -> None: ...
+
+
+def score_each(backend: LLMBackend, prompts: list[Messages], continuations: list[str]) -> list[Scores]:
+    """``score_batch`` for a backend that has no batched path: one ``score`` call per prompt."""
+    return [backend.score(prompt, continuations) for prompt in prompts]
 
 
 ANSWER_CUE = "Answer:"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from socialens.core.runtime import cache_dir
-from socialens.llm.base import Completion, GenerationParams, LLMBackend, Messages, Scores
+from socialens.llm.base import Completion, GenerationParams, LLMBackend, Messages, Scores, score_each
 
 
 def default_cache_path() -> Path:
@@ -117,6 +117,29 @@ class CachedBackend:
         if self.cache is not None and scores.error is None:
             self.cache.put(key, self.name, self.model_id, "score", scores.to_dict())
         return scores
+
+    def score_batch(self, prompts: list[Messages], continuations: list[str]) -> list[Scores]:
+        """The cached Scores of each prompt; the misses go to the backend in one ``score_batch``
+        call (its batched path), each stored as soon as the call returns."""
+        results: list[Scores | None] = [None] * len(prompts)
+        keys = [self._key("score", self.render(p), list(continuations)) for p in prompts]
+        misses = []
+        for i, key in enumerate(keys):
+            stored = self.cache.get(key) if self.cache is not None else None
+            if stored is not None:
+                results[i] = Scores.from_dict({**stored, "cached": True})
+            else:
+                misses.append(i)
+        if misses:
+            self.calls += len(misses)
+            batch = getattr(self.backend, "score_batch", None)  # a user's own backend may lack one
+            todo = [prompts[i] for i in misses]
+            fresh = batch(todo, continuations) if batch else score_each(self.backend, todo, continuations)
+            for i, scores in zip(misses, fresh, strict=True):
+                results[i] = scores
+                if self.cache is not None and scores.error is None:
+                    self.cache.put(keys[i], self.name, self.model_id, "score", scores.to_dict())
+        return results  # type: ignore[return-value]
 
     def _key(self, kind: str, prompt: str, params: Any) -> str:
         return ResponseCache.key(self.name, self.model_id, kind, prompt, params)

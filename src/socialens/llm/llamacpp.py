@@ -14,6 +14,14 @@
   decodes only the continuation's tokens on top of it (rewinding the cache to the prompt after
   each). The cache is also reused across calls: a prompt sharing a prefix (system text, few-shot
   examples) with the previous call only evaluates the differing tail.
+- ``score_batch`` and constrained ``generate`` (``params.choices``) work on groups of texts at once
+  (``batch_texts``, see ``llamacpp_batch``): the shared prefix evaluated once, every text's suffix in
+  one llama.cpp batch on its own sequence, then every multi-token label continuation of every text
+  in one more (scoring), or one token of every text a step (constrained: greedy under the label
+  grammar, token by token, as the grammar sampler picks). The context is then created with
+  ``n_seq_max`` sequences over a unified KV cache. A text that does not fit a group (its prompt is
+  too long) or whose batch fails is done one at a time, as ``batch_texts: 1`` does for every text.
+  A batched text's ``latency_s`` is its share of its group's time.
 
 Before the model is loaded, a child process loads it with the same settings and evaluates a few
 tokens (``native_probe``): a llama.cpp kernel this CPU cannot run (AMX under some hypervisors) then
@@ -33,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from socialens.core.errors import ConfigError
 from socialens.core.models import resolve_model
@@ -45,9 +54,26 @@ from socialens.llm.base import (
     Scores,
     render_plain,
 )
+from socialens.llm.llamacpp_batch import (
+    AUTO_MAX_TEXTS,
+    ChoiceConstraint,
+    ConstrainedItem,
+    DecodeFailed,
+    ScoringItem,
+    SequenceEngine,
+    common_prefix_len,
+    constrained_group,
+    log_softmax,
+    multi_sequence_context,
+    plan_groups,
+    score_group,
+)
 from socialens.llm.native_probe import ExtraBuffers, llama_model_params, resolve_extra_buffers
 
+__all__ = ["LlamaCppBackend", "choices_grammar", "common_prefix_len", "gbnf_literal", "log_softmax"]
+
 INSTALL_HINT = "pip install 'socialens[llm]'"
+MAX_BATCH_TEXTS = 64
 
 
 def gbnf_literal(text: str) -> str:
@@ -75,21 +101,6 @@ def choices_grammar(choices: tuple[str, ...] | list[str]) -> str:
     return f'root ::= " "? ({alternatives})\n'
 
 
-def common_prefix_len(a: list[int] | np.ndarray, b: list[int] | np.ndarray) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    logits = logits.astype(np.float64, copy=False)
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-
-
 class LlamaCppBackend:
     """An ``LLMBackend`` over one llama-cpp-python ``Llama`` (loaded once, not thread-safe)."""
 
@@ -102,6 +113,12 @@ class LlamaCppBackend:
         seed: int = 0
         verbose: bool = False
         extra_buffers: ExtraBuffers = "auto"
+        # Texts scored (or constrained-decoded) together: None = as many as fit one n_batch
+        # decode call (at most 16) and the context; 1 = one at a time.
+        batch_texts: int | None = Field(default=None, ge=1, le=MAX_BATCH_TEXTS)
+        # llama.cpp's flash attention. Off: measured on the batched path (docs/benchmarks.md,
+        # issue 14) it was no faster on a 2-core CPU and moved scores further from the unbatched ones.
+        flash_attn: bool = False
 
     def __init__(self, model: str, **options: Any):
         self.options = self.Options(**options)
@@ -118,8 +135,14 @@ class LlamaCppBackend:
         self.model_id = f"{path.name}:{path.stat().st_size}"
         threads = self.options.n_threads or os.cpu_count() or 1
         self.extra_buffers = resolve_extra_buffers(self.model_path, self.options.extra_buffers, threads)
+        # One sequence per text of a group, plus sequences for its label continuations.
+        self.batch_texts = self.options.batch_texts or AUTO_MAX_TEXTS
+        n_seq_max = 1
+        self.flash_attn = self.options.flash_attn
+        if self.batch_texts > 1:
+            n_seq_max = min(int(llama_cpp.llama_max_parallel_sequences()), 1 + 4 * self.batch_texts)
         try:
-            with llama_model_params(self.extra_buffers):
+            with llama_model_params(self.extra_buffers), multi_sequence_context(n_seq_max):
                 self.llm = llama_cpp.Llama(
                     model_path=self.model_path,
                     n_ctx=self.options.n_ctx,
@@ -129,11 +152,18 @@ class LlamaCppBackend:
                     seed=self.options.seed,
                     logits_all=False,
                     verbose=self.options.verbose,
+                    flash_attn=self.flash_attn,
                 )
         except ValueError as error:  # llama-cpp-python raises ValueError on an unreadable file
             raise ConfigError(f"llamacpp backend: cannot load '{path}': {error}") from None
         self.n_ctx = self.llm.n_ctx()
         self.n_vocab = self.llm.n_vocab()
+        self.engine = SequenceEngine(self.llm) if self.batch_texts > 1 else None
+        if self.engine is not None and self.engine.n_seq_max < 2:  # the context ignored the setting
+            self.engine.close()
+            self.engine = None
+        self.batch_fallbacks = 0  # texts a group could not take, done one at a time instead
+        self._pieces: tuple[dict[bytes, list[int]], dict[int, bytes], list[int]] | None = None
         template = self.llm.metadata.get("tokenizer.chat_template")
         self._formatter = None
         if template:
@@ -189,7 +219,106 @@ class LlamaCppBackend:
         return grammar
 
     def generate(self, prompts: list[Messages], params: GenerationParams) -> list[Completion]:
+        if params.choices and params.temperature == 0 and self.engine is not None and len(prompts) > 1:
+            return self._generate_choices_batched(prompts, params)
         return [self._generate_one(prompt, params) for prompt in prompts]
+
+    @staticmethod
+    def constrained_budget(params: GenerationParams) -> int:
+        """Tokens a constrained answer may take: room for the longest choice (a character per
+        token in the worst case, plus the optional space and the end token)."""
+        return max(params.max_tokens, max(len(c) for c in params.choices) + 2)
+
+    def _choice_tables(self) -> tuple[dict[bytes, list[int]], dict[int, bytes], list[int]]:
+        """(token ids by the text llama.cpp's grammar sees for them, that text by id, the
+        end-of-generation ids), read from the vocabulary once."""
+        if self._pieces is None:
+            llama_cpp = self._llama_cpp
+            vocab = self.llm._model.vocab
+            size = 64
+            buffer = (llama_cpp.ctypes.c_char * size)()
+            by_piece: dict[bytes, list[int]] = {}
+            piece_of: dict[int, bytes] = {}
+            eog: list[int] = []
+            for token in range(self.n_vocab):
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    eog.append(token)
+                    continue
+                n = llama_cpp.llama_token_to_piece(vocab, token, buffer, size, 0, True)
+                if n < 0:  # a piece longer than the buffer: no label needs it whole
+                    continue
+                piece = bytes(buffer[:n])
+                if piece and piece[0] != 0:  # the grammar rejects empty pieces
+                    by_piece.setdefault(piece, []).append(token)
+                    piece_of[token] = piece
+            self._pieces = (by_piece, piece_of, eog)
+        return self._pieces
+
+    def _generate_choices_batched(
+        self, prompts: list[Messages], params: GenerationParams
+    ) -> list[Completion]:
+        """Constrained greedy decoding of many prompts, a group of texts per decode call."""
+        choices = tuple(params.choices)
+        budget = self.constrained_budget(params)
+        results: list[Completion | None] = [None] * len(prompts)
+        items = []
+        for index, prompt in enumerate(prompts):
+            try:
+                tokens = self.tokenize(self.render(prompt))
+            except Exception:  # noqa: BLE001 - the one-at-a-time path reports it
+                continue
+            if len(tokens) < self.n_ctx:
+                items.append(ConstrainedItem(index, tokens, reserve=budget))
+        if items:
+            by_piece, piece_of, eog = self._choice_tables()
+            constraint = ChoiceConstraint(choices, by_piece, eog)
+            for item in items:
+                item.reserve = min(budget, constraint.longest)  # a token is at least one byte
+            groups, _ = plan_groups(
+                items, max_texts=self._group_limit(), n_ctx=self.n_ctx, n_batch=self._one_call()
+            )
+            for group in groups:
+                start = time.perf_counter()
+                self._next_logprobs = None
+                try:
+                    constrained_group(self.engine, group, constraint, piece_of, budget)
+                except DecodeFailed:
+                    continue
+                share = (time.perf_counter() - start) / len(group)
+                for item in group:
+                    text = self.llm.detokenize(item.generated).decode("utf-8", errors="ignore")
+                    completion = Completion(
+                        text=text,
+                        tokens_in=len(item.tokens),
+                        tokens_out=len(item.generated),
+                        latency_s=share,
+                        finish_reason=item.finish_reason,
+                    )
+                    results[item.index] = self._checked_choice(completion, choices)
+        for index, result in enumerate(results):
+            if result is None:
+                self.batch_fallbacks += 1
+                results[index] = self._generate_one(prompts[index], params)
+        return results  # type: ignore[return-value]
+
+    @staticmethod
+    def _checked_choice(completion: Completion, choices: tuple[str, ...]) -> Completion:
+        """The answer without its optional leading space, or an error if it is no choice."""
+        text = completion.text
+        answer = text[1:] if text.startswith(" ") and text[1:] in choices else text
+        if answer not in choices:
+            completion.error = f"constrained output {text!r} is not one of the choices"
+            completion.text = ""
+        else:
+            completion.text = answer
+        return completion
+
+    def _group_limit(self) -> int:
+        return self.batch_texts
+
+    def _one_call(self) -> int | None:
+        """Auto-sized groups keep their suffixes to one decode call; a set size may take several."""
+        return self.llm.n_batch if self.options.batch_texts is None else None
 
     def _generate_one(self, prompt: Messages, params: GenerationParams) -> Completion:
         start = time.perf_counter()
@@ -209,11 +338,10 @@ class LlamaCppBackend:
             }
             if params.choices:
                 # The grammar ends generation once a whole choice is out; stop strings could cut a
-                # choice short, and max_tokens must leave room for the longest (a character per token
-                # in the worst case, plus the optional space and the end token).
+                # choice short.
                 kwargs["grammar"] = self._grammar(tuple(params.choices))
                 kwargs["stop"] = None
-                kwargs["max_tokens"] = max(params.max_tokens, max(len(c) for c in params.choices) + 2)
+                kwargs["max_tokens"] = self.constrained_budget(params)
             elif params.json_schema is not None:
                 kwargs["grammar"] = self._json_grammar(params.json_schema)
                 kwargs["stop"] = None
@@ -230,12 +358,7 @@ class LlamaCppBackend:
                 finish_reason=choice.get("finish_reason"),
             )
             if params.choices:
-                answer = text[1:] if text.startswith(" ") and text[1:] in params.choices else text
-                if answer not in params.choices:
-                    completion.error = f"constrained output {text!r} is not one of the choices"
-                    completion.text = ""
-                else:
-                    completion.text = answer
+                return self._checked_choice(completion, tuple(params.choices))
             return completion
         except Exception as error:  # one failed prompt must not lose the others
             return Completion(
@@ -294,6 +417,28 @@ class LlamaCppBackend:
             llm._ctx.kv_cache_seq_rm(-1, context_len, -1)
         return total
 
+    def _targets(
+        self, rendered: str, prefix: list[int], continuations: list[str]
+    ) -> list[tuple[int, list[int]]]:
+        """(where its own tokens start, those tokens) for each continuation after ``rendered``."""
+        targets = []
+        for continuation in continuations:
+            full = self.tokenize(rendered + self.answer_prefix + continuation)
+            # Usually ``full`` starts with ``prefix``; when the boundary merges (the prompt's
+            # last token absorbs the continuation's start), score from the common prefix on.
+            common = common_prefix_len(prefix, full)
+            tokens = full[common:]
+            if not tokens:
+                raise ValueError(f"continuation {continuation!r} has no tokens of its own")
+            if common == 0:
+                raise ValueError(f"continuation {continuation!r} merges with the whole prompt")
+            if len(full) > self.n_ctx:
+                raise ValueError(
+                    f"prompt + continuation have {len(full)} tokens, the context window n_ctx={self.n_ctx}"
+                )
+            targets.append((common, tokens))
+        return targets
+
     def score(self, prompt: Messages, continuations: list[str]) -> Scores:
         start = time.perf_counter()
         tokens_in = 0
@@ -303,21 +448,8 @@ class LlamaCppBackend:
             tokens_in = len(prefix)
             logprobs: list[float] = []
             counts: list[int] = []
-            for continuation in continuations:
-                full = self.tokenize(rendered + self.answer_prefix + continuation)
-                # Usually ``full`` starts with ``prefix``; when the boundary merges (the prompt's
-                # last token absorbs the continuation's start), score from the common prefix on.
-                common = common_prefix_len(prefix, full)
-                tokens = full[common:]
-                if not tokens:
-                    raise ValueError(f"continuation {continuation!r} has no tokens of its own")
-                if common == 0:
-                    raise ValueError(f"continuation {continuation!r} merges with the whole prompt")
-                if len(full) > self.n_ctx:
-                    raise ValueError(
-                        f"prompt + continuation have {len(full)} tokens, the context window n_ctx={self.n_ctx}"
-                    )
-                first = self._logprobs_after(full[:common])
+            for common, tokens in self._targets(rendered, prefix, continuations):
+                first = self._logprobs_after(prefix[:common])
                 logprobs.append(self._continuation_logprob(common, first, tokens))
                 counts.append(len(tokens))
             return Scores(
@@ -334,7 +466,49 @@ class LlamaCppBackend:
                 error=f"{type(error).__name__}: {error}",
             )
 
+    def score_batch(self, prompts: list[Messages], continuations: list[str]) -> list[Scores]:
+        """One Scores per prompt, in order, each as ``score(prompt, continuations)`` would give
+        (within float rounding of other batch shapes), from groups of texts decoded together."""
+        results: list[Scores | None] = [None] * len(prompts)
+        if self.engine is not None and len(prompts) > 1 and continuations:
+            items = []
+            for index, prompt in enumerate(prompts):
+                try:
+                    rendered = self.render(prompt)
+                    prefix = self.tokenize(rendered)
+                    items.append(ScoringItem(index, prefix, self._targets(rendered, prefix, continuations)))
+                except Exception:  # noqa: BLE001 - the one-at-a-time path reports it
+                    continue
+            groups, _ = plan_groups(
+                items, max_texts=self._group_limit(), n_ctx=self.n_ctx, n_batch=self._one_call()
+            )
+            for group in groups:
+                start = time.perf_counter()
+                self._next_logprobs = None
+                try:
+                    scored = score_group(self.engine, group)
+                except DecodeFailed:
+                    continue
+                share = (time.perf_counter() - start) / len(group)
+                for item, (logprobs, counts) in zip(group, scored, strict=True):
+                    results[item.index] = Scores(
+                        logprobs=logprobs,
+                        tokens_in=len(item.tokens),
+                        continuation_tokens=counts,
+                        latency_s=share,
+                    )
+        for index, result in enumerate(results):
+            if result is None:
+                if self.engine is not None and len(prompts) > 1:
+                    self.batch_fallbacks += 1
+                results[index] = self.score(prompts[index], continuations)
+        return results  # type: ignore[return-value]
+
     def close(self) -> None:
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            engine.close()
+            self.engine = None
         llm = getattr(self, "llm", None)
         if llm is not None:
             llm.close()
