@@ -57,6 +57,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import numpy as np  # noqa: E402
 from _common import DEFAULT_DATA_ROOT, result_line, write_json  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn  # noqa: E402
@@ -460,6 +461,22 @@ def main(argv: list[str] | None = None) -> None:
             )
             / len(constrained_text["constrained"]),
         }
+        # the noise floor: one text at a time again, each from a cleared KV cache instead of the
+        # previous text's (other batch splits round differently too)
+        fresh = []
+        for text in texts[: min(split, 24)]:
+            backend.llm.reset()
+            backend.llm._ctx.kv_cache_clear()
+            backend._next_logprobs = None
+            fresh.append(backend.score(make_prompt(text), labels).logprobs)
+        pairs = list(zip(logprobs["scored"], fresh, strict=False))
+        agreement["scored_fresh_vs_scored_texts"] = len(pairs)
+        agreement["scored_fresh_vs_scored_labels"] = sum(
+            int(np.argmax(a)) == int(np.argmax(b)) for a, b in pairs if a and b
+        ) / max(len(pairs), 1)
+        agreement["scored_fresh_vs_scored_max_logprob_diff"] = max(
+            (abs(x - y) for a, b in pairs if a and b for x, y in zip(a, b, strict=True)), default=0.0
+        )
         eval_rate, eval_tokens = prompt_eval_rate(
             batched, [make_prompt(t) for t in texts], max(counters["tokens"], batched.llm.n_batch)
         )
