@@ -102,6 +102,7 @@ def test_similarity_is_rapidfuzz_indel_ratio():
         (SENTIMENT, "نيجاتيف", "negative"),
         (SENTIMENT, "न्यूट्रल", "neutral"),
         (SENTIMENT, "إيجابي", "positive"),  # glossary
+        (SARCASM, "sarcastic या not sarcastic? लेबल: sarcastic", "sarcastic"),  # लेबल romanised: a cue
     ],
 )
 def test_parse_label_reads_other_scripts(schema, output, label):

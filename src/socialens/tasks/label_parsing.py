@@ -416,9 +416,9 @@ class _Matcher:
         self.fuzzy_forms = [
             (" ".join(f), len(f), lab) for f, (lab, _) in forms.items() if len(" ".join(f)) >= 4
         ]
-        # the words an Arabic- or Devanagari-script spelling may stand for: the labels' own, and
-        # "not" for the mention filter ("नॉट सार्कास्टिक" = "not sarcastic")
-        words = {word for form in forms for word in form} | {"not"}
+        # the words an Arabic- or Devanagari-script spelling may stand for: the labels' own, "not"
+        # for the mention filter ("नॉट सार्कास्टिक" = "not sarcastic") and the cue "label" (लेबल)
+        words = {word for form in forms for word in form} | {"not", "label"}
         self.script_vocabulary = skeleton_vocabulary(sorted(words))
         # small models often answer with a label's description, echoed from the prompt
         self.descriptions = [
@@ -715,7 +715,8 @@ def _parse(text: str, schema: LabelSchema, style: str, threshold: float) -> Pars
             return ParseResult(label, "ok", "first-token" if how == "exact" else how)
 
     tokens = _tokens(text)
-    for toks in (tokens, matcher.to_latin(tokens)):
+    latin = matcher.to_latin(tokens)  # "التصنيف: ..." / "लेबल: ..." are cues once read
+    for toks in (tokens, latin) if latin != tokens else (tokens,):
         found = matcher.mentions(toks)
         matcher.extend_to_longer(found, toks, threshold)
         kept, _ = _filter(_drop_contained(found), toks)
@@ -724,8 +725,6 @@ def _parse(text: str, schema: LabelSchema, style: str, threshold: float) -> Pars
             return ParseResult(cued.pop(), "ok", "cue")
         if len(cued) > 1:
             return ParseResult(None, "invalid", "ambiguous")
-        if found:
-            break
 
     if is_refusal(text):
         return ParseResult(None, "refused", "refusal")

@@ -113,7 +113,6 @@ NATIVE_WORDS: dict[str, str] = {
     "अन्य": "other",
     "विश्वास": "belief",
     "खंडन": "debunk",
-    "लेबल": "label",
     "उत्तर": "answer",
     "जवाब": "answer",
     "श्रेणी": "category",
