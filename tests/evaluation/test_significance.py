@@ -91,6 +91,19 @@ def test_paired_bootstrap_matches_a_direct_numpy_loop_with_the_same_seed():
     assert result["ci"] == pytest.approx(direct_bootstrap(gold, pred_a, pred_b, macro, 120, 7).tolist())
     assert result["n"] == 40 and result["n_bootstrap"] == 120
     assert 0 <= result["p"] <= 1
+    # a model's resampled scores kept across pairs give the same answer, in either direction
+    cache: dict = {}
+    options = {
+        "task_type": "classification",
+        "metric": "macro_f1",
+        "labels": LABELS,
+        "n_bootstrap": 120,
+        "seed": 7,
+    }
+    assert paired_bootstrap(a, b, cache=cache, **options) == result
+    reverse = paired_bootstrap(b, a, cache=cache, **options)
+    assert len(cache) == 2 and reverse["difference"] == pytest.approx(-result["difference"])
+    assert reverse["ci"] == pytest.approx([-result["ci"][1], -result["ci"][0]])
 
 
 def test_the_vectorised_path_equals_the_tasks_own_metrics_for_every_named_metric():

@@ -192,6 +192,7 @@ def recommend(
     best = max(scored, key=lambda c: sign * c["value"])  # the first of equal values: config order
     paired_best = PairedModel(best["model"], best["seeds"])
     comparisons = []
+    resamples: dict = {}  # the best model's resampled scores, computed once for every pair
     for other in scored:
         if other is best:
             continue
@@ -204,6 +205,7 @@ def recommend(
             labels=info["labels"],
             n_bootstrap=n_bootstrap,
             seed=seed,
+            cache=resamples,
         )
         test = paired_mcnemar(paired_best, paired_other) if task.target_form == "label" else None
         ci = boot["ci"]

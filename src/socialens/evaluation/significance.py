@@ -136,6 +136,33 @@ def metric_values(task_type: str, name: str, labels: Sequence[str]) -> tuple[Cal
     return task_values(task_type, name, labels), False
 
 
+def resampled_values(
+    model: PairedModel,
+    ids: Sequence[str],
+    values: Callable,
+    *,
+    n_bootstrap: int,
+    seed: int,
+    cache: dict | None = None,
+) -> tuple[float, np.ndarray]:
+    """(the seed-mean metric on ``ids``, its value on each resample); ``cache`` keeps them per
+    model and example set, so a model compared with several others is scored once."""
+    key = (model.name, hash(tuple(ids)), n_bootstrap, seed)
+    if cache is not None and key in cache:
+        return cache[key]
+    records = [aligned(seed_records, ids) for seed_records in model.seeds.values()]
+
+    def seed_mean(idx: np.ndarray) -> np.ndarray:
+        return np.mean([values(seed_records, idx) for seed_records in records], axis=0)
+
+    observed = float(seed_mean(np.arange(len(ids))[None, :])[0])
+    chunks = [seed_mean(idx) for idx in resample_chunks(len(ids), n_bootstrap, seed)]
+    found = (observed, np.concatenate(chunks) if chunks else np.empty(0))
+    if cache is not None:
+        cache[key] = found
+    return found
+
+
 def paired_bootstrap(
     a: PairedModel,
     b: PairedModel,
@@ -146,14 +173,17 @@ def paired_bootstrap(
     n_bootstrap: int = 1000,
     seed: int = 0,
     ci: float = 0.95,
+    cache: dict | None = None,
 ) -> dict[str, Any]:
     """The difference ``metric(a) - metric(b)`` (seed means) on the examples both models scored,
     its percentile bootstrap interval and a two-sided bootstrap p-value (twice the smaller share of
-    resampled differences on either side of 0)."""
+    resampled differences on either side of 0). ``cache`` (a dict kept across calls with the same
+    task, metric and labels) saves scoring a model again against another one."""
     ids = common_ids([a, b])
     values, vectorised = metric_values(task_type, metric, labels)
     if not vectorised:
         n_bootstrap = min(n_bootstrap, GENERIC_MAX_BOOTSTRAP)
+    n_bootstrap = max(n_bootstrap, 0)
     result: dict[str, Any] = {
         "n": len(ids),
         "n_bootstrap": n_bootstrap,
@@ -163,23 +193,13 @@ def paired_bootstrap(
     }
     if not ids:
         return result | {"difference": None, "ci": None, "p": None}
-    a_records = {s: aligned(r, ids) for s, r in a.seeds.items()}
-    b_records = {s: aligned(r, ids) for s, r in b.seeds.items()}
-    every = np.arange(len(ids))[None, :]
-
-    def seed_mean(records: dict[int, list[PredictionRecord]], idx: np.ndarray) -> np.ndarray:
-        return np.mean([values(seed_records, idx) for seed_records in records.values()], axis=0)
-
-    observed = float(seed_mean(a_records, every)[0] - seed_mean(b_records, every)[0])
-    result["difference"] = observed
-    if n_bootstrap <= 0:
+    options = {"n_bootstrap": n_bootstrap, "seed": seed, "cache": cache}
+    a_value, a_resampled = resampled_values(a, ids, values, **options)
+    b_value, b_resampled = resampled_values(b, ids, values, **options)
+    result["difference"] = a_value - b_value
+    if n_bootstrap == 0:
         return result | {"ci": None, "p": None}
-    diffs = np.concatenate(
-        [
-            seed_mean(a_records, idx) - seed_mean(b_records, idx)
-            for idx in resample_chunks(len(ids), n_bootstrap, seed)
-        ]
-    )
+    diffs = a_resampled - b_resampled
     diffs = diffs[~np.isnan(diffs)]
     low, high = np.percentile(diffs, [100 * (1 - ci) / 2, 100 * (1 + ci) / 2])
     p = min(1.0, 2 * min(float(np.mean(diffs <= 0)), float(np.mean(diffs >= 0))))
