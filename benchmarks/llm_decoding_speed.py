@@ -327,11 +327,15 @@ def main(argv: list[str] | None = None) -> None:
         f"baseline parser: {parser_name}; load average {os.getloadavg()[0]:.2f}"
     )
     start = time.perf_counter()
-    # as before issue 14: one sequence, plain attention; the batched defaults for the new modes
+    # one text at a time (the default, as before issue 14); batch_texts auto for the new modes
     backend = LlamaCppBackend(args.model, n_ctx=args.n_ctx, n_threads=args.threads, batch_texts=1)
     flash = args.flash_attn == "on"
     batched = LlamaCppBackend(
-        args.model, n_ctx=args.n_ctx, n_threads=args.threads, batch_texts=args.batch_texts, flash_attn=flash
+        args.model,
+        n_ctx=args.n_ctx,
+        n_threads=args.threads,
+        batch_texts=args.batch_texts or "auto",
+        flash_attn=flash,
     )
     load_s = time.perf_counter() - start
     choices = tuple(labels)

@@ -197,9 +197,19 @@ def _rows(path):
             return 0
 
 
-def test_scored_few_shot_fixed_goes_in_one_batch_with_the_shots_as_the_shared_prefix(smollm2):
+@pytest.fixture(scope="module")
+def smollm2_batched():
+    from socialens.llm.llamacpp import LlamaCppBackend
+
+    backend = LlamaCppBackend("builtin:smollm2-135m-instruct", n_ctx=1024, n_threads=1, batch_texts="auto")
+    yield backend
+    backend.close()
+
+
+def test_scored_few_shot_fixed_goes_in_one_batch_with_the_shots_as_the_shared_prefix(smollm2_batched):
     import numpy as np
 
+    smollm2 = smollm2_batched
     pool = [Example(f"p{i}", f"{t} (variant {i})", lab) for i, (_, t, lab) in enumerate(TEXTS * 2)]
     params = PromptedParams(shots=3, shot_selection="fixed", decoding="scored", cache=False)
     clf = PromptedClassifier(params, backend=smollm2).fit(pool, schema=SCHEMA)

@@ -85,7 +85,7 @@ def smollm():
     from socialens.llm.llamacpp import LlamaCppBackend
 
     try:
-        backend = LlamaCppBackend("builtin:smollm2-135m-instruct", n_ctx=512, n_threads=1)
+        backend = LlamaCppBackend("builtin:smollm2-135m-instruct", n_ctx=512, n_threads=1, batch_texts="auto")
     except ConfigError as error:
         pytest.skip(str(error))
     yield backend

@@ -13,7 +13,7 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -109,8 +109,8 @@ class PromptedParams(FamilyParams):
     adapter: str | None = None
     batch_size: int | None = None
     # llamacpp / hf: texts scored (llamacpp: also constrained-decoded) together in one batch;
-    # llamacpp's default sizes groups by n_ctx and n_batch, 1 is one text at a time.
-    batch_texts: int | None = Field(default=None, ge=1)
+    # llamacpp: "auto" sizes groups by n_ctx and n_batch, 1 (its default) is one text at a time.
+    batch_texts: Annotated[int, Field(ge=1)] | Literal["auto"] | None = None
     flash_attn: bool | None = None  # llamacpp: llama.cpp's flash attention (default off)
     device: str | None = None
     backend_options: dict = Field(default_factory=dict)
@@ -387,7 +387,7 @@ class PromptedClassifier:
         parallel = max(
             getattr(options, "concurrency", 1) or 1,
             getattr(options, "batch_size", 1) or 1,
-            getattr(raw, "batch_texts", None) or getattr(options, "batch_texts", 1) or 1,
+            getattr(raw, "batch_texts", None) or 1,
         )
         return min(self.params.chunk_size, max(ESTIMATE_TEXTS, parallel))
 

@@ -20,8 +20,13 @@
   in one more (scoring), or one token of every text a step (constrained: greedy under the label
   grammar, token by token, as the grammar sampler picks). The context is then created with
   ``n_seq_max`` sequences over a unified KV cache. A text that does not fit a group (its prompt is
-  too long) or whose batch fails is done one at a time, as ``batch_texts: 1`` does for every text.
-  A batched text's ``latency_s`` is its share of its group's time.
+  too long) or whose batch fails is done one at a time, as ``batch_texts: 1`` (the default) does
+  for every text. A batched text's ``latency_s`` is its share of its group's time, and its scores
+  round with its batch (other batch shapes flip int8 activation roundings in llama.cpp's quantised
+  kernels: a few tenths of a log-probability on the tiny built-in models; the one-at-a-time path
+  moves as much with what the KV cache held before). The default stays one at a time because on
+  the 2-core CPU it was measured on, every token of a group attends over the whole group's cells of
+  the unified KV cache, which cost more than the saved decode calls (docs/benchmarks.md).
 
 Before the model is loaded, a child process loads it with the same settings and evaluates a few
 tokens (``native_probe``): a llama.cpp kernel this CPU cannot run (AMX under some hypervisors) then
@@ -38,7 +43,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -113,9 +118,10 @@ class LlamaCppBackend:
         seed: int = 0
         verbose: bool = False
         extra_buffers: ExtraBuffers = "auto"
-        # Texts scored (or constrained-decoded) together: None = as many as fit one n_batch
-        # decode call (at most 16) and the context; 1 = one at a time.
-        batch_texts: int | None = Field(default=None, ge=1, le=MAX_BATCH_TEXTS)
+        # Texts scored (or constrained-decoded) together; "auto": as many as fit one n_batch decode
+        # call (at most 16) and the context. 1 (one at a time) by default: on the 2-core CPUs this
+        # was measured on, batches were slower (docs/benchmarks.md, "Batched LLM scoring").
+        batch_texts: Annotated[int, Field(ge=1, le=MAX_BATCH_TEXTS)] | Literal["auto"] = 1
         # llama.cpp's flash attention. Off: measured on the batched path (docs/benchmarks.md,
         # issue 14) it was no faster on a 2-core CPU and moved scores further from the unbatched ones.
         flash_attn: bool = False
@@ -136,7 +142,8 @@ class LlamaCppBackend:
         threads = self.options.n_threads or os.cpu_count() or 1
         self.extra_buffers = resolve_extra_buffers(self.model_path, self.options.extra_buffers, threads)
         # One sequence per text of a group, plus sequences for its label continuations.
-        self.batch_texts = self.options.batch_texts or AUTO_MAX_TEXTS
+        auto = self.options.batch_texts == "auto"
+        self.batch_texts = AUTO_MAX_TEXTS if auto else int(self.options.batch_texts)
         n_seq_max = 1
         self.flash_attn = self.options.flash_attn
         if self.batch_texts > 1:
@@ -318,7 +325,7 @@ class LlamaCppBackend:
 
     def _one_call(self) -> int | None:
         """Auto-sized groups keep their suffixes to one decode call; a set size may take several."""
-        return self.llm.n_batch if self.options.batch_texts is None else None
+        return self.llm.n_batch if self.options.batch_texts == "auto" else None
 
     def _generate_one(self, prompt: Messages, params: GenerationParams) -> Completion:
         start = time.perf_counter()
