@@ -222,7 +222,8 @@ def test_scored_few_shot_fixed_goes_in_one_batch_with_the_shots_as_the_shared_pr
     assert shared > 150  # system text and the three shots
     decoded, calls = smollm2.engine.tokens_decoded, smollm2.engine.decode_calls
     records = clf.predict(EXAMPLES)
-    assert smollm2.engine.decode_calls - calls <= 3  # prefix, the suffixes, the label tokens
+    # the prefix, the suffixes, a turn a label run (a text's runs take turns on its sequence)
+    assert smollm2.engine.decode_calls - calls <= 2 + len(SCHEMA.names)
     assert smollm2.engine.tokens_decoded - decoded < sum(len(t) for t in tokens) - 2 * shared
     assert [r.tokens_in for r in records] == [len(t) for t in tokens]
     continuations = [clf.builder.answer(name) for name in SCHEMA.names]
@@ -231,4 +232,4 @@ def test_scored_few_shot_fixed_goes_in_one_batch_with_the_shots_as_the_shared_pr
         batched = json.loads(record.raw_output)
         assert record.status == Status.OK and record.predicted == max(batched, key=batched.get)
         # within the rounding of other batch shapes (tests/llm/test_llamacpp.py, SCORE_TOLERANCE)
-        np.testing.assert_allclose([batched[n] for n in SCHEMA.names], alone.logprobs, atol=0.5)
+        np.testing.assert_allclose([batched[n] for n in SCHEMA.names], alone.logprobs, atol=0.75)

@@ -284,10 +284,11 @@ BATCH_TEXTS = [
     "The vaccine study was retracted last year, read the notice.",
 ]
 LABELS = ["hate", "not-hate", "partially false"]
-# Largest |log-probability| difference between a batched and a one-at-a-time score measured on
-# these texts (other batch shapes round differently in llama.cpp's quantised kernels); the bound
-# leaves room above it. benchmarks/llm_decoding_speed.py reports it over 200 TweetEval texts.
-SCORE_TOLERANCE = 0.5
+# Batched and one-at-a-time scores of a text differ by up to 0.54 (Gemma 3 270M; 0.35 SmolLM2)
+# on these texts: other batch shapes flip int8 activation roundings in llama.cpp's quantised
+# kernels. The bound leaves room above that; benchmarks/llm_decoding_speed.py reports the
+# difference and the label agreement over TweetEval texts.
+SCORE_TOLERANCE = 0.75
 
 
 def shared_prompt(text: str) -> list[dict[str, str]]:
@@ -315,8 +316,9 @@ def test_score_batch_agrees_with_score_in_few_decode_calls(which, request):
     batched = backend.score_batch(prompts, LABELS)
     assert_same_scores(batched, single)
     assert backend.batch_fallbacks == fallbacks
-    # the prefix (already in sequence 0 from the last score), one batch of suffixes, one of labels
-    assert backend.engine.decode_calls - calls <= 3
+    # the prefix (already in sequence 0 from the last score), one batch of suffixes, one batch a
+    # label run of a text (the label runs of a text take turns on its sequence)
+    assert backend.engine.decode_calls - calls <= 1 + len(LABELS)
     assert all(s.latency_s > 0 for s in batched)
     # the same group from the same cache state gives the same numbers, and the KV cache is back
     # to one sequence: one-at-a-time scoring goes on from there

@@ -14,19 +14,18 @@
   decodes only the continuation's tokens on top of it (rewinding the cache to the prompt after
   each). The cache is also reused across calls: a prompt sharing a prefix (system text, few-shot
   examples) with the previous call only evaluates the differing tail.
-- ``score_batch`` and constrained ``generate`` (``params.choices``) work on groups of texts at once
-  (``batch_texts``, see ``llamacpp_batch``): the shared prefix evaluated once, every text's suffix in
-  one llama.cpp batch on its own sequence, then every multi-token label continuation of every text
-  in one more (scoring), or one token of every text a step (constrained: greedy under the label
-  grammar, token by token, as the grammar sampler picks). The context is then created with
-  ``n_seq_max`` sequences over a unified KV cache. A text that does not fit a group (its prompt is
-  too long) or whose batch fails is done one at a time, as ``batch_texts: 1`` (the default) does
-  for every text. A batched text's ``latency_s`` is its share of its group's time, and its scores
-  round with its batch (other batch shapes flip int8 activation roundings in llama.cpp's quantised
-  kernels: a few tenths of a log-probability on the tiny built-in models; the one-at-a-time path
-  moves as much with what the KV cache held before). The default stays one at a time because on
-  the 2-core CPU it was measured on, every token of a group attends over the whole group's cells of
-  the unified KV cache, which cost more than the saved decode calls (docs/benchmarks.md).
+- ``score_batch`` and constrained ``generate`` (``params.choices``) can work on groups of texts at
+  once (``batch_texts``, see ``llamacpp_batch``): the shared prefix evaluated once, every text's
+  suffix in one llama.cpp batch on its own sequence, then the multi-token label continuations of
+  every text, a batch a turn (scoring), or one token of every text a step (constrained: greedy
+  under the label grammar, token by token, as the grammar sampler picks). The context then has
+  ``batch_texts + 1`` sequences, each in its own KV stream of ``n_ctx`` cells. A text that does not
+  fit (its prompt is too long), whose batch fails, or whose label merges into the prompt's last
+  token is done one at a time, as ``batch_texts: 1`` (the default) does for every text. A batched
+  text's ``latency_s`` is its share of its group's time, and its scores round with its batch (other
+  batch shapes flip int8 activation roundings in llama.cpp's quantised kernels: up to about half a
+  log-probability on the tiny built-in models, where one text at a time is bit-stable). The default
+  stays one text at a time: on the 2-core CPU measured, batches gained under 10% (docs/benchmarks.md).
 
 Before the model is loaded, a child process loads it with the same settings and evaluates a few
 tokens (``native_probe``): a llama.cpp kernel this CPU cannot run (AMX under some hypervisors) then
@@ -119,8 +118,8 @@ class LlamaCppBackend:
         verbose: bool = False
         extra_buffers: ExtraBuffers = "auto"
         # Texts scored (or constrained-decoded) together; "auto": as many as fit one n_batch decode
-        # call (at most 16) and the context. 1 (one at a time) by default: on the 2-core CPUs this
-        # was measured on, batches were slower (docs/benchmarks.md, "Batched LLM scoring").
+        # call, at most 8. 1 (one at a time) by default: on the 2-core CPU this was measured on,
+        # batches gained under 10% and round scores differently (docs/benchmarks.md, issue 14).
         batch_texts: Annotated[int, Field(ge=1, le=MAX_BATCH_TEXTS)] | Literal["auto"] = 1
         # llama.cpp's flash attention. Off: measured on the batched path (docs/benchmarks.md,
         # issue 14) it was no faster on a 2-core CPU and moved scores further from the unbatched ones.
@@ -141,18 +140,18 @@ class LlamaCppBackend:
         self.model_id = f"{path.name}:{path.stat().st_size}"
         threads = self.options.n_threads or os.cpu_count() or 1
         self.extra_buffers = resolve_extra_buffers(self.model_path, self.options.extra_buffers, threads)
-        # One sequence per text of a group, plus sequences for its label continuations.
+        # One sequence (a KV stream of n_ctx cells) per text of a group, plus llama-cpp-python's.
         auto = self.options.batch_texts == "auto"
         self.batch_texts = AUTO_MAX_TEXTS if auto else int(self.options.batch_texts)
         n_seq_max = 1
         self.flash_attn = self.options.flash_attn
         if self.batch_texts > 1:
-            n_seq_max = min(int(llama_cpp.llama_max_parallel_sequences()), 1 + 4 * self.batch_texts)
+            n_seq_max = min(int(llama_cpp.llama_max_parallel_sequences()), 1 + self.batch_texts)
         try:
             with llama_model_params(self.extra_buffers), multi_sequence_context(n_seq_max):
                 self.llm = llama_cpp.Llama(
                     model_path=self.model_path,
-                    n_ctx=self.options.n_ctx,
+                    n_ctx=self.options.n_ctx * n_seq_max,
                     n_batch=self.options.n_batch,
                     n_threads=threads,
                     n_threads_batch=threads,
@@ -163,7 +162,7 @@ class LlamaCppBackend:
                 )
         except ValueError as error:  # llama-cpp-python raises ValueError on an unreadable file
             raise ConfigError(f"llamacpp backend: cannot load '{path}': {error}") from None
-        self.n_ctx = self.llm.n_ctx()
+        self.n_ctx = self.llm.n_ctx() // n_seq_max  # the cells of one sequence
         self.n_vocab = self.llm.n_vocab()
         self.engine = SequenceEngine(self.llm) if self.batch_texts > 1 else None
         if self.engine is not None and self.engine.n_seq_max < 2:  # the context ignored the setting
@@ -483,9 +482,11 @@ class LlamaCppBackend:
                 try:
                     rendered = self.render(prompt)
                     prefix = self.tokenize(rendered)
-                    items.append(ScoringItem(index, prefix, self._targets(rendered, prefix, continuations)))
+                    item = ScoringItem(index, prefix, self._targets(rendered, prefix, continuations))
                 except Exception:  # noqa: BLE001 - the one-at-a-time path reports it
                     continue
+                if item.aligned:  # else a continuation merges into the prompt: scored alone
+                    items.append(item)
             groups, _ = plan_groups(
                 items, max_texts=self._group_limit(), n_ctx=self.n_ctx, n_batch=self._one_call()
             )

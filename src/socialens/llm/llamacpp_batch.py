@@ -1,24 +1,26 @@
 """Many texts per llama.cpp decode call: label scoring and label-constrained decoding in batches.
 
 The llamacpp backend's one-text-at-a-time path pays one decode call per text suffix and one more
-per multi-token label, each of them a small batch dominated by the fixed cost of a pass over the
-weights. Here the shared prompt prefix is evaluated once into sequence 0 (llama-cpp-python's own
-sequence, whose tokens ``Llama.input_ids`` tracks, so a later ``generate`` still reuses it), each
-text of a group gets its own sequence that starts as a copy of it (``llama_memory_seq_cp``: in a
-unified KV cache the prefix cells are shared, not copied), and then
+per multi-token label. Here the shared prompt prefix is evaluated once into sequence 0
+(llama-cpp-python's own sequence, whose tokens ``Llama.input_ids`` tracks, so a later ``generate``
+still reuses it), each text of a group gets its own sequence, a copy of it in a KV stream of its
+own (``kv_unified`` off: a text attends only over its own cells, laid out as when it is scored
+alone; a unified cache, tried first, made every token attend over all texts' cells and was slower
+than one text at a time), and then
 
 - one ``llama_batch`` carries the differing suffixes of all texts of the group, logits requested
-  only where a label's first token is scored (normally the last prompt token);
-- one more batch carries every multi-token label continuation of every text, each on its own
-  sequence copied from its text's (labels sharing leading tokens share a sequence), so each label
-  token's log-probability comes from one row of logits;
+  only where a label's first token is scored (the last prompt token);
+- the multi-token label continuations take turns on their text's sequence: each turn one batch
+  with the next label run of every text (labels sharing leading tokens share a run), after which
+  each sequence is cut back to its prompt;
 - for constrained decoding, each step decodes one token of every unfinished text in one batch and
   picks, per text, the highest-logit token the label grammar allows (``ChoiceConstraint``), as
   llama.cpp's grammar + greedy sampler would.
 
-A batch larger than ``n_batch`` is split into several decode calls; a group is sized to fit the KV
-cache (``n_ctx`` cells in all) and the context's sequence limit. The caller keeps what does not fit
-(or fails) for its one-at-a-time path, so every text still gets exactly one result.
+A batch larger than ``n_batch`` is split into several decode calls; a group holds at most as many
+texts as the context has sequences, each fitting its sequence's cells. The caller keeps what does
+not fit (or fails, or has a label that merges into the prompt's last token) for its one-at-a-time
+path, so every text still gets exactly one result.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-AUTO_MAX_TEXTS = 16  # ``batch_texts: null``: at most this many texts a group
+AUTO_MAX_TEXTS = 8  # ``batch_texts: auto``: at most this many texts a group (a KV stream each)
 _CONTEXT_LOCK = threading.Lock()
 
 
@@ -52,8 +54,10 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 @contextlib.contextmanager
 def multi_sequence_context(n_seq_max: int) -> Iterator[None]:
     """Make ``llama_cpp.Llama(...)`` built inside the block create its context with ``n_seq_max``
-    sequences over one unified KV cache (``kv_unified``: all sequences share the ``n_ctx`` cells,
-    so a prefix copied to many sequences is stored once).
+    sequences, each in its own stream of the KV cache (``kv_unified`` off: ``n_ctx / n_seq_max``
+    cells a sequence). A text then attends only over its own cells, laid out as they are when it
+    is scored alone (a unified cache made every token attend over all texts' cells: slower, and
+    other sums of the same terms).
 
     ``Llama`` takes neither setting as an argument; it fills its context params from
     ``llama_context_default_params()`` in ``__init__``, which the block swaps for one that sets them
@@ -66,7 +70,7 @@ def multi_sequence_context(n_seq_max: int) -> Iterator[None]:
     def with_sequences():
         params = original()
         params.n_seq_max = n_seq_max
-        params.kv_unified = True
+        params.kv_unified = False
         return params
 
     with _CONTEXT_LOCK:
@@ -95,7 +99,8 @@ class SequenceEngine:
     """Multi-sequence decoding on one ``llama_cpp.Llama`` whose context has several sequences.
 
     Sequence 0 belongs to llama-cpp-python (its ``n_tokens`` / ``input_ids`` describe it); the
-    engine uses sequences 1 .. n_seq_max-1 for the texts of a group and removes them afterwards."""
+    engine uses sequences 1 .. n_seq_max-1 for the texts of a group and removes them afterwards.
+    Each sequence holds ``n_ctx_seq`` cells."""
 
     def __init__(self, llm):
         import llama_cpp
@@ -106,7 +111,7 @@ class SequenceEngine:
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.n_seq_max = int(llama_cpp.llama_n_seq_max(self.ctx))
         self.n_batch = int(llm.n_batch)
-        self.n_ctx = int(llm.n_ctx())
+        self.n_ctx_seq = int(llm.n_ctx()) // self.n_seq_max
         self.n_vocab = int(llm.n_vocab())
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self.tokens_decoded = 0  # every token this engine (and set_prefix) evaluated
@@ -130,9 +135,14 @@ class SequenceEngine:
             self.decode_calls += -(-(len(tokens) - keep) // self.n_batch)
         llm._requires_eval = True  # generate must refresh the logits before it samples
 
-    def copy(self, source: int, target: int, end: int) -> None:
-        """Sequence ``target`` gets the cells of positions [0, end) of sequence ``source``."""
-        self._llama_cpp.llama_memory_seq_cp(self.memory, source, target, 0, end)
+    def copy(self, source: int, target: int) -> None:
+        """Sequence ``target`` becomes a copy of sequence ``source`` (across streams llama.cpp
+        copies whole sequences only)."""
+        self._llama_cpp.llama_memory_seq_cp(self.memory, source, target, -1, -1)
+
+    def truncate(self, seq: int, end: int) -> None:
+        """Remove positions ``end`` and later of sequence ``seq``."""
+        self._llama_cpp.llama_memory_seq_rm(self.memory, seq, end, -1)
 
     def drop(self, sequences: Sequence[int]) -> None:
         for seq in sequences:
@@ -177,6 +187,12 @@ class ScoringItem:
     tokens: list[int]
     targets: list[tuple[int, list[int]]]
 
+    @property
+    def aligned(self) -> bool:
+        """Every continuation starts right after the prompt (no token merged across the boundary),
+        so its run can go on the text's own sequence."""
+        return all(common == len(self.tokens) for common, _ in self.targets)
+
     def feeds(self) -> list[tuple[int, list[int]]]:
         """The label-token runs to decode (a continuation without its last token), a run that is
         the start of a longer one with the same ``common`` left out: it is read from the longer."""
@@ -196,8 +212,9 @@ class ScoringItem:
         return min(common for common, _ in self.targets) - 1
 
     def cells(self, prefix: int) -> int:
-        """KV cells this item adds on top of a shared prefix of ``prefix`` tokens."""
-        return len(self.tokens) - prefix + sum(len(run) for _, run in self.feeds())
+        """KV cells this item's sequence needs beyond a shared prefix of ``prefix`` tokens (its
+        label runs take turns on it)."""
+        return len(self.tokens) - prefix + max((len(run) for _, run in self.feeds()), default=0)
 
 
 def shared_prefix(items: Sequence[ScoringItem | ConstrainedItem]) -> int:
@@ -217,33 +234,29 @@ def plan_groups(
     n_batch: int | None,
 ) -> tuple[list[list], list]:
     """Split ``items`` into groups decoded together, in order, and the items that fit no group
-    (their prompt alone overflows the context). A group holds at most ``max_texts`` items whose
-    cells (shared prefix + each suffix + label runs) fit ``n_ctx``; with ``n_batch`` set, also at
-    most ``n_batch`` suffix tokens, so the suffixes go in one decode call (a longer suffix alone
-    is a group of one)."""
+    (their sequence would overflow its ``n_ctx`` cells). A group holds at most ``max_texts``
+    items; with ``n_batch`` set, also at most ``n_batch`` suffix tokens, so the suffixes go in one
+    decode call (a longer suffix alone is a group of one)."""
     groups: list[list] = []
     alone: list = []
     if not items:
         return groups, alone
     prefix = shared_prefix(items)
     current: list = []
-    cells = suffix = 0
+    suffix = 0
     for item in items:
         need = item.cells(prefix)
         if prefix + need > n_ctx:
             alone.append(item)
             continue
         item_suffix = len(item.tokens) - prefix
-        full = (
-            len(current) >= max_texts
-            or prefix + cells + need > n_ctx
-            or (n_batch is not None and current and suffix + item_suffix > n_batch)
+        full = len(current) >= max_texts or (
+            n_batch is not None and current and suffix + item_suffix > n_batch
         )
         if full:
             groups.append(current)
-            current, cells, suffix = [], 0, 0
+            current, suffix = [], 0
         current.append(item)
-        cells += need
         suffix += item_suffix
     if current:
         groups.append(current)
@@ -256,7 +269,7 @@ def suffix_rows(engine: SequenceEngine, items: Sequence, prefix: int, wanted) ->
     rows: list[Row] = []
     for i, item in enumerate(items):
         seq = 1 + i
-        engine.copy(0, seq, prefix)
+        engine.copy(0, seq)
         positions = wanted(item)
         rows.extend(
             Row(item.tokens[pos], pos, seq, pos in positions) for pos in range(prefix, len(item.tokens))
@@ -265,8 +278,8 @@ def suffix_rows(engine: SequenceEngine, items: Sequence, prefix: int, wanted) ->
 
 
 def score_group(engine: SequenceEngine, items: Sequence[ScoringItem]) -> list[tuple[list[float], list[int]]]:
-    """(summed log-probability of each continuation, its token count) for each item, from one batch
-    of suffixes and one batch (or more, when sequences run short) of label runs."""
+    """(summed log-probability of each continuation, its token count) for each item (each one
+    ``aligned``), from one batch of suffixes and one batch a label run of the text with most."""
     prefix = shared_prefix(items)
     engine.set_prefix(items[0].tokens[:prefix])
     used = list(range(1, 1 + len(items)))
@@ -284,22 +297,18 @@ def score_group(engine: SequenceEngine, items: Sequence[ScoringItem]) -> list[tu
             [float(after[i][common - 1][tokens[0]]) for common, tokens in item.targets]
             for i, item in enumerate(items)
         ]
-        # label runs: (item, common, run) -> log-probabilities after each run token
-        runs = [(i, common, run) for i, item in enumerate(items) for common, run in item.feeds()]
-        free = list(range(1 + len(items), engine.n_seq_max))
-        if runs and not free:
-            raise DecodeFailed(f"no sequence left for label tokens (n_seq_max={engine.n_seq_max})")
+        # label runs take turns on their text's own sequence, every text's next run in one batch
+        feeds = [item.feeds() for item in items]
         run_rows: dict[tuple[int, int, tuple[int, ...]], np.ndarray] = {}
-        for start in range(0, len(runs), len(free) or 1):
-            part = runs[start : start + len(free)]
-            rows = []
-            for seq, (i, common, run) in zip(free, part, strict=False):
-                engine.copy(1 + i, seq, common)
-                rows.extend(Row(token, common + k, seq, True) for k, token in enumerate(run))
+        for turn in range(max((len(f) for f in feeds), default=0)):
+            part = [(i, *f[turn]) for i, f in enumerate(feeds) if turn < len(f)]
+            rows = [
+                Row(token, common + k, 1 + i, True) for i, common, run in part for k, token in enumerate(run)
+            ]
             logits = iter(engine.decode(rows))
             for i, common, run in part:
                 run_rows[(i, common, tuple(run))] = log_softmax(np.stack([next(logits) for _ in run]))
-            engine.drop(free[: len(part)])
+                engine.truncate(1 + i, common)
         results = []
         for i, item in enumerate(items):
             counts = []
