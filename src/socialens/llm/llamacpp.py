@@ -112,7 +112,9 @@ class LlamaCppBackend:
 
     class Options(FamilyParams):
         n_ctx: int = 2048
-        n_threads: int | None = None  # None -> os.cpu_count()
+        # None: half the CPUs (llama-cpp-python's default). On the shared 2-core box, 2 threads
+        # scored 5x slower than 1, batched or not (docs/benchmarks.md, issue 14).
+        n_threads: int | None = None
         n_batch: int = 512
         seed: int = 0
         verbose: bool = False
@@ -138,7 +140,7 @@ class LlamaCppBackend:
             raise ConfigError(f"llamacpp backend: model '{model}' is not a GGUF file ({path} does not exist)")
         self.model_path = str(path)
         self.model_id = f"{path.name}:{path.stat().st_size}"
-        threads = self.options.n_threads or os.cpu_count() or 1
+        threads = self.options.n_threads or max((os.cpu_count() or 1) // 2, 1)
         self.extra_buffers = resolve_extra_buffers(self.model_path, self.options.extra_buffers, threads)
         # One sequence (a KV stream of n_ctx cells) per text of a group, plus llama-cpp-python's.
         auto = self.options.batch_texts == "auto"
