@@ -378,3 +378,12 @@ def test_batch_texts_is_validated():
         with pytest.raises(Exception, match="batch_texts"):
             LlamaCppBackend.Options(batch_texts=bad)
     assert LlamaCppBackend.Options(batch_texts="auto").batch_texts == "auto"
+
+
+def test_score_batch_with_a_label_merging_into_the_prompt_matches_score(gemma):
+    # " hate" after the plain prompt's "Answer:" and its space may merge across the boundary:
+    # such a text is scored one at a time, the others in a batch, every text gets its scores
+    prompts = [prompt(t) for t in TEXTS]
+    batched = gemma.score_batch(prompts, ["hate", " hate"])
+    single = [gemma.score(p, ["hate", " hate"]) for p in prompts]
+    assert_same_scores(batched, single)
