@@ -122,6 +122,7 @@ class LlamaCppBackend:
         # Texts scored (or constrained-decoded) together; "auto": as many as fit one n_batch decode
         # call, at most 8. 1 (one at a time) by default: on the 2-core CPU this was measured on,
         # batches gained under 10% and round scores differently (docs/benchmarks.md, issue 14).
+        # Batches hold (batch_texts + 1) x n_ctx KV cells: a stream per text.
         batch_texts: Annotated[int, Field(ge=1, le=MAX_BATCH_TEXTS)] | Literal["auto"] = 1
         # llama.cpp's flash attention. Off: measured on the batched path (docs/benchmarks.md,
         # issue 14) it was no faster on a 2-core CPU and moved scores further from the unbatched ones.
