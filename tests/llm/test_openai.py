@@ -519,7 +519,7 @@ def test_scoring_on_llama_cpp_server_echo_and_chat_top_logprobs(llama_server):
     """llama-cpp-python's server echoes prompt log-probabilities (auto picks echo, exact) and lists
     chat top_logprobs (scoring: top_logprobs, the first answer token after its chat template)."""
     question = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
-    labels = ["Paris", "London", "a banana"]
+    labels = ["Paris", "London"]
     auto = OpenAIBackend("smollm2", base_url=llama_server, api_key_env=None, timeout_s=60, concurrency=2)
     first = OpenAIBackend(
         "smollm2", base_url=llama_server, api_key_env=None, timeout_s=60, scoring="top_logprobs"
@@ -530,11 +530,10 @@ def test_scoring_on_llama_cpp_server_echo_and_chat_top_logprobs(llama_server):
         assert exact.continuation_tokens[0] >= 1 and all(math.isfinite(v) and v < 0 for v in exact.logprobs)
         batch = first.score_batch([question, question], labels)
         assert first.scoring.mode == "top_logprobs"
-        assert all(s.error is None and s.continuation_tokens == [1, 1, 1] for s in batch)
+        assert all(s.error is None and s.continuation_tokens == [1, 1] for s in batch)
         assert batch[0].logprobs == batch[1].logprobs  # greedy server, same prompt
-        paris, london, banana = batch[0].logprobs
-        assert paris > london  # the first answer token after the chat template
-        assert banana <= london or banana == min(batch[0].logprobs)
+        paris, london = batch[0].logprobs
+        assert paris > london and all(math.isfinite(v) and v < 0 for v in batch[0].logprobs)
     finally:
         auto.close()
         first.close()
