@@ -12,7 +12,9 @@ without the adapter::
     - {id: smollm2-untuned, family: prompted, backend: hf, prompt: instruction}
     - {id: smollm2-lora, family: instruct, lora: {epochs: 2, max_length: 256}}
 
-so both read the same prompt and are decoded, parsed and refusal-counted the same way.
+so both read the same prompt and are decoded, parsed and refusal-counted the same way. A base
+model without a chat template (``builtin:gemma3-270m``) works the same: the hf backend asks it in
+the plain rendering (``llm.base.render_plain``) and ``tuning.lora`` trains it on exactly that.
 
 A task whose answer is not one label (``task_type="summarisation"``: ``Task.label_prompts`` is
 False) is trained through the same LoRA path on records whose prompt is the task's own
