@@ -854,3 +854,22 @@ def test_the_recommendation_is_over_the_experiments_models_only(tmp_path):
     rec = result.recommendations["tiny"]
     assert rec["recommended"] == "weak" and [m["model"] for m in rec["models"]] == ["weak"]
     assert (tmp_path / "runs" / "t" / "tiny" / "tf" / "seed-0" / "predictions.jsonl").is_file()
+
+
+def test_a_grouped_dataset_prints_its_group_leakage_line(tmp_path):
+    rows = (FIXTURES / "tiny.csv").read_text().splitlines()
+    threaded = [rows[0] + ",thread"] + [f"{row},th{i // 5}" for i, row in enumerate(rows[1:])]
+    (tmp_path / "tiny.csv").write_text("\n".join(threaded) + "\n")
+    dataset = (FIXTURES / "tiny.yaml").read_text().replace("path: .", f"path: {tmp_path}")
+    dataset = dataset.replace("metadata: {topic: topic}", "metadata: {topic: topic, thread: thread}")
+    (tmp_path / "tiny.yaml").write_text(dataset + "split: {group_by: thread}\n")
+    (tmp_path / "exp.yaml").write_text(
+        f"name: t\noutput_dir: {tmp_path / 'runs'}\ndatasets: [{tmp_path / 'tiny.yaml'}]\n"
+        f"models:\n{TFIDF}seeds: [0]\nbootstrap: 50\n"
+    )
+    out = io.StringIO()
+    run_bench(load_experiment(tmp_path / "exp.yaml"), console=Console(file=out, width=200))
+    line = next(line for line in out.getvalue().splitlines() if "groups by thread" in line)
+    assert line.startswith("tiny: groups by thread: train ") and "shared between splits: 0" in line
+    split = json.loads((tmp_path / "runs" / "t" / "tiny" / "split.json").read_text())
+    assert "group_leakage" in json.dumps(split)

@@ -32,6 +32,7 @@ from socialens.core.progress import StageProgress, progress_display
 from socialens.core.registry import TASKS
 from socialens.core.runtime import cache_dir
 from socialens.core.types import Split, Status, error_records, read_records, write_records
+from socialens.data.splits import describe_leakage
 from socialens.evaluation.energy import EnergyMeter
 from socialens.evaluation.flags import row_flags
 from socialens.evaluation.metrics import aggregate_seeds, check_metric_name, compute_metrics, official_metric
@@ -351,6 +352,8 @@ def run_bench(
                 json.dumps(split_info(split), indent=2, default=str), encoding="utf-8"
             )
             write_records(layout.test_file(split.name), split.test)  # texts for the report's error browser
+            if "group_leakage" in split.stats:  # grouped datasets: how many groups two splits share
+                console.print(Text(f"{split.name}: {describe_leakage(split.stats['group_leakage'])}"))
             split_key = split_fingerprint(split)
             for entry in experiment.models:
                 per_seed = []
