@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -283,17 +284,10 @@ class LlamaCppBackend:
             constraint = ChoiceConstraint(choices, by_piece, eog)
             for item in items:
                 item.reserve = min(budget, constraint.longest)  # a token is at least one byte
-            groups, _ = plan_groups(
-                items, max_texts=self._group_limit(), n_ctx=self.n_ctx, n_batch=self._one_call()
+            decoded = self._decoded_groups(
+                items, lambda engine, group: constrained_group(engine, group, constraint, piece_of, budget)
             )
-            for group in groups:
-                start = time.perf_counter()
-                self._next_logprobs = None
-                try:
-                    constrained_group(self.engine, group, constraint, piece_of, budget)
-                except DecodeFailed:
-                    continue
-                share = (time.perf_counter() - start) / len(group)
+            for group, _, share in decoded:
                 for item in group:
                     text = self.llm.detokenize(item.generated).decode("utf-8", errors="ignore")
                     completion = Completion(
@@ -475,6 +469,22 @@ class LlamaCppBackend:
                 error=f"{type(error).__name__}: {error}",
             )
 
+    def _decoded_groups(self, items: list, decode) -> Iterator[tuple[list, Any, float]]:
+        """Each group of ``items`` (as ``plan_groups`` packs them) with ``decode(engine, group)``'s
+        output and its per-text share of the time; a group whose decode fails is skipped, so its
+        texts are left to the one-at-a-time path."""
+        groups, _ = plan_groups(
+            items, max_texts=self._group_limit(), n_ctx=self.n_ctx, n_batch=self._one_call()
+        )
+        for group in groups:
+            start = time.perf_counter()
+            self._next_logprobs = None
+            try:
+                output = decode(self.engine, group)
+            except DecodeFailed:
+                continue
+            yield group, output, (time.perf_counter() - start) / len(group)
+
     def score_batch(self, prompts: list[Messages], continuations: list[str]) -> list[Scores]:
         """One Scores per prompt, in order, each as ``score(prompt, continuations)`` would give
         (within float rounding of other batch shapes), from groups of texts decoded together."""
@@ -490,17 +500,7 @@ class LlamaCppBackend:
                     continue
                 if item.aligned:  # else a continuation merges into the prompt: scored alone
                     items.append(item)
-            groups, _ = plan_groups(
-                items, max_texts=self._group_limit(), n_ctx=self.n_ctx, n_batch=self._one_call()
-            )
-            for group in groups:
-                start = time.perf_counter()
-                self._next_logprobs = None
-                try:
-                    scored = score_group(self.engine, group)
-                except DecodeFailed:
-                    continue
-                share = (time.perf_counter() - start) / len(group)
+            for group, scored, share in self._decoded_groups(items, score_group):
                 for item, (logprobs, counts) in zip(group, scored, strict=True):
                     results[item.index] = Scores(
                         logprobs=logprobs,
