@@ -121,6 +121,15 @@ def test_describe_stats_says_what_the_cap_and_the_reader_left_out():
     assert not any("None" in line for line in lines)
 
 
+def test_describe_stats_counts_excluded_labels_apart_from_bad_rows():
+    dataset = raw(all=make({"a": 40, "b": 20}))
+    dataset.dropped = {"all": Counter({"empty_text": 1, "label_excluded": 5})}
+    lines = describe_stats(prepare(dataset).stats)
+    assert "bad rows dropped from all: 1 (empty_text)" in lines
+    assert "rows left out by the YAML's exclude_labels from all: 5" in lines
+    assert not any("label_excluded" in line for line in lines)
+
+
 def test_keep_given_test_leaves_the_official_test_split_untouched():
     train = [Example("1", "another train text", "b"), Example("2", "a second train text", "a")]
     test = [

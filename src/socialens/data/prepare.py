@@ -238,7 +238,10 @@ def describe_stats(stats: dict[str, Any]) -> list[str]:
     lines = []
     for split, reasons in stats.get("reader_dropped", {}).items():
         for reason, count in sorted(reasons.items()):
-            lines.append(f"bad rows dropped from {split}: {count:,} ({reason})")
+            if reason == "label_excluded":  # asked for by the YAML, not a fault in the file
+                lines.append(f"rows left out by the YAML's exclude_labels from {split}: {count:,}")
+            else:
+                lines.append(f"bad rows dropped from {split}: {count:,} ({reason})")
     for split, count in stats.get("where_dropped", {}).items():
         kept = "; ".join(
             f"{column} in {', '.join(values)}" for column, values in stats.get("where", {}).items()
